@@ -1,0 +1,77 @@
+# botfleet — developer tasks. `make help` lists them.
+#
+# DATABASE_URL and REDIS_URL are exported to every recipe (scripts/services.sh,
+# bin/botfleet, go test) so that all of them talk to the same instances. Override
+# them on the command line or in the environment.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+GO    ?= go
+BIN   := bin/botfleet
+IMAGE ?= botfleet
+EMULATOR_ADDR ?= 127.0.0.1:8081
+
+ifeq ($(origin VERSION),undefined)
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+endif
+
+DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/botfleet?sslmode=disable
+REDIS_URL    ?= redis://127.0.0.1:6379/0
+export DATABASE_URL REDIS_URL
+
+BENCH_FLAGS := -run '^$$' -benchmem
+
+.PHONY: help build services services-stop migrate run emulator test bench \
+	bench-webhook bench-send bench-broadcast lint docker clean clean-data
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+build: ## compile bin/botfleet (VERSION from git describe, else dev)
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/botfleet
+
+services: ## make sure PostgreSQL and Redis answer; start private ones under .data if not
+	scripts/services.sh ensure
+
+services-stop: ## stop the PostgreSQL/Redis that scripts/services.sh started
+	scripts/services.sh stop
+
+migrate: build services ## apply the SQL migrations (creates the database if needed)
+	$(BIN) migrate
+
+run: build services ## migrate, then run API + worker in one process (development)
+	$(BIN) migrate
+	exec $(BIN) all
+
+emulator: build ## run the Telegram Bot API emulator (EMULATOR_ADDR, default 127.0.0.1:8081)
+	$(BIN) emulator --addr $(EMULATOR_ADDR)
+
+test: services ## build, vet and test everything against real PostgreSQL and Redis
+	$(GO) build ./... && $(GO) vet ./... && $(GO) test ./... -count=1 -p 2 -timeout 9m
+
+bench: services ## run every benchmark
+	$(GO) test ./... $(BENCH_FLAGS) -bench . -count=1
+
+bench-webhook: services ## BenchmarkWebhook in ./api
+	$(GO) test ./api $(BENCH_FLAGS) -bench BenchmarkWebhook
+
+bench-send: services ## BenchmarkSend in ./telegram
+	$(GO) test ./telegram $(BENCH_FLAGS) -bench BenchmarkSend
+
+bench-broadcast: services ## BenchmarkBroadcast in ./broadcast
+	$(GO) test ./broadcast $(BENCH_FLAGS) -bench BenchmarkBroadcast
+
+lint: ## gofmt check + go vet
+	@out="$$(find . -path './.*' -prune -o -path ./vendor -prune -o -name '*.go' -type f -exec gofmt -l {} +)"; \
+	if [ -n "$$out" ]; then echo "gofmt -w needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+docker: ## build the container image (IMAGE, default botfleet)
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+
+clean: ## remove build and test outputs
+	rm -rf bin coverage.out coverage.html coverage.txt *.test *.prof
+
+clean-data: ## stop the private services and delete .data
+	scripts/services.sh clean

@@ -1,0 +1,268 @@
+// Package config loads botfleet's configuration from the environment (names in DESIGN.md,
+// Configuration) with defaults that serve local development.
+package config
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Development defaults for the two secrets. They are refused when APP_ENV=production.
+const (
+	DevAdminToken    = "dev-admin-token"
+	DevEncryptionKey = "ZGV2LWVuY3J5cHRpb24ta2V5LTMyLWJ5dGVzLWxvbmc=" // base64("dev-encryption-key-32-bytes-long")
+)
+
+// Secret is a string that never appears in logs or fmt output.
+type Secret string
+
+// String redacts the value.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[REDACTED]"
+}
+
+// LogValue redacts the value for slog.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// Reveal returns the secret value itself. Use only where the value is needed (hashing, crypto).
+func (s Secret) Reveal() string { return string(s) }
+
+// Rate is a number of events per period, parsed from "N/s", "N/min" or "N/h".
+type Rate struct {
+	N   int
+	Per time.Duration
+}
+
+// Interval is the time between two events at this rate.
+func (r Rate) Interval() time.Duration {
+	if r.N <= 0 {
+		return 0
+	}
+	return r.Per / time.Duration(r.N)
+}
+
+// String formats the rate as N/s, N/min or N/h.
+func (r Rate) String() string {
+	switch r.Per {
+	case time.Second:
+		return fmt.Sprintf("%d/s", r.N)
+	case time.Minute:
+		return fmt.Sprintf("%d/min", r.N)
+	case time.Hour:
+		return fmt.Sprintf("%d/h", r.N)
+	}
+	return fmt.Sprintf("%d/%s", r.N, r.Per)
+}
+
+// ParseRate parses "N/s", "N/sec", "N/second", "N/min", "N/m", "N/minute", "N/h", "N/hour".
+// N must be a positive integer.
+func ParseRate(s string) (Rate, error) {
+	num, unit, ok := strings.Cut(strings.TrimSpace(s), "/")
+	if !ok {
+		return Rate{}, fmt.Errorf("rate %q: want N/s, N/min or N/h", s)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(num))
+	if err != nil || n <= 0 {
+		return Rate{}, fmt.Errorf("rate %q: N must be a positive integer", s)
+	}
+	var per time.Duration
+	switch strings.ToLower(strings.TrimSpace(unit)) {
+	case "s", "sec", "second":
+		per = time.Second
+	case "m", "min", "minute":
+		per = time.Minute
+	case "h", "hour":
+		per = time.Hour
+	default:
+		return Rate{}, fmt.Errorf("rate %q: unit must be s, min or h", s)
+	}
+	return Rate{N: n, Per: per}, nil
+}
+
+// UnmarshalText lets caarlos0/env parse a Rate.
+func (r *Rate) UnmarshalText(b []byte) error {
+	v, err := ParseRate(string(b))
+	if err != nil {
+		return err
+	}
+	*r = v
+	return nil
+}
+
+// Config is botfleet's whole configuration.
+type Config struct {
+	// AppEnv is development or production. Default: development.
+	AppEnv string `env:"APP_ENV" envDefault:"development"`
+	// DatabaseURL is the PostgreSQL DSN. Default: postgres://postgres@127.0.0.1:5432/botfleet?sslmode=disable.
+	DatabaseURL Secret `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/botfleet?sslmode=disable"`
+	// RedisURL is the Redis URL (asynq, limits, caches). Default: redis://127.0.0.1:6379/0.
+	RedisURL Secret `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0"`
+	// HTTPAddr is where `serve` listens. Default: 127.0.0.1:8080.
+	HTTPAddr string `env:"HTTP_ADDR" envDefault:"127.0.0.1:8080"`
+	// PublicBaseURL is the base URL Telegram calls for webhooks. Default: http://127.0.0.1:8080.
+	PublicBaseURL string `env:"PUBLIC_BASE_URL" envDefault:"http://127.0.0.1:8080"`
+	// TelegramAPIURL is the Bot API base URL. Default: https://api.telegram.org.
+	TelegramAPIURL string `env:"TELEGRAM_API_URL" envDefault:"https://api.telegram.org"`
+	// AdminToken authorises /admin/v1/*. Default (development only): dev-admin-token.
+	AdminToken Secret `env:"ADMIN_TOKEN" envDefault:"dev-admin-token"`
+	// EncryptionKey is the AES-256 key for bot tokens at rest: 32 bytes as base64 or 64 hex
+	// characters. Default (development only): a fixed development key.
+	EncryptionKey Secret `env:"ENCRYPTION_KEY" envDefault:"ZGV2LWVuY3J5cHRpb24ta2V5LTMyLWJ5dGVzLWxvbmc="`
+	// TelegramRateLimit caps sends across all bots and all workers. Default: 30/min.
+	TelegramRateLimit Rate `env:"TELEGRAM_RATE_LIMIT" envDefault:"30/min"`
+	// TelegramBotRateLimit caps sends per bot across all workers; Telegram allows about 30/s
+	// per bot (core.telegram.org/bots/faq) and the default keeps a margin for arrival jitter. Default: 25/s.
+	TelegramBotRateLimit Rate `env:"TELEGRAM_BOT_RATE_LIMIT" envDefault:"25/s"`
+	// TelegramChatInterval is the minimum time between two sends to one chat; Telegram allows
+	// about 1 message/s per chat (core.telegram.org/bots/faq), plus a margin. Default: 1100ms.
+	TelegramChatInterval time.Duration `env:"TELEGRAM_CHAT_INTERVAL" envDefault:"1100ms"`
+	// TelegramMaxRetries is how many times a retryable send failure is retried. Default: 3.
+	TelegramMaxRetries int `env:"TELEGRAM_MAX_RETRIES" envDefault:"3"`
+	// TelegramRequestTimeout bounds one Bot API call. Default: 30s.
+	TelegramRequestTimeout time.Duration `env:"TELEGRAM_REQUEST_TIMEOUT" envDefault:"30s"`
+	// WorkerConcurrency is the number of asynq tasks a worker runs at once. Default: 20.
+	WorkerConcurrency int `env:"WORKER_CONCURRENCY" envDefault:"20"`
+	// SweepInterval is how often stored-but-unprocessed updates and queued messages are
+	// re-enqueued. Default: 1m.
+	SweepInterval time.Duration `env:"SWEEP_INTERVAL" envDefault:"1m"`
+	// LogLevel is debug, info, warn or error. Default: info.
+	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
+}
+
+// Load reads the configuration from getenv and validates it.
+func Load(getenv func(string) string) (Config, error) {
+	var cfg Config
+	vars := map[string]string{}
+	for _, k := range []string{"APP_ENV", "DATABASE_URL", "REDIS_URL", "HTTP_ADDR", "PUBLIC_BASE_URL", "TELEGRAM_API_URL",
+		"ADMIN_TOKEN", "ENCRYPTION_KEY", "TELEGRAM_RATE_LIMIT", "TELEGRAM_BOT_RATE_LIMIT", "TELEGRAM_CHAT_INTERVAL",
+		"TELEGRAM_MAX_RETRIES", "TELEGRAM_REQUEST_TIMEOUT", "WORKER_CONCURRENCY", "SWEEP_INTERVAL", "LOG_LEVEL"} {
+		if v := getenv(k); v != "" {
+			vars[k] = v
+		}
+	}
+	if err := env.ParseWithOptions(&cfg, env.Options{Environment: vars}); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// Production reports whether APP_ENV is production.
+func (c Config) Production() bool { return c.AppEnv == "production" }
+
+// Validate checks values; in production a missing, default or weak ENCRYPTION_KEY or
+// ADMIN_TOKEN is an error.
+func (c Config) Validate() error {
+	var errs []error
+	if c.AppEnv != "development" && c.AppEnv != "production" {
+		errs = append(errs, fmt.Errorf("APP_ENV must be development or production, got %q", c.AppEnv))
+	}
+	if _, err := c.Key(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.TelegramMaxRetries < 0 {
+		errs = append(errs, errors.New("TELEGRAM_MAX_RETRIES must be >= 0"))
+	}
+	if c.TelegramRequestTimeout <= 0 {
+		errs = append(errs, errors.New("TELEGRAM_REQUEST_TIMEOUT must be > 0"))
+	}
+	if c.WorkerConcurrency <= 0 {
+		errs = append(errs, errors.New("WORKER_CONCURRENCY must be > 0"))
+	}
+	if c.Production() {
+		if c.EncryptionKey == DevEncryptionKey {
+			errs = append(errs, errors.New("ENCRYPTION_KEY must be set in production (the development key is refused)"))
+		}
+		if c.AdminToken == DevAdminToken || len(c.AdminToken) < 32 {
+			errs = append(errs, errors.New("ADMIN_TOKEN must be set in production, at least 32 characters"))
+		}
+	}
+	if c.AdminToken == "" {
+		errs = append(errs, errors.New("ADMIN_TOKEN must not be empty"))
+	}
+	return errors.Join(errs...)
+}
+
+// Key decodes ENCRYPTION_KEY: 32 bytes as standard/URL base64 or 64 hex characters.
+func (c Config) Key() ([]byte, error) {
+	s := strings.TrimSpace(c.EncryptionKey.Reveal())
+	if s == "" {
+		return nil, errors.New("ENCRYPTION_KEY must be set: 32 bytes as base64 or 64 hex characters")
+	}
+	if b, err := hex.DecodeString(s); err == nil && len(b) == 32 {
+		return b, nil
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil && len(b) == 32 {
+			return b, nil
+		}
+	}
+	return nil, errors.New("ENCRYPTION_KEY must be 32 bytes as base64 or 64 hex characters")
+}
+
+// KeyFingerprint is a short non-secret identifier of the encryption key, for logs.
+func (c Config) KeyFingerprint() string {
+	k, err := c.Key()
+	if err != nil {
+		return ""
+	}
+	h := sha256.Sum256(k)
+	return hex.EncodeToString(h[:4])
+}
+
+// LogValue prints the configuration with secrets masked (DATABASE_URL and REDIS_URL may carry passwords).
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("app_env", c.AppEnv),
+		slog.String("http_addr", c.HTTPAddr),
+		slog.String("public_base_url", c.PublicBaseURL),
+		slog.String("telegram_api_url", c.TelegramAPIURL),
+		slog.String("database_url", RedactURL(c.DatabaseURL.Reveal())),
+		slog.String("redis_url", RedactURL(c.RedisURL.Reveal())),
+		slog.String("telegram_rate_limit", c.TelegramRateLimit.String()),
+		slog.String("telegram_bot_rate_limit", c.TelegramBotRateLimit.String()),
+		slog.Duration("telegram_chat_interval", c.TelegramChatInterval),
+		slog.Int("telegram_max_retries", c.TelegramMaxRetries),
+		slog.Duration("telegram_request_timeout", c.TelegramRequestTimeout),
+		slog.Int("worker_concurrency", c.WorkerConcurrency),
+		slog.String("encryption_key_fingerprint", c.KeyFingerprint()),
+		slog.String("log_level", c.LogLevel),
+	)
+}
+
+// RedactURL masks the password of a URL-shaped DSN.
+func RedactURL(raw string) string {
+	at := strings.LastIndex(raw, "@")
+	scheme := strings.Index(raw, "://")
+	if at < 0 || scheme < 0 || at < scheme {
+		return raw
+	}
+	userinfo := raw[scheme+3 : at]
+	if user, _, ok := strings.Cut(userinfo, ":"); ok {
+		return raw[:scheme+3] + user + ":xxxxx" + raw[at:]
+	}
+	return raw
+}
+
+// SlogLevel maps LOG_LEVEL to a slog.Level (info when unknown).
+func (c Config) SlogLevel() slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
