@@ -1,0 +1,328 @@
+// Package contacts owns contacts (the Telegram chats that talked to a tenant's bots) and
+// their messages, inbound and outbound.
+//
+// A contact is one chat of one bot: unique on (bot_id, telegram_chat_id). Every method that
+// reads on behalf of an API client takes the tenant id first and scopes by it; another
+// tenant's contact is ErrNotFound.
+package contacts
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/uptrace/bun"
+
+	"github.com/botfleet/botfleet/internal/apperr"
+	"github.com/botfleet/botfleet/internal/database"
+	"github.com/botfleet/botfleet/internal/page"
+)
+
+// Errors returned by this package.
+var (
+	ErrNotFound        = apperr.NotFound("contact_not_found", "contact not found")
+	ErrMessageNotFound = apperr.NotFound("message_not_found", "message not found")
+)
+
+// Contact is a Telegram chat that messaged one of the tenant's bots.
+type Contact struct {
+	bun.BaseModel `bun:"table:contacts,alias:c"`
+
+	ID               uuid.UUID `bun:",pk,type:uuid,default:gen_random_uuid()"`
+	TenantID         uuid.UUID `bun:",type:uuid,notnull"`
+	BotID            uuid.UUID `bun:",type:uuid,notnull"`
+	TelegramChatID   int64     `bun:",notnull"`
+	TelegramUserID   int64     `bun:",notnull"`
+	TelegramUsername string    `bun:",notnull"`
+	FirstName        string    `bun:",notnull"`
+	LastName         string    `bun:",notnull"`
+	LanguageCode     string    `bun:",notnull"`
+	Blocked          bool      `bun:",notnull"`
+	BlockedAt        time.Time `bun:",nullzero"`
+	LastSeenAt       time.Time `bun:",nullzero,notnull,default:now()"`
+	CreatedAt        time.Time `bun:",nullzero,notnull,default:now()"`
+	UpdatedAt        time.Time `bun:",nullzero,notnull,default:now()"`
+}
+
+// Identity is what an update tells about its sender (Telegram's User and Chat objects).
+type Identity struct {
+	ChatID       int64
+	UserID       int64
+	Username     string
+	FirstName    string
+	LastName     string
+	LanguageCode string
+}
+
+// Message directions, statuses and kinds.
+const (
+	DirectionInbound  = "inbound"
+	DirectionOutbound = "outbound"
+
+	StatusReceived = "received" // inbound
+	StatusQueued   = "queued"   // outbound, waiting for the worker
+	StatusSent     = "sent"
+	StatusFailed   = "failed"
+
+	KindMessage = "message" // POST /messages/
+	KindReply   = "reply"   // a command reply
+	KindInbound = "inbound"
+)
+
+// Message is one message in a contact's conversation.
+type Message struct {
+	bun.BaseModel `bun:"table:messages,alias:m"`
+
+	ID                uuid.UUID  `bun:",pk,type:uuid,default:gen_random_uuid()"`
+	TenantID          uuid.UUID  `bun:",type:uuid,notnull"`
+	BotID             uuid.UUID  `bun:",type:uuid,notnull"`
+	ContactID         *uuid.UUID `bun:",type:uuid"`
+	ChatID            int64      `bun:",notnull"`
+	Direction         string     `bun:",notnull"`
+	Kind              string     `bun:",notnull"`
+	Text              string     `bun:",notnull"`
+	ParseMode         string     `bun:",notnull"`
+	Status            string     `bun:",notnull"`
+	Error             string     `bun:",notnull"`
+	Attempts          int        `bun:",notnull"`
+	TelegramMessageID *int64
+	UpdateID          *int64
+	CreatedAt         time.Time `bun:",nullzero,notnull,default:now()"`
+	UpdatedAt         time.Time `bun:",nullzero,notnull,default:now()"`
+	SentAt            time.Time `bun:",nullzero"`
+}
+
+// ListFilter selects contacts: an optional bot, a cursor from a previous page and a limit
+// (0 = page.DefaultLimit, at most page.MaxLimit).
+type ListFilter struct {
+	BotID  *uuid.UUID
+	Cursor string
+	Limit  int
+}
+
+// Service stores contacts and messages.
+type Service struct {
+	db *bun.DB
+}
+
+// New returns a Service on db.
+func New(db *bun.DB) *Service { return &Service{db: db} }
+
+// DB returns the database handle, for callers that need a transaction spanning packages.
+func (s *Service) DB() *bun.DB { return s.db }
+
+// UpsertFromTelegram creates or refreshes the contact of (botID, id.ChatID) under tenantID
+// with the sender's identity and last_seen_at = seenAt. Empty identity fields do not
+// overwrite stored ones. It runs on idb (a *bun.DB or a bun.Tx).
+func (s *Service) UpsertFromTelegram(ctx context.Context, idb bun.IDB, tenantID, botID uuid.UUID, id Identity, seenAt time.Time) (Contact, error) {
+	c := Contact{
+		TenantID: tenantID, BotID: botID, TelegramChatID: id.ChatID, TelegramUserID: id.UserID,
+		TelegramUsername: id.Username, FirstName: id.FirstName, LastName: id.LastName,
+		LanguageCode: id.LanguageCode, LastSeenAt: seenAt,
+	}
+	_, err := idb.NewInsert().Model(&c).
+		On("CONFLICT (bot_id, telegram_chat_id) DO UPDATE").
+		Set("telegram_user_id = CASE WHEN EXCLUDED.telegram_user_id <> 0 THEN EXCLUDED.telegram_user_id ELSE c.telegram_user_id END").
+		Set("telegram_username = CASE WHEN EXCLUDED.telegram_user_id <> 0 THEN EXCLUDED.telegram_username ELSE c.telegram_username END").
+		Set("first_name = COALESCE(NULLIF(EXCLUDED.first_name, ''), c.first_name)").
+		Set("last_name = CASE WHEN EXCLUDED.telegram_user_id <> 0 THEN EXCLUDED.last_name ELSE c.last_name END").
+		Set("language_code = COALESCE(NULLIF(EXCLUDED.language_code, ''), c.language_code)").
+		Set("last_seen_at = GREATEST(c.last_seen_at, EXCLUDED.last_seen_at)").
+		Set("updated_at = now()").
+		Returning("*").Exec(ctx)
+	if err != nil {
+		return Contact{}, apperr.Classify(fmt.Errorf("upsert contact: %w", err))
+	}
+	return c, nil
+}
+
+// SetBlocked marks the contact of (botID, chatID) blocked or unblocked (Telegram
+// my_chat_member kicked / member, or a 403 "bot was blocked by the user"). It reports
+// whether a contact was changed; an unknown chat is not an error.
+func (s *Service) SetBlocked(ctx context.Context, idb bun.IDB, botID uuid.UUID, chatID int64, blocked bool) (bool, error) {
+	q := idb.NewUpdate().Model((*Contact)(nil)).
+		Set("blocked = ?", blocked).Set("updated_at = now()").
+		Where("bot_id = ?", botID).Where("telegram_chat_id = ?", chatID).Where("blocked <> ?", blocked)
+	if blocked {
+		q = q.Set("blocked_at = now()")
+	} else {
+		q = q.Set("blocked_at = NULL")
+	}
+	res, err := q.Exec(ctx)
+	if err != nil {
+		return false, apperr.Classify(fmt.Errorf("set blocked: %w", err))
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
+}
+
+// MigrateChat moves the contact of (botID, oldChatID) to newChatID (Telegram's
+// migrate_to_chat_id when a group becomes a supergroup).
+func (s *Service) MigrateChat(ctx context.Context, botID uuid.UUID, oldChatID, newChatID int64) error {
+	_, err := s.db.NewUpdate().Model((*Contact)(nil)).
+		Set("telegram_chat_id = ?", newChatID).Set("updated_at = now()").
+		Where("bot_id = ?", botID).Where("telegram_chat_id = ?", oldChatID).Exec(ctx)
+	if err != nil && !database.IsUniqueViolation(err) {
+		return apperr.Classify(fmt.Errorf("migrate chat: %w", err))
+	}
+	return nil
+}
+
+// Get returns the tenant's contact id. Errors: ErrNotFound (also for another tenant's).
+func (s *Service) Get(ctx context.Context, tenantID, id uuid.UUID) (Contact, error) {
+	var c Contact
+	err := s.db.NewSelect().Model(&c).Where("c.tenant_id = ?", tenantID).Where("c.id = ?", id).Scan(ctx)
+	if err != nil {
+		if database.IsNoRows(err) {
+			return Contact{}, ErrNotFound
+		}
+		return Contact{}, apperr.Classify(err)
+	}
+	return c, nil
+}
+
+// GetByChat returns the contact of (botID, chatID). Errors: ErrNotFound.
+func (s *Service) GetByChat(ctx context.Context, botID uuid.UUID, chatID int64) (Contact, error) {
+	var c Contact
+	err := s.db.NewSelect().Model(&c).Where("c.bot_id = ?", botID).Where("c.telegram_chat_id = ?", chatID).Scan(ctx)
+	if err != nil {
+		if database.IsNoRows(err) {
+			return Contact{}, ErrNotFound
+		}
+		return Contact{}, apperr.Classify(err)
+	}
+	return c, nil
+}
+
+// GetMany returns the tenant's contacts among ids (missing or foreign ids are simply absent).
+func (s *Service) GetMany(ctx context.Context, tenantID uuid.UUID, ids []uuid.UUID) ([]Contact, error) {
+	var cs []Contact
+	if len(ids) == 0 {
+		return cs, nil
+	}
+	err := s.db.NewSelect().Model(&cs).Where("c.tenant_id = ?", tenantID).Where("c.id IN (?)", bun.In(ids)).Scan(ctx)
+	if err != nil {
+		return nil, apperr.Classify(err)
+	}
+	return cs, nil
+}
+
+// List returns one page of the tenant's contacts, newest first, and the cursor of the next
+// page ("" on the last). Errors: page.ErrBadCursor, page.ErrBadLimit.
+func (s *Service) List(ctx context.Context, tenantID uuid.UUID, f ListFilter) ([]Contact, string, error) {
+	limit, err := page.Limit(f.Limit)
+	if err != nil {
+		return nil, "", err
+	}
+	cur, err := page.DecodeTimeID(f.Cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	var cs []Contact
+	q := s.db.NewSelect().Model(&cs).Where("c.tenant_id = ?", tenantID)
+	if f.BotID != nil {
+		q = q.Where("c.bot_id = ?", *f.BotID)
+	}
+	if cur != nil {
+		id, err := uuid.Parse(cur.ID)
+		if err != nil {
+			return nil, "", page.ErrBadCursor
+		}
+		q = q.Where("(c.created_at, c.id) < (?, ?)", cur.At, id)
+	}
+	if err := q.OrderExpr("c.created_at DESC, c.id DESC").Limit(int64(limit + 1)).Scan(ctx); err != nil {
+		return nil, "", apperr.Classify(err)
+	}
+	next := ""
+	if len(cs) > limit {
+		cs = cs[:limit]
+		last := cs[limit-1]
+		next = page.EncodeTimeID(last.CreatedAt, last.ID.String())
+	}
+	return cs, next, nil
+}
+
+// RecordInbound stores an inbound message (status "received") on idb.
+func (s *Service) RecordInbound(ctx context.Context, idb bun.IDB, m *Message) error {
+	m.Direction, m.Kind, m.Status = DirectionInbound, KindInbound, StatusReceived
+	if _, err := idb.NewInsert().Model(m).Returning("*").Exec(ctx); err != nil {
+		return apperr.Classify(fmt.Errorf("record inbound: %w", err))
+	}
+	return nil
+}
+
+// CreateOutbound stores an outbound message with status "queued" on idb; the caller enqueues
+// its send. m.Kind defaults to KindMessage.
+func (s *Service) CreateOutbound(ctx context.Context, idb bun.IDB, m *Message) error {
+	m.Direction, m.Status = DirectionOutbound, StatusQueued
+	if m.Kind == "" {
+		m.Kind = KindMessage
+	}
+	if _, err := idb.NewInsert().Model(m).Returning("*").Exec(ctx); err != nil {
+		return apperr.Classify(fmt.Errorf("create outbound: %w", err))
+	}
+	return nil
+}
+
+// GetMessage returns the tenant's message id. Errors: ErrMessageNotFound.
+func (s *Service) GetMessage(ctx context.Context, tenantID, id uuid.UUID) (Message, error) {
+	var m Message
+	err := s.db.NewSelect().Model(&m).Where("m.tenant_id = ?", tenantID).Where("m.id = ?", id).Scan(ctx)
+	if err != nil {
+		if database.IsNoRows(err) {
+			return Message{}, ErrMessageNotFound
+		}
+		return Message{}, apperr.Classify(err)
+	}
+	return m, nil
+}
+
+// MessageByID returns message id whatever its tenant (worker use). Errors: ErrMessageNotFound.
+func (s *Service) MessageByID(ctx context.Context, id uuid.UUID) (Message, error) {
+	var m Message
+	err := s.db.NewSelect().Model(&m).Where("m.id = ?", id).Scan(ctx)
+	if err != nil {
+		if database.IsNoRows(err) {
+			return Message{}, ErrMessageNotFound
+		}
+		return Message{}, apperr.Classify(err)
+	}
+	return m, nil
+}
+
+// MarkSent records a successful send of message id with Telegram's message_id.
+func (s *Service) MarkSent(ctx context.Context, id uuid.UUID, telegramMessageID int64, attempts int) error {
+	_, err := s.db.NewUpdate().Model((*Message)(nil)).
+		Set("status = ?", StatusSent).Set("telegram_message_id = ?", telegramMessageID).
+		Set("attempts = ?", attempts).Set("error = ''").Set("sent_at = now()").Set("updated_at = now()").
+		Where("id = ?", id).Exec(ctx)
+	return apperr.Classify(err)
+}
+
+// MarkFailed records the final failure of message id with the error text (no secrets).
+func (s *Service) MarkFailed(ctx context.Context, id uuid.UUID, errText string, attempts int) error {
+	_, err := s.db.NewUpdate().Model((*Message)(nil)).
+		Set("status = ?", StatusFailed).Set("error = ?", errText).
+		Set("attempts = ?", attempts).Set("updated_at = now()").
+		Where("id = ?", id).Where("status <> ?", StatusSent).Exec(ctx)
+	return apperr.Classify(err)
+}
+
+// RecordAttempt stores the attempt count and last error of a message that stays queued.
+func (s *Service) RecordAttempt(ctx context.Context, id uuid.UUID, errText string, attempts int) error {
+	_, err := s.db.NewUpdate().Model((*Message)(nil)).
+		Set("error = ?", errText).Set("attempts = ?", attempts).Set("updated_at = now()").
+		Where("id = ?", id).Where("status = ?", StatusQueued).Exec(ctx)
+	return apperr.Classify(err)
+}
+
+// StaleQueued returns ids of outbound messages still queued after olderThan (for the sweep
+// that re-enqueues sends whose task was lost), at most limit.
+func (s *Service) StaleQueued(ctx context.Context, olderThan time.Time, limit int) ([]uuid.UUID, error) {
+	var ids []uuid.UUID
+	err := s.db.NewSelect().Model((*Message)(nil)).Column("id").
+		Where("status = ?", StatusQueued).Where("direction = ?", DirectionOutbound).
+		Where("updated_at < ?", olderThan).OrderExpr("created_at").Limit(int64(limit)).Scan(ctx, &ids)
+	return ids, apperr.Classify(err)
+}

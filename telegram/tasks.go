@@ -1,0 +1,72 @@
+package telegram
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+)
+
+// Task types of this package (asynq "domain:verb").
+const (
+	TypeUpdate = "telegram:update" // process one stored webhook event
+	TypeSend   = "telegram:send"   // send one outbound message (reply or POST /messages/)
+	TypeSweep  = "telegram:sweep"  // re-enqueue stored-but-unprocessed events and stale queued messages
+)
+
+// Queues used by this package. Updates go first so that replies stay snappy.
+const (
+	QueueUpdates  = "updates"
+	QueueOutbound = "outbound"
+	QueueDefault  = "default"
+)
+
+// UpdatePayload is the payload of TypeUpdate: the webhook_events row id.
+type UpdatePayload struct {
+	EventID int64 `json:"event_id"`
+}
+
+// SendPayload is the payload of TypeSend: the messages row id.
+type SendPayload struct {
+	MessageID uuid.UUID `json:"message_id"`
+}
+
+// NewUpdateTask returns the task that processes webhook event eventID. Its TaskID is
+// "telegram:update:<id>" so that duplicates collapse while the task is retained.
+func NewUpdateTask(eventID int64) (*asynq.Task, error) {
+	b, err := json.Marshal(UpdatePayload{EventID: eventID})
+	if err != nil {
+		return nil, err
+	}
+	return asynq.NewTask(TypeUpdate, b,
+		asynq.TaskID(fmt.Sprintf("%s:%d", TypeUpdate, eventID)),
+		asynq.Queue(QueueUpdates), asynq.MaxRetry(10), asynq.Timeout(60*time.Second),
+		asynq.Retention(10*time.Minute)), nil
+}
+
+// NewSendTask returns the task that sends message id. Attempts are counted in PostgreSQL
+// (TELEGRAM_MAX_RETRIES), so asynq's MaxRetry is only a backstop above it.
+func NewSendTask(id uuid.UUID) (*asynq.Task, error) {
+	b, err := json.Marshal(SendPayload{MessageID: id})
+	if err != nil {
+		return nil, err
+	}
+	return asynq.NewTask(TypeSend, b,
+		asynq.TaskID(TypeSend+":"+id.String()),
+		asynq.Queue(QueueOutbound), asynq.MaxRetry(50), asynq.Timeout(2*time.Minute),
+		asynq.Retention(10*time.Minute)), nil
+}
+
+// NewSweepTask returns the periodic sweep task.
+func NewSweepTask() *asynq.Task {
+	return asynq.NewTask(TypeSweep, nil, asynq.Queue(QueueDefault), asynq.MaxRetry(0), asynq.Timeout(5*time.Minute))
+}
+
+// RegisterTasks registers this package's task handlers on mux.
+func (s *Service) RegisterTasks(mux *asynq.ServeMux) {
+	mux.HandleFunc(TypeUpdate, s.HandleUpdate)
+	mux.HandleFunc(TypeSend, s.HandleSend)
+	mux.HandleFunc(TypeSweep, s.HandleSweep)
+}

@@ -1,0 +1,170 @@
+// Package telegram owns bots: registration with Telegram (getMe, setWebhook, setMyCommands),
+// webhook ingest, update processing, the one send path (Send) with its limits, and the
+// telegram:* asynq tasks.
+//
+// Bot API calls go through gotgbot v2.0.0-rc.36 with APIURL = Config.APIURL, so the tgemu
+// emulator and the real Telegram differ only by TELEGRAM_API_URL.
+package telegram
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"github.com/uptrace/bun"
+
+	"github.com/botfleet/botfleet/contacts"
+	"github.com/botfleet/botfleet/internal/apperr"
+	"github.com/botfleet/botfleet/internal/config"
+)
+
+// Errors returned by this package (see also apperr.ErrUnavailable, apperr.ErrMalformed).
+var (
+	ErrBotNotFound      = apperr.NotFound("bot_not_found", "bot not found")
+	ErrBotExists        = apperr.Conflict("bot_already_registered", "this Telegram bot is already registered")
+	ErrInvalidBotToken  = apperr.Invalid("invalid_bot_token", "Telegram rejected the bot token")
+	ErrTelegramDown     = apperr.New(apperr.KindUpstream, "telegram_unavailable", "Telegram could not be reached")
+	ErrTelegramError    = apperr.New(apperr.KindUpstream, "telegram_error", "Telegram answered with an error")
+	ErrBadSecret        = apperr.New(apperr.KindUnauthorized, "invalid_secret_token", "missing or wrong X-Telegram-Bot-Api-Secret-Token")
+	ErrBotRequired      = apperr.Invalid("bot_app_id_required", "bot_app_id is required when the tenant does not have exactly one bot")
+	ErrInvalidField     = apperr.Invalid("invalid_field", "invalid field")
+	ErrContactBlocked   = apperr.Invalid("contact_blocked", "the contact has blocked the bot")
+	ErrContactNotFound  = apperr.Invalid("contact_not_found", "contact_id is not a contact of this bot")
+	ErrMessageNotFound  = contacts.ErrMessageNotFound
+	ErrBotOutOfService  = apperr.NotFound("bot_not_found", "bot not found")
+	errNotImplementedYet = errors.New("not implemented")
+)
+
+// Webhook statuses of a bot.
+const (
+	WebhookPending = "pending" // not yet registered
+	WebhookActive  = "active"  // setWebhook succeeded
+	WebhookFailed  = "failed"  // setWebhook failed; see Bot.WebhookError
+	WebhookDeleted = "deleted" // bot deleted, deleteWebhook called
+)
+
+// SecretHeader is the header Telegram sets to the webhook's secret_token
+// (core.telegram.org/bots/api#setwebhook).
+const SecretHeader = "X-Telegram-Bot-Api-Secret-Token"
+
+// AllowedUpdates are the update types the platform processes; given to setWebhook.
+var AllowedUpdates = []string{"message", "edited_message", "callback_query", "my_chat_member"}
+
+// Bot is a tenant's Telegram bot. ID is the public bot_app_id. The token is sealed with
+// AES-256-GCM (Config.EncryptionKey) and never leaves this package in clear text except to
+// call Telegram; WebhookSecretHash is SHA-256 of the webhook secret_token.
+type Bot struct {
+	bun.BaseModel `bun:"table:bots,alias:b"`
+
+	ID                uuid.UUID `bun:",pk,type:uuid,default:gen_random_uuid()"`
+	TenantID          uuid.UUID `bun:",type:uuid,notnull"`
+	Name              string    `bun:",notnull"`
+	TelegramBotID     int64     `bun:",notnull"`
+	Username          string    `bun:",notnull"`
+	TokenSealed       []byte    `bun:",notnull"`
+	WebhookSecretHash []byte    `bun:",notnull"`
+	WebhookURL        string    `bun:",notnull"`
+	WebhookStatus     string    `bun:",notnull"`
+	WebhookError      string    `bun:",notnull"`
+	DailyLimit        int       `bun:",notnull"`
+	CreatedAt         time.Time `bun:",nullzero,notnull,default:now()"`
+	UpdatedAt         time.Time `bun:",nullzero,notnull,default:now()"`
+	DeletedAt         time.Time `bun:",nullzero"`
+}
+
+// LogValue keeps secrets out of logs.
+func (b Bot) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("bot_app_id", b.ID.String()), slog.Int64("telegram_bot_id", b.TelegramBotID))
+}
+
+// Config holds the telegram package's settings (from internal/config).
+type Config struct {
+	// APIURL is the Bot API base URL (TELEGRAM_API_URL).
+	APIURL string
+	// PublicBaseURL is what Telegram calls; webhooks are PublicBaseURL + /telegram/v1/webhooks/{bot_app_id}/.
+	PublicBaseURL string
+	// RequestTimeout bounds one Bot API call (TELEGRAM_REQUEST_TIMEOUT). Default 30s.
+	RequestTimeout time.Duration
+	// MaxRetries is how many times a retryable send is retried (TELEGRAM_MAX_RETRIES).
+	MaxRetries int
+	// GlobalRate caps sends across all bots and workers (TELEGRAM_RATE_LIMIT).
+	GlobalRate config.Rate
+	// BotRate caps sends per bot across workers (TELEGRAM_BOT_RATE_LIMIT).
+	BotRate config.Rate
+	// ChatInterval is the minimum spacing of sends to one chat (TELEGRAM_CHAT_INTERVAL).
+	ChatInterval time.Duration
+	// MaxWait is how long Send may wait in-process for a rate slot; longer waits return
+	// OutcomeWait so that the task is rescheduled. Default 15s.
+	MaxWait time.Duration
+	// EncryptionKey is the 32-byte AES-256 key for bot tokens.
+	EncryptionKey []byte
+}
+
+// Deps are the Service's collaborators.
+type Deps struct {
+	DB       *bun.DB
+	Redis    redis.UniversalClient
+	Queue    *asynq.Client
+	Contacts *contacts.Service
+	Cfg      Config
+	Log      *slog.Logger
+	// HTTPClient is used for Bot API calls; nil means a shared default client.
+	HTTPClient *http.Client
+}
+
+// Service is the telegram domain service.
+type Service struct {
+	db       *bun.DB
+	rdb      redis.UniversalClient
+	queue    *asynq.Client
+	contacts *contacts.Service
+	cfg      Config
+	log      *slog.Logger
+	http     *http.Client
+	limits   *Limiter
+}
+
+// New returns a Service. It fails when the encryption key is not 32 bytes.
+func New(d Deps) (*Service, error) {
+	if len(d.Cfg.EncryptionKey) != 32 {
+		return nil, fmt.Errorf("telegram: encryption key must be 32 bytes, got %d", len(d.Cfg.EncryptionKey))
+	}
+	if d.Cfg.RequestTimeout <= 0 {
+		d.Cfg.RequestTimeout = 30 * time.Second
+	}
+	if d.Cfg.MaxWait <= 0 {
+		d.Cfg.MaxWait = 15 * time.Second
+	}
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	if d.HTTPClient == nil {
+		d.HTTPClient = &http.Client{Transport: &http.Transport{
+			Proxy: http.ProxyFromEnvironment, MaxIdleConns: 256, MaxIdleConnsPerHost: 128, IdleConnTimeout: 90 * time.Second,
+		}}
+	}
+	s := &Service{db: d.DB, rdb: d.Redis, queue: d.Queue, contacts: d.Contacts, cfg: d.Cfg, log: d.Log, http: d.HTTPClient}
+	s.limits = NewLimiter(d.Redis, LimiterConfig{GlobalRate: d.Cfg.GlobalRate, BotRate: d.Cfg.BotRate, ChatInterval: d.Cfg.ChatInterval})
+	return s, nil
+}
+
+// Contacts returns the contacts service.
+func (s *Service) Contacts() *contacts.Service { return s.contacts }
+
+// RetryAfterError tells the worker to run the task again after RetryAfter without counting
+// a failure (asynq IsFailure ignores it, RetryDelayFunc uses RetryAfter): a rate-limit wait,
+// Telegram's 429 retry_after, or a daily limit deferral. Waiting is not failing.
+type RetryAfterError struct {
+	RetryAfter time.Duration
+	Reason     string
+}
+
+// Error implements error.
+func (e *RetryAfterError) Error() string {
+	return fmt.Sprintf("retry after %s: %s", e.RetryAfter, e.Reason)
+}
