@@ -1,0 +1,311 @@
+// Command botfleet is the whole platform in one binary:
+//
+//	botfleet serve      HTTP API and Telegram webhooks
+//	botfleet worker     asynq worker: update processing, sending, broadcasts
+//	botfleet all        serve and worker in one process
+//	botfleet migrate    create the database when missing and apply the embedded migrations
+//	botfleet tenant create --name N   create a tenant and print its API key (shown once)
+//	botfleet emulator --addr HOST:PORT   run the tgemu Telegram Bot API emulator
+//
+// Configuration comes from the environment (see README.md and internal/config).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+	"github.com/uptrace/bun"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/botfleet/botfleet/api"
+	"github.com/botfleet/botfleet/broadcast"
+	"github.com/botfleet/botfleet/contacts"
+	"github.com/botfleet/botfleet/internal/config"
+	"github.com/botfleet/botfleet/internal/database"
+	"github.com/botfleet/botfleet/migrations"
+	"github.com/botfleet/botfleet/telegram"
+	"github.com/botfleet/botfleet/telegram/tgemu"
+	"github.com/botfleet/botfleet/tenant"
+	"github.com/botfleet/botfleet/worker"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "botfleet:", err)
+		os.Exit(1)
+	}
+}
+
+// run executes the CLI with args (without the program name).
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	root := &cobra.Command{
+		Use:           "botfleet",
+		Short:         "botfleet: a multi-tenant Telegram bot-hosting platform",
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+
+	root.AddCommand(&cobra.Command{
+		Use:   "serve",
+		Short: "Run the HTTP API and the Telegram webhooks (HTTP_ADDR)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withApp(ctx, getenv, stderr, func(ctx context.Context, a *app) error { return a.serve(ctx) })
+		},
+	})
+	root.AddCommand(&cobra.Command{
+		Use:   "worker",
+		Short: "Run the asynq worker: update processing, sending, broadcasts, sweeps",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withApp(ctx, getenv, stderr, func(ctx context.Context, a *app) error { return a.work(ctx) })
+		},
+	})
+	root.AddCommand(&cobra.Command{
+		Use:   "all",
+		Short: "Run serve and worker in one process",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withApp(ctx, getenv, stderr, func(ctx context.Context, a *app) error {
+				g, ctx := errgroup.WithContext(ctx)
+				g.Go(func() error { return a.serve(ctx) })
+				g.Go(func() error { return a.work(ctx) })
+				return g.Wait()
+			})
+		},
+	})
+	root.AddCommand(&cobra.Command{
+		Use:   "migrate",
+		Short: "Create the database when it does not exist and apply the embedded migrations (safe to run twice)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return migrate(ctx, getenv, stdout, stderr)
+		},
+	})
+	tenantCmd := &cobra.Command{Use: "tenant", Short: "Manage tenants"}
+	var tenantName string
+	createCmd := &cobra.Command{
+		Use:   "create --name NAME",
+		Short: "Create a tenant and print {id, name, api_key} as JSON (the key is shown only once)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withApp(ctx, getenv, stderr, func(ctx context.Context, a *app) error {
+				t, key, err := a.tenants.Create(ctx, tenantName)
+				if err != nil {
+					return err
+				}
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(map[string]any{"id": t.ID, "name": t.Name, "api_key": key, "created_at": t.CreatedAt})
+			})
+		},
+	}
+	createCmd.Flags().StringVar(&tenantName, "name", "", "tenant name (required)")
+	_ = createCmd.MarkFlagRequired("name")
+	tenantCmd.AddCommand(createCmd)
+	root.AddCommand(tenantCmd)
+
+	var emuAddr string
+	emuCmd := &cobra.Command{
+		Use:   "emulator --addr HOST:PORT",
+		Short: "Run tgemu, the Telegram Bot API emulator (Bot API at /bot<token>/<method>, control API at /control/)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := newLogger(getenv("LOG_LEVEL"), getenv("APP_ENV"), stderr)
+			emu := tgemu.New(tgemu.Options{Logger: log})
+			url, err := emu.Start(emuAddr)
+			if err != nil {
+				return err
+			}
+			log.Info("emulator listening", "url", url)
+			fmt.Fprintln(stdout, url)
+			<-ctx.Done()
+			return emu.Close()
+		},
+	}
+	emuCmd.Flags().StringVar(&emuAddr, "addr", "127.0.0.1:8081", "listen address")
+	root.AddCommand(emuCmd)
+	return root.ExecuteContext(ctx)
+}
+
+func newLogger(level, appEnv string, w io.Writer) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	if appEnv == "production" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func migrate(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.LogLevel, cfg.AppEnv, stderr)
+	dsn := cfg.DatabaseURL.Reveal()
+	created, err := database.EnsureDatabase(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	if created {
+		log.Info("database created", "database_url", config.RedactURL(dsn))
+	}
+	db, err := database.Open(dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	applied, err := migrations.Apply(ctx, db)
+	if err != nil {
+		return err
+	}
+	if len(applied) == 0 {
+		fmt.Fprintln(stdout, "migrations: up to date")
+		return nil
+	}
+	for _, name := range applied {
+		fmt.Fprintln(stdout, "migrations: applied", name)
+	}
+	return nil
+}
+
+// app holds the wired services of one process.
+type app struct {
+	cfg        config.Config
+	log        *slog.Logger
+	db         *bun.DB
+	rdb        *redis.Client
+	queue      *asynq.Client
+	tenants    *tenant.Service
+	contacts   *contacts.Service
+	telegram   *telegram.Service
+	broadcasts *broadcast.Service
+}
+
+func withApp(ctx context.Context, getenv func(string) string, stderr io.Writer, fn func(context.Context, *app) error) error {
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.LogLevel, cfg.AppEnv, stderr)
+	slog.SetDefault(log)
+	log.Info("botfleet starting", "version", version, "config", cfg)
+	key, err := cfg.Key()
+	if err != nil {
+		return err
+	}
+	db, err := database.Open(cfg.DatabaseURL.Reveal())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ropt, err := redis.ParseURL(cfg.RedisURL.Reveal())
+	if err != nil {
+		return fmt.Errorf("parse REDIS_URL: %w", err)
+	}
+	rdb := redis.NewClient(ropt)
+	defer rdb.Close()
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	if err := db.PingContext(pctx); err != nil {
+		log.Warn("PostgreSQL not reachable at start; requests needing it answer 503 until it is", "err", err)
+	}
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		log.Warn("Redis not reachable at start; requests needing it answer 503 until it is", "err", err)
+	}
+	cancel()
+	queue := asynq.NewClientFromRedisClient(rdb)
+	a := &app{cfg: cfg, log: log, db: db, rdb: rdb, queue: queue}
+	a.tenants = tenant.New(db)
+	a.contacts = contacts.New(db)
+	a.telegram, err = telegram.New(telegram.Deps{
+		DB: db, Redis: rdb, Queue: queue, Contacts: a.contacts, Log: log,
+		Cfg: telegram.Config{
+			APIURL:         cfg.TelegramAPIURL,
+			PublicBaseURL:  cfg.PublicBaseURL,
+			RequestTimeout: cfg.TelegramRequestTimeout,
+			MaxRetries:     cfg.TelegramMaxRetries,
+			GlobalRate:     cfg.TelegramRateLimit,
+			BotRate:        cfg.TelegramBotRateLimit,
+			ChatInterval:   cfg.TelegramChatInterval,
+			EncryptionKey:  key,
+		},
+	})
+	if err != nil {
+		return err
+	}
+	a.broadcasts = broadcast.New(broadcast.Deps{
+		DB: db, Queue: queue, Telegram: a.telegram, Contacts: a.contacts, Log: log,
+		MaxRetries: cfg.TelegramMaxRetries,
+	})
+	return fn(ctx, a)
+}
+
+func (a *app) serve(ctx context.Context) error {
+	e := api.New(api.Deps{
+		Tenants: a.tenants, Telegram: a.telegram, Contacts: a.contacts, Broadcasts: a.broadcasts,
+		DB: a.db, Redis: a.rdb, AdminToken: a.cfg.AdminToken, Log: a.log,
+	})
+	srv := &http.Server{
+		Addr:              a.cfg.HTTPAddr,
+		Handler:           e,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	errc := make(chan error, 1)
+	go func() {
+		a.log.Info("http listening", "addr", a.cfg.HTTPAddr)
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+		close(errc)
+	}()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a.log.Info("http stopping")
+	return srv.Shutdown(sctx)
+}
+
+func (a *app) work(ctx context.Context) error {
+	return worker.Run(ctx, worker.Deps{
+		Redis:       a.rdb,
+		Concurrency: a.cfg.WorkerConcurrency,
+		Log:         a.log,
+		Services:    []worker.Registrar{a.telegram, a.broadcasts},
+		Periodic: []worker.Periodic{
+			{Spec: "@every " + a.cfg.SweepInterval.String(), Task: telegram.NewSweepTask()},
+			{Spec: "@every " + a.cfg.SweepInterval.String(), Task: broadcast.NewSweepTask()},
+		},
+	})
+}
