@@ -1,63 +1,357 @@
 package telegram
 
-// STUB: helper-3 replaces this file (bots.go) and writes ingest.go, process.go, events.go.
-
 import (
 	"context"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"strings"
+	"unicode/utf8"
 
+	"github.com/PaulSonOfLars/gotgbot/v2"
 	"github.com/google/uuid"
+	"github.com/uptrace/bun"
+
+	"github.com/botfleet/botfleet/internal/apperr"
+	"github.com/botfleet/botfleet/internal/database"
+	"github.com/botfleet/botfleet/internal/page"
 )
 
 // NewBot is the input of RegisterBot.
+//
+// Name is the tenant's label for the bot (1-200 characters after trimming spaces).
+// Token is the token BotFather issued ("<bot id>:<secret>"); it is sealed before it is
+// stored and never returned. DailyLimit caps sends per UTC day (0 = no cap, never negative).
 type NewBot struct {
 	Name       string
 	Token      string
 	DailyLimit int
 }
 
-// UpdateBot holds the optional changes of UpdateBot (nil = unchanged).
+// UpdateBot holds the optional changes of UpdateBot (nil = unchanged). The rules are those
+// of NewBot.
 type UpdateBot struct {
 	Name       *string
 	DailyLimit *int
 }
 
-// BotFilter selects a page of bots.
+// BotFilter selects a page of bots: Cursor is a next_cursor from a previous page ("" = first
+// page); Limit is 1-200 (0 = page.DefaultLimit).
 type BotFilter struct {
 	Cursor string
 	Limit  int
 }
 
-// RegisterBot validates the token with getMe, stores the bot and registers its webhook and commands.
+// BotCommands are the commands registered with setMyCommands for every bot
+// (core.telegram.org/bots/api#setmycommands) and answered by HandleUpdate.
+var BotCommands = []gotgbot.BotCommand{
+	{Command: "start", Description: "Start the bot"},
+	{Command: "help", Description: "Show help"},
+	{Command: "stop", Description: "Stop receiving messages"},
+}
+
+// WebhookPath is the path of a bot's webhook under Config.PublicBaseURL; the bot's id
+// follows it, then a trailing slash.
+const WebhookPath = "/telegram/v1/webhooks/"
+
+// maxNameLen is the longest bot name, in characters.
+const maxNameLen = 200
+
+// tokenRe is the shape of a bot token: the bot's numeric id, a colon and the secret part
+// (core.telegram.org/bots/api#authorizing-your-bot).
+var tokenRe = regexp.MustCompile(`^\d+:[A-Za-z0-9_-]{20,}$`)
+
+// WebhookURL returns the URL Telegram calls for bot id: PublicBaseURL (without trailing
+// slashes) + "/telegram/v1/webhooks/" + id + "/".
+func (s *Service) WebhookURL(id uuid.UUID) string {
+	return strings.TrimRight(s.cfg.PublicBaseURL, "/") + WebhookPath + id.String() + "/"
+}
+
+func validateName(name string) (string, error) {
+	name = strings.TrimSpace(name)
+	if name == "" || utf8.RuneCountInString(name) > maxNameLen {
+		return "", ErrInvalidField.WithMessage("name must be 1-%d characters", maxNameLen).WithDetails(map[string]string{"field": "name"})
+	}
+	return name, nil
+}
+
+func validateDailyLimit(n int) error {
+	if n < 0 || n > math.MaxInt32 {
+		return ErrInvalidField.WithMessage("daily_limit must be between 0 (no limit) and %d", math.MaxInt32).WithDetails(map[string]string{"field": "daily_limit"})
+	}
+	return nil
+}
+
+// classifyTelegram turns an error of a Bot API call made on behalf of an API client into a
+// domain error: Telegram's 401/404 (unknown or revoked token) is ErrInvalidBotToken (422),
+// another Telegram error is ErrTelegramError (502), a network or decoding failure is
+// ErrTelegramDown (502). gotgbot's messages carry no token (its url.Error is sanitised).
+func classifyTelegram(err error) error {
+	var te *gotgbot.TelegramError
+	if errors.As(err, &te) {
+		if te.Code == 401 || te.Code == 404 {
+			return ErrInvalidBotToken.Wrap(err)
+		}
+		return ErrTelegramError.Wrap(err)
+	}
+	return ErrTelegramDown.Wrap(err)
+}
+
+// safeTelegramError is a text describing a failed Bot API call that is safe to store and
+// show to the tenant: Telegram's description, never the request (which holds the token
+// in its URL and the secret_token in its parameters).
+func safeTelegramError(err error) string {
+	var te *gotgbot.TelegramError
+	if errors.As(err, &te) {
+		return fmt.Sprintf("Telegram answered %d: %s", te.Code, te.Description)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "Telegram did not answer in time"
+	}
+	return "Telegram could not be reached"
+}
+
+// RegisterBot registers a tenant's Telegram bot and returns it (201 in the API).
+//
+// Steps: validate nb (ErrInvalidField 422 for name/daily_limit, ErrInvalidBotToken 422 for a
+// token that is not "<digits>:<20+ chars of [A-Za-z0-9_-]>"); getMe with the token
+// (core.telegram.org/bots/api#getme: Telegram's 401/404 → ErrInvalidBotToken, another
+// Telegram error → ErrTelegramError 502, no answer → ErrTelegramDown 502); refuse a Telegram
+// bot that is already active on the platform, for any tenant (ErrBotExists 409); store the
+// bot with its token sealed and the SHA-256 of a fresh webhook secret; then setWebhook
+// (core.telegram.org/bots/api#setwebhook: url = WebhookURL(id), secret_token, AllowedUpdates,
+// max_connections 40, pending updates kept) and setMyCommands (BotCommands).
+//
+// A setWebhook failure does not undo the registration: the bot is kept and returned with
+// WebhookStatus "failed" and a safe WebhookError (no token, no secret), so that the tenant
+// sees what Telegram answered; deleting the bot and registering it again retries. A
+// setMyCommands failure is only logged (commands are cosmetic). Once the row is stored the
+// remaining steps run even if ctx is cancelled (each Bot API call is bounded by
+// Config.RequestTimeout). Storage errors: apperr.ErrUnavailable (503).
 func (s *Service) RegisterBot(ctx context.Context, tenantID uuid.UUID, nb NewBot) (Bot, error) {
-	return Bot{}, errNotImplementedYet
+	name, err := validateName(nb.Name)
+	if err != nil {
+		return Bot{}, err
+	}
+	if err := validateDailyLimit(nb.DailyLimit); err != nil {
+		return Bot{}, err
+	}
+	token := strings.TrimSpace(nb.Token)
+	if !tokenRe.MatchString(token) {
+		return Bot{}, ErrInvalidBotToken.WithMessage("token must look like 123456789:AA... as issued by @BotFather")
+	}
+	api, err := s.apiBot(token)
+	if err != nil {
+		return Bot{}, ErrInvalidBotToken.WithMessage("token must look like 123456789:AA... as issued by @BotFather")
+	}
+	me, err := api.GetMeWithContext(ctx, nil)
+	if err != nil {
+		return Bot{}, classifyTelegram(err)
+	}
+
+	exists, err := s.db.NewSelect().Model((*Bot)(nil)).
+		Where("telegram_bot_id = ?", me.Id).Where("deleted_at IS NULL").Exists(ctx)
+	if err != nil {
+		return Bot{}, apperr.Classify(fmt.Errorf("check bot: %w", err))
+	}
+	if exists {
+		return Bot{}, ErrBotExists
+	}
+
+	sealed, err := s.sealToken(token)
+	if err != nil {
+		return Bot{}, fmt.Errorf("seal token: %w", err)
+	}
+	secret, secretHash, err := newWebhookSecret()
+	if err != nil {
+		return Bot{}, fmt.Errorf("webhook secret: %w", err)
+	}
+	b := Bot{
+		ID: uuid.New(), TenantID: tenantID, Name: name, TelegramBotID: me.Id, Username: me.Username,
+		TokenSealed: sealed, WebhookSecretHash: secretHash, WebhookStatus: WebhookPending,
+		DailyLimit: nb.DailyLimit,
+	}
+	b.WebhookURL = s.WebhookURL(b.ID)
+	if _, err := s.db.NewInsert().Model(&b).Returning("*").Exec(ctx); err != nil {
+		if database.IsUniqueViolation(err, "bots_telegram_bot_id_active_uq") {
+			return Bot{}, ErrBotExists
+		}
+		return Bot{}, apperr.Classify(fmt.Errorf("insert bot: %w", err))
+	}
+
+	// The bot is stored: finish the registration even if the client goes away.
+	ctx = context.WithoutCancel(ctx)
+	log := s.log.With("bot_app_id", b.ID.String(), "telegram_bot_id", b.TelegramBotID)
+	status, whErr := WebhookActive, ""
+	if _, err := api.SetWebhookWithContext(ctx, b.WebhookURL, &gotgbot.SetWebhookOpts{
+		SecretToken: secret, AllowedUpdates: AllowedUpdates, MaxConnections: 40,
+	}); err != nil {
+		status, whErr = WebhookFailed, "setWebhook: "+safeTelegramError(err)
+		log.Warn("telegram: setWebhook failed", "error", whErr)
+	} else if _, err := api.SetMyCommandsWithContext(ctx, BotCommands, nil); err != nil {
+		log.Warn("telegram: setMyCommands failed", "error", safeTelegramError(err))
+	}
+	_, err = s.db.NewUpdate().Model(&b).
+		Set("webhook_status = ?", status).Set("webhook_error = ?", whErr).Set("updated_at = now()").
+		WherePK().Returning("*").Exec(ctx)
+	if err != nil {
+		return Bot{}, apperr.Classify(fmt.Errorf("update webhook status: %w", err))
+	}
+	log.Info("telegram: bot registered", "webhook_status", status)
+	return b, nil
 }
 
-// GetBot returns the tenant's active bot.
+// GetBot returns the tenant's active bot botID. Errors: ErrBotNotFound (404, also for a
+// deleted bot or another tenant's), apperr.ErrUnavailable (503).
 func (s *Service) GetBot(ctx context.Context, tenantID, botID uuid.UUID) (Bot, error) {
-	return Bot{}, errNotImplementedYet
+	var b Bot
+	err := s.db.NewSelect().Model(&b).
+		Where("b.tenant_id = ?", tenantID).Where("b.id = ?", botID).Where("b.deleted_at IS NULL").Scan(ctx)
+	if err != nil {
+		if database.IsNoRows(err) {
+			return Bot{}, ErrBotNotFound
+		}
+		return Bot{}, apperr.Classify(fmt.Errorf("get bot: %w", err))
+	}
+	return b, nil
 }
 
-// ListBots returns a page of the tenant's active bots.
+// ListBots returns one page of the tenant's active bots, newest first (created_at, id), and
+// the cursor of the next page ("" on the last). Errors: page.ErrBadCursor, page.ErrBadLimit
+// (422), apperr.ErrUnavailable (503).
 func (s *Service) ListBots(ctx context.Context, tenantID uuid.UUID, f BotFilter) ([]Bot, string, error) {
-	return nil, "", errNotImplementedYet
+	limit, err := page.Limit(f.Limit)
+	if err != nil {
+		return nil, "", err
+	}
+	cur, err := page.DecodeTimeID(f.Cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	bots := []Bot{}
+	q := s.db.NewSelect().Model(&bots).Where("b.tenant_id = ?", tenantID).Where("b.deleted_at IS NULL")
+	if cur != nil {
+		id, err := uuid.Parse(cur.ID)
+		if err != nil {
+			return nil, "", page.ErrBadCursor
+		}
+		q = q.Where("(b.created_at, b.id) < (?, ?)", cur.At, id)
+	}
+	if err := q.OrderExpr("b.created_at DESC, b.id DESC").Limit(int64(limit + 1)).Scan(ctx); err != nil {
+		return nil, "", apperr.Classify(fmt.Errorf("list bots: %w", err))
+	}
+	next := ""
+	if len(bots) > limit {
+		bots = bots[:limit]
+		last := bots[limit-1]
+		next = page.EncodeTimeID(last.CreatedAt, last.ID.String())
+	}
+	return bots, next, nil
 }
 
-// UpdateBot changes name and/or daily_limit.
+// UpdateBot changes the name and/or daily_limit of the tenant's active bot botID and returns
+// it; nil fields are unchanged. Errors: ErrInvalidField (422), ErrBotNotFound (404),
+// apperr.ErrUnavailable (503).
 func (s *Service) UpdateBot(ctx context.Context, tenantID, botID uuid.UUID, u UpdateBot) (Bot, error) {
-	return Bot{}, errNotImplementedYet
+	q := s.db.NewUpdate().Model((*Bot)(nil)).Set("updated_at = now()")
+	if u.Name != nil {
+		name, err := validateName(*u.Name)
+		if err != nil {
+			return Bot{}, err
+		}
+		q = q.Set("name = ?", name)
+	}
+	if u.DailyLimit != nil {
+		if err := validateDailyLimit(*u.DailyLimit); err != nil {
+			return Bot{}, err
+		}
+		q = q.Set("daily_limit = ?", *u.DailyLimit)
+	}
+	if u.Name == nil && u.DailyLimit == nil {
+		return s.GetBot(ctx, tenantID, botID)
+	}
+	var b Bot
+	err := q.Where("tenant_id = ?", tenantID).Where("id = ?", botID).Where("deleted_at IS NULL").
+		Returning("*").Scan(ctx, &b)
+	if err != nil {
+		if database.IsNoRows(err) {
+			return Bot{}, ErrBotNotFound
+		}
+		return Bot{}, apperr.Classify(fmt.Errorf("update bot: %w", err))
+	}
+	return b, nil
 }
 
-// DeleteBot calls deleteWebhook and takes the bot out of service.
+// DeleteBot takes the tenant's bot botID out of service: it calls deleteWebhook
+// (core.telegram.org/bots/api#deletewebhook, pending updates kept) and then marks the bot
+// deleted (deleted_at, webhook_status "deleted"). A Telegram failure is logged and does not
+// prevent the deletion. Afterwards the bot is ErrBotNotFound everywhere, its webhook answers
+// 404, and the same Telegram bot may be registered again. Its contacts, messages and events
+// are kept. Errors: ErrBotNotFound (404), apperr.ErrUnavailable (503).
 func (s *Service) DeleteBot(ctx context.Context, tenantID, botID uuid.UUID) error {
-	return errNotImplementedYet
+	b, err := s.GetBot(ctx, tenantID, botID)
+	if err != nil {
+		return err
+	}
+	log := s.log.With("bot_app_id", b.ID.String(), "telegram_bot_id", b.TelegramBotID)
+	if api, err := s.apiBotFor(b); err != nil {
+		log.Error("telegram: open bot token", "error", err)
+	} else if _, err := api.DeleteWebhookWithContext(context.WithoutCancel(ctx), nil); err != nil {
+		log.Warn("telegram: deleteWebhook failed; deleting the bot anyway", "error", safeTelegramError(err))
+	}
+	res, err := s.db.NewUpdate().Model((*Bot)(nil)).
+		Set("deleted_at = now()").Set("webhook_status = ?", WebhookDeleted).Set("updated_at = now()").
+		Where("tenant_id = ?", tenantID).Where("id = ?", botID).Where("deleted_at IS NULL").
+		Exec(context.WithoutCancel(ctx))
+	if err != nil {
+		return apperr.Classify(fmt.Errorf("delete bot: %w", err))
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrBotNotFound // deleted concurrently
+	}
+	log.Info("telegram: bot deleted")
+	return nil
 }
 
-// BotForTenant returns the tenant's bot botID, or its only bot when botID is nil.
+// BotForTenant returns the tenant's active bot botID or, when botID is nil, the tenant's
+// only active bot. Errors: ErrBotNotFound (404) for an unknown, deleted or another tenant's
+// bot; ErrBotRequired (422) when botID is nil and the tenant has zero or several bots;
+// apperr.ErrUnavailable (503).
 func (s *Service) BotForTenant(ctx context.Context, tenantID uuid.UUID, botID *uuid.UUID) (Bot, error) {
-	return Bot{}, errNotImplementedYet
+	if botID != nil {
+		return s.GetBot(ctx, tenantID, *botID)
+	}
+	var bots []Bot
+	err := s.db.NewSelect().Model(&bots).
+		Where("b.tenant_id = ?", tenantID).Where("b.deleted_at IS NULL").Limit(2).Scan(ctx)
+	if err != nil {
+		return Bot{}, apperr.Classify(fmt.Errorf("find bot: %w", err))
+	}
+	if len(bots) != 1 {
+		return Bot{}, ErrBotRequired
+	}
+	return bots[0], nil
 }
 
-// BotByID returns an active bot by id whatever its tenant (worker use).
+// BotByID returns the active bot botID whatever its tenant (worker use; never expose it to
+// an API client without a tenant check). Errors: ErrBotNotFound, apperr.ErrUnavailable.
 func (s *Service) BotByID(ctx context.Context, botID uuid.UUID) (Bot, error) {
-	return Bot{}, errNotImplementedYet
+	return botByID(ctx, s.db, botID, false)
+}
+
+// botByID loads bot botID on idb; withDeleted also returns a deleted bot.
+func botByID(ctx context.Context, idb bun.IDB, botID uuid.UUID, withDeleted bool) (Bot, error) {
+	var b Bot
+	q := idb.NewSelect().Model(&b).Where("b.id = ?", botID)
+	if !withDeleted {
+		q = q.Where("b.deleted_at IS NULL")
+	}
+	if err := q.Scan(ctx); err != nil {
+		if database.IsNoRows(err) {
+			return Bot{}, ErrBotNotFound
+		}
+		return Bot{}, apperr.Classify(fmt.Errorf("get bot: %w", err))
+	}
+	return b, nil
 }

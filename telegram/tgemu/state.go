@@ -69,7 +69,7 @@ type WebhookInfo struct {
 	LastErrorMessage     string   `json:"last_error_message,omitempty"`
 	MaxConnections       int      `json:"max_connections,omitempty"`
 	AllowedUpdates       []string `json:"allowed_updates,omitempty"`
-	SecretToken          string   `json:"secret_token,omitempty"`
+	SecretToken          string   `json:"-"` // never serialised: the control API must not leak it
 }
 
 // update is one Update object as queued for delivery.
