@@ -176,9 +176,3 @@ func pgMessage(err error) string {
 	}
 	return "invalid data"
 }
-
-// HandleUpdate processes one stored webhook event (task TypeUpdate).
-func (s *Service) HandleUpdate(ctx context.Context, t *asynq.Task) error { return errNotImplementedYet }
-
-// HandleSweep re-enqueues stored-but-unprocessed events and stale queued messages (task TypeSweep).
-func (s *Service) HandleSweep(ctx context.Context, t *asynq.Task) error { return errNotImplementedYet }

@@ -1,0 +1,73 @@
+package telegram
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/uptrace/bun"
+
+	"github.com/botfleet/botfleet/internal/apperr"
+	"github.com/botfleet/botfleet/internal/page"
+)
+
+// WebhookEvent is one update received on a bot's webhook, stored once per (BotID, UpdateID)
+// (table webhook_events). Payload is the Update exactly as Telegram sent it (raw JSON,
+// core.telegram.org/bots/api#update); UpdateType is its update field ("message",
+// "my_chat_member", ...; "unknown" when none is recognised). ProcessedAt is zero until the
+// worker has handled the event; ProcessError says why an event was skipped or failed for good
+// ("" when it was handled normally).
+type WebhookEvent struct {
+	bun.BaseModel `bun:"table:webhook_events,alias:e"`
+
+	ID           int64     `bun:",pk,autoincrement"`
+	TenantID     uuid.UUID `bun:",type:uuid,notnull"`
+	BotID        uuid.UUID `bun:",type:uuid,notnull"`
+	UpdateID     int64     `bun:",notnull"`
+	UpdateType   string    `bun:",notnull"`
+	Payload      []byte    `bun:",type:jsonb,notnull"`
+	ReceivedAt   time.Time `bun:",nullzero,notnull,default:now()"`
+	ProcessedAt  time.Time `bun:",nullzero"`
+	ProcessError string    `bun:",notnull"`
+}
+
+// EventFilter selects a page of webhook events: an optional bot (another tenant's bot
+// simply matches nothing, like contacts.ListFilter), Cursor from a previous page's
+// next_cursor ("" = first page) and Limit 1-200 (0 = page.DefaultLimit).
+type EventFilter struct {
+	BotID  *uuid.UUID
+	Cursor string
+	Limit  int
+}
+
+// ListEvents returns one page of the tenant's webhook events, newest first (by id), and the
+// cursor of the next page ("" on the last). Events of deleted bots are included. Errors:
+// page.ErrBadCursor, page.ErrBadLimit (422), apperr.ErrUnavailable (503).
+func (s *Service) ListEvents(ctx context.Context, tenantID uuid.UUID, f EventFilter) ([]WebhookEvent, string, error) {
+	limit, err := page.Limit(f.Limit)
+	if err != nil {
+		return nil, "", err
+	}
+	after, ok, err := page.DecodeInt(f.Cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	events := []WebhookEvent{}
+	q := s.db.NewSelect().Model(&events).Where("e.tenant_id = ?", tenantID)
+	if f.BotID != nil {
+		q = q.Where("e.bot_id = ?", *f.BotID)
+	}
+	if ok {
+		q = q.Where("e.id < ?", after)
+	}
+	if err := q.OrderExpr("e.id DESC").Limit(int64(limit + 1)).Scan(ctx); err != nil {
+		return nil, "", apperr.Classify(fmt.Errorf("list events: %w", err))
+	}
+	next := ""
+	if len(events) > limit {
+		events = events[:limit]
+		next = page.EncodeInt(events[limit-1].ID)
+	}
+	return events, next, nil
+}
