@@ -85,7 +85,7 @@ type options struct {
 // `botfleet serve` and opts.workers `botfleet worker` processes against the emulator.
 func newPlatform(t *testing.T, opts options) *platform {
 	t.Helper()
-	bin := binary(t)
+	binary(t) // build first, so a build error fails fast
 	emu := tgemu.NewTest(t, opts.emu)
 	dsn := newDatabaseURL(t)
 	addr := freeAddr(t)

@@ -1,0 +1,136 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/botfleet/botfleet/telegram"
+)
+
+// createBotRequest is the body of POST /telegram/v1/bots/. BotToken is the token from
+// @BotFather; it is never returned nor logged.
+type createBotRequest struct {
+	Name       string `json:"name"`
+	BotToken   string `json:"bot_token"`
+	DailyLimit int    `json:"daily_limit"`
+}
+
+// updateBotRequest is the body of PUT /telegram/v1/bots/{bot_app_id}/: absent fields stay.
+type updateBotRequest struct {
+	Name       *string `json:"name"`
+	DailyLimit *int    `json:"daily_limit"`
+}
+
+// botResponse is a bot as the API shows it. It has no token and no webhook secret, masked
+// or not: nothing of a secret leaves the server.
+type botResponse struct {
+	BotAppID      uuid.UUID `json:"bot_app_id"`
+	Name          string    `json:"name"`
+	Username      string    `json:"username"`
+	TelegramBotID int64     `json:"telegram_bot_id"`
+	DailyLimit    int       `json:"daily_limit"`
+	WebhookURL    string    `json:"webhook_url"`
+	WebhookStatus string    `json:"webhook_status"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
+}
+
+func toBotResponse(b telegram.Bot) botResponse {
+	return botResponse{
+		BotAppID: b.ID, Name: b.Name, Username: b.Username, TelegramBotID: b.TelegramBotID,
+		DailyLimit: b.DailyLimit, WebhookURL: b.WebhookURL, WebhookStatus: b.WebhookStatus,
+		CreatedAt: utc(b.CreatedAt), UpdatedAt: utc(b.UpdatedAt),
+	}
+}
+
+// createBot registers a bot (getMe, setWebhook, setMyCommands happen in telegram): 201.
+// telegram.RegisterBot validates the fields (422 invalid_field, invalid_bot_token).
+func (s *server) createBot(c echo.Context) error {
+	tid, err := tenantID(c)
+	if err != nil {
+		return err
+	}
+	var req createBotRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	b, err := s.d.Telegram.RegisterBot(c.Request().Context(), tid, telegram.NewBot{Name: req.Name, Token: req.BotToken, DailyLimit: req.DailyLimit})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, toBotResponse(b))
+}
+
+// listBots answers one page of the tenant's bots.
+func (s *server) listBots(c echo.Context) error {
+	tid, err := tenantID(c)
+	if err != nil {
+		return err
+	}
+	cursor, limit, err := pageQuery(c)
+	if err != nil {
+		return err
+	}
+	bots, next, err := s.d.Telegram.ListBots(c.Request().Context(), tid, telegram.BotFilter{Cursor: cursor, Limit: limit})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, newPage(bots, next, toBotResponse))
+}
+
+// getBot answers one bot; another tenant's is 404.
+func (s *server) getBot(c echo.Context) error {
+	tid, err := tenantID(c)
+	if err != nil {
+		return err
+	}
+	id, err := pathID(c, "bot_app_id", telegram.ErrBotNotFound)
+	if err != nil {
+		return err
+	}
+	b, err := s.d.Telegram.GetBot(c.Request().Context(), tid, id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toBotResponse(b))
+}
+
+// updateBot changes name and/or daily_limit (validated by telegram.UpdateBot): 200.
+func (s *server) updateBot(c echo.Context) error {
+	tid, err := tenantID(c)
+	if err != nil {
+		return err
+	}
+	id, err := pathID(c, "bot_app_id", telegram.ErrBotNotFound)
+	if err != nil {
+		return err
+	}
+	var req updateBotRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	b, err := s.d.Telegram.UpdateBot(c.Request().Context(), tid, id, telegram.UpdateBot{Name: req.Name, DailyLimit: req.DailyLimit})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toBotResponse(b))
+}
+
+// deleteBot removes the webhook and takes the bot out of service: 204.
+func (s *server) deleteBot(c echo.Context) error {
+	tid, err := tenantID(c)
+	if err != nil {
+		return err
+	}
+	id, err := pathID(c, "bot_app_id", telegram.ErrBotNotFound)
+	if err != nil {
+		return err
+	}
+	if err := s.d.Telegram.DeleteBot(c.Request().Context(), tid, id); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}

@@ -1,0 +1,170 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/botfleet/botfleet/broadcast"
+)
+
+// maxReportedIDs bounds the invalid ids echoed back in a 422's details.
+const maxReportedIDs = 100
+
+// createBroadcastRequest is the body of POST /broadcast/. Recipients are contact ids of the
+// tenant; BotAppID may be omitted when the tenant has exactly one bot.
+type createBroadcastRequest struct {
+	Name        string   `json:"name"`
+	Platform    string   `json:"platform"`
+	MessageText string   `json:"message_text"`
+	ParseMode   string   `json:"parse_mode"`
+	Recipients  []string `json:"recipients"`
+	BotAppID    *string  `json:"bot_app_id"`
+}
+
+// broadcastResponse is a broadcast with its per-recipient counts.
+type broadcastResponse struct {
+	ID          uuid.UUID  `json:"id"`
+	Name        string     `json:"name"`
+	Platform    string     `json:"platform"`
+	BotAppID    uuid.UUID  `json:"bot_app_id"`
+	MessageText string     `json:"message_text"`
+	ParseMode   string     `json:"parse_mode"`
+	Status      string     `json:"status"`
+	Error       string     `json:"error"`
+	Total       int        `json:"total"`
+	Sent        int        `json:"sent"`
+	Failed      int        `json:"failed"`
+	Pending     int        `json:"pending"`
+	Deferred    int        `json:"deferred"`
+	Cancelled   int        `json:"cancelled"`
+	CreatedAt   time.Time  `json:"created_at"`
+	UpdatedAt   time.Time  `json:"updated_at"`
+	StartedAt   *time.Time `json:"started_at"`
+	CompletedAt *time.Time `json:"completed_at"`
+}
+
+func toBroadcastResponse(b broadcast.Broadcast, n broadcast.Counts) broadcastResponse {
+	total := n.Total
+	if total == 0 {
+		total = b.Total
+	}
+	return broadcastResponse{
+		ID: b.ID, Name: b.Name, Platform: b.Platform, BotAppID: b.BotID, MessageText: b.MessageText,
+		ParseMode: b.ParseMode, Status: b.Status, Error: b.Error, Total: total,
+		Sent: n.Sent, Failed: n.Failed, Pending: n.Pending, Deferred: n.Deferred, Cancelled: n.Cancelled,
+		CreatedAt: utc(b.CreatedAt), UpdatedAt: utc(b.UpdatedAt),
+		StartedAt: timeOrNil(b.StartedAt), CompletedAt: timeOrNil(b.CompletedAt),
+	}
+}
+
+// createBroadcast validates the audience and queues the broadcast: 202.
+func (s *server) createBroadcast(c echo.Context) error {
+	tid, err := tenantID(c)
+	if err != nil {
+		return err
+	}
+	var req createBroadcastRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	nb, err := req.toNewBroadcast()
+	if err != nil {
+		return err
+	}
+	b, n, err := s.d.Broadcasts.Create(c.Request().Context(), tid, nb)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, toBroadcastResponse(b, n))
+}
+
+// toNewBroadcast parses the ids; the other fields are validated by broadcast.Create
+// (name, platform "TELEGRAM", message_text 1-4096, parse_mode, 1-100000 recipients).
+func (r createBroadcastRequest) toNewBroadcast() (broadcast.NewBroadcast, error) {
+	botID, err := optionalUUID("bot_app_id", r.BotAppID)
+	if err != nil {
+		return broadcast.NewBroadcast{}, err
+	}
+	ids := make([]uuid.UUID, 0, len(r.Recipients))
+	var bad []string
+	for _, raw := range r.Recipients {
+		id, err := uuid.Parse(raw)
+		if err != nil {
+			if len(bad) < maxReportedIDs {
+				bad = append(bad, raw)
+			}
+			continue
+		}
+		ids = append(ids, id)
+	}
+	if bad != nil {
+		return broadcast.NewBroadcast{}, invalidField("recipients", "recipients must be contact ids (UUIDs)").
+			WithDetails(map[string]any{"field": "recipients", "contact_ids": bad})
+	}
+	return broadcast.NewBroadcast{
+		Name: r.Name, Platform: r.Platform, MessageText: r.MessageText, ParseMode: r.ParseMode,
+		Recipients: ids, BotID: botID,
+	}, nil
+}
+
+// listBroadcasts answers one page of the tenant's broadcasts, newest first.
+func (s *server) listBroadcasts(c echo.Context) error {
+	tid, err := tenantID(c)
+	if err != nil {
+		return err
+	}
+	cursor, limit, err := pageQuery(c)
+	if err != nil {
+		return err
+	}
+	bs, counts, next, err := s.d.Broadcasts.List(c.Request().Context(), tid, broadcast.Filter{Cursor: cursor, Limit: limit})
+	if err != nil {
+		return err
+	}
+	items := make([]broadcastResponse, 0, len(bs))
+	for i, b := range bs {
+		var n broadcast.Counts
+		if i < len(counts) {
+			n = counts[i]
+		}
+		items = append(items, toBroadcastResponse(b, n))
+	}
+	return c.JSON(http.StatusOK, listPage[broadcastResponse]{Items: items, NextCursor: next})
+}
+
+// getBroadcast answers one broadcast and its progress; another tenant's is 404.
+func (s *server) getBroadcast(c echo.Context) error {
+	tid, err := tenantID(c)
+	if err != nil {
+		return err
+	}
+	id, err := pathID(c, "id", broadcast.ErrNotFound)
+	if err != nil {
+		return err
+	}
+	b, n, err := s.d.Broadcasts.Get(c.Request().Context(), tid, id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toBroadcastResponse(b, n))
+}
+
+// cancelBroadcast stops sending to the recipients not yet sent: 200 with the broadcast.
+func (s *server) cancelBroadcast(c echo.Context) error {
+	tid, err := tenantID(c)
+	if err != nil {
+		return err
+	}
+	id, err := pathID(c, "id", broadcast.ErrNotFound)
+	if err != nil {
+		return err
+	}
+	b, n, err := s.d.Broadcasts.Cancel(c.Request().Context(), tid, id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toBroadcastResponse(b, n))
+}

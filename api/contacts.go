@@ -1,0 +1,74 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/botfleet/botfleet/contacts"
+)
+
+// contactResponse is a contact: one Telegram chat of one of the tenant's bots.
+type contactResponse struct {
+	ID               uuid.UUID  `json:"id"`
+	BotAppID         uuid.UUID  `json:"bot_app_id"`
+	TelegramChatID   int64      `json:"telegram_chat_id"`
+	TelegramUserID   int64      `json:"telegram_user_id"`
+	TelegramUsername string     `json:"telegram_username"`
+	FirstName        string     `json:"first_name"`
+	LastName         string     `json:"last_name"`
+	LanguageCode     string     `json:"language_code"`
+	Blocked          bool       `json:"blocked"`
+	LastSeenAt       *time.Time `json:"last_seen_at"`
+	CreatedAt        time.Time  `json:"created_at"`
+}
+
+func toContactResponse(ct contacts.Contact) contactResponse {
+	return contactResponse{
+		ID: ct.ID, BotAppID: ct.BotID, TelegramChatID: ct.TelegramChatID, TelegramUserID: ct.TelegramUserID,
+		TelegramUsername: ct.TelegramUsername, FirstName: ct.FirstName, LastName: ct.LastName,
+		LanguageCode: ct.LanguageCode, Blocked: ct.Blocked, LastSeenAt: timeOrNil(ct.LastSeenAt),
+		CreatedAt: utc(ct.CreatedAt),
+	}
+}
+
+// listContacts answers one page of the tenant's contacts, newest first, optionally of one
+// bot (?bot_app_id=).
+func (s *server) listContacts(c echo.Context) error {
+	tid, err := tenantID(c)
+	if err != nil {
+		return err
+	}
+	botID, err := optionalUUIDQuery(c, "bot_app_id")
+	if err != nil {
+		return err
+	}
+	cursor, limit, err := pageQuery(c)
+	if err != nil {
+		return err
+	}
+	cs, next, err := s.d.Contacts.List(c.Request().Context(), tid, contacts.ListFilter{BotID: botID, Cursor: cursor, Limit: limit})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, newPage(cs, next, toContactResponse))
+}
+
+// getContact answers one contact; another tenant's is 404.
+func (s *server) getContact(c echo.Context) error {
+	tid, err := tenantID(c)
+	if err != nil {
+		return err
+	}
+	id, err := pathID(c, "id", contacts.ErrNotFound)
+	if err != nil {
+		return err
+	}
+	ct, err := s.d.Contacts.Get(c.Request().Context(), tid, id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toContactResponse(ct))
+}

@@ -1,0 +1,100 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/botfleet/botfleet/contacts"
+	"github.com/botfleet/botfleet/telegram"
+)
+
+// createMessageRequest is the body of POST /messages/.
+type createMessageRequest struct {
+	BotAppID  string `json:"bot_app_id"`
+	ContactID string `json:"contact_id"`
+	Text      string `json:"text"`
+	ParseMode string `json:"parse_mode"`
+}
+
+// messageResponse is a single message and its delivery state (queued, sent or failed).
+type messageResponse struct {
+	ID                uuid.UUID  `json:"id"`
+	BotAppID          uuid.UUID  `json:"bot_app_id"`
+	ContactID         *uuid.UUID `json:"contact_id"`
+	ChatID            int64      `json:"chat_id"`
+	Text              string     `json:"text"`
+	ParseMode         string     `json:"parse_mode"`
+	Status            string     `json:"status"`
+	Error             string     `json:"error"`
+	Attempts          int        `json:"attempts"`
+	TelegramMessageID *int64     `json:"telegram_message_id"`
+	CreatedAt         time.Time  `json:"created_at"`
+	SentAt            *time.Time `json:"sent_at"`
+}
+
+func toMessageResponse(m contacts.Message) messageResponse {
+	return messageResponse{
+		ID: m.ID, BotAppID: m.BotID, ContactID: m.ContactID, ChatID: m.ChatID, Text: m.Text,
+		ParseMode: m.ParseMode, Status: m.Status, Error: m.Error, Attempts: m.Attempts,
+		TelegramMessageID: m.TelegramMessageID, CreatedAt: utc(m.CreatedAt), SentAt: timeOrNil(m.SentAt),
+	}
+}
+
+// createMessage queues one message to a contact: 202 with status "queued"; a worker sends it.
+func (s *server) createMessage(c echo.Context) error {
+	tid, err := tenantID(c)
+	if err != nil {
+		return err
+	}
+	var req createMessageRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	nm, err := req.toNewMessage()
+	if err != nil {
+		return err
+	}
+	m, err := s.d.Telegram.CreateMessage(c.Request().Context(), tid, nm)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, toMessageResponse(m))
+}
+
+// toNewMessage parses the ids; telegram.CreateMessage validates the rest (text, parse_mode,
+// the contact belonging to the bot). bot_app_id may be omitted when the tenant has one bot.
+func (r createMessageRequest) toNewMessage() (telegram.NewMessage, error) {
+	botID, err := optionalUUID("bot_app_id", &r.BotAppID)
+	if err != nil {
+		return telegram.NewMessage{}, err
+	}
+	contactID, err := requiredUUID("contact_id", r.ContactID)
+	if err != nil {
+		return telegram.NewMessage{}, err
+	}
+	nm := telegram.NewMessage{ContactID: contactID, Text: r.Text, ParseMode: r.ParseMode}
+	if botID != nil {
+		nm.BotID = *botID
+	}
+	return nm, nil
+}
+
+// getMessage answers one message; another tenant's is 404.
+func (s *server) getMessage(c echo.Context) error {
+	tid, err := tenantID(c)
+	if err != nil {
+		return err
+	}
+	id, err := pathID(c, "id", contacts.ErrMessageNotFound)
+	if err != nil {
+		return err
+	}
+	m, err := s.d.Telegram.GetMessage(c.Request().Context(), tid, id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toMessageResponse(m))
+}

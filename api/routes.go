@@ -1,0 +1,43 @@
+package api
+
+import "github.com/labstack/echo/v4"
+
+// routes registers every route. Paths are canonical: resources end with "/", the three
+// operational endpoints do not; canonicalPath (a Pre middleware) rewrites the other form,
+// so both work. api/openapi.yaml lists exactly these paths (TestOpenAPIMatchesRoutes).
+//
+// Every route also runs the global middleware of New: request id, access log, recover and
+// the 1 MiB body limit (8 MiB for POST /broadcast/).
+func (s *server) routes(e *echo.Echo) {
+	tenant, admin := s.tenantAuth, s.adminAuth
+
+	// Operations (no authentication).
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	e.GET("/openapi.yaml", s.openapi)
+
+	// Platform operator (Bearer ADMIN_TOKEN).
+	e.POST("/admin/v1/tenants/", s.createTenant, admin)
+
+	// Telegram calls this; authenticated by the per-bot secret header inside telegram.Ingest.
+	e.POST("/telegram/v1/webhooks/:bot_app_id/", s.webhook)
+
+	// Tenant API (Bearer API key).
+	e.POST("/telegram/v1/bots/", s.createBot, tenant)
+	e.GET("/telegram/v1/bots/", s.listBots, tenant)
+	e.GET("/telegram/v1/bots/:bot_app_id/", s.getBot, tenant)
+	e.PUT("/telegram/v1/bots/:bot_app_id/", s.updateBot, tenant)
+	e.DELETE("/telegram/v1/bots/:bot_app_id/", s.deleteBot, tenant)
+	e.GET("/telegram/v1/webhook-events/", s.listWebhookEvents, tenant)
+
+	e.GET("/contacts/", s.listContacts, tenant)
+	e.GET("/contacts/:id/", s.getContact, tenant)
+
+	e.POST("/messages/", s.createMessage, tenant)
+	e.GET("/messages/:id/", s.getMessage, tenant)
+
+	e.POST("/broadcast/", s.createBroadcast, tenant, bodyLimit(BroadcastBodyLimit, nil))
+	e.GET("/broadcast/", s.listBroadcasts, tenant)
+	e.GET("/broadcast/:id/", s.getBroadcast, tenant)
+	e.POST("/broadcast/:id/cancel/", s.cancelBroadcast, tenant)
+}
