@@ -49,7 +49,7 @@ func Apply(ctx context.Context, db *bun.DB) ([]string, error) {
 	var names []string
 	if group != nil {
 		for _, mig := range group.Migrations {
-			names = append(names, mig.Name)
+			names = append(names, mig.String())
 		}
 	}
 	return names, nil
