@@ -1,0 +1,449 @@
+// Package broadcast owns broadcasts: one message sent by a tenant's bot to a list of its
+// contacts, with one broadcast_recipients row per contact that records the delivery.
+//
+// Flow (DESIGN.md "Broadcast", CONVENTIONS.md §1 (b)): Create validates the audience
+// (tenant-scoped) and, in one transaction, stores the broadcast and all its recipients with
+// one server-side INSERT … SELECT; it then enqueues the broadcast:run task. HandleRun (the
+// worker) claims due recipients in chunks with FOR UPDATE SKIP LOCKED, sends each through
+// telegram.Send (which keeps the global, per-bot, per-chat and daily limits shared by all
+// workers), writes each chunk's results in one UPDATE, and reschedules itself with a
+// *telegram.RetryAfterError until no recipient is left; then the broadcast is completed.
+// HandleSweep recovers recipients of crashed workers and runs whose task was lost.
+//
+// Every recipient is sent at most once in normal operation: a recipient is sent only after
+// it was claimed (status "sending"), and its result is written before it can be claimed
+// again. Only a worker that dies between the sendMessage call and the write can cause a
+// second copy, after the sweep has given its claim back (StuckAfter).
+package broadcast
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/uptrace/bun"
+
+	"github.com/botfleet/botfleet/contacts"
+	"github.com/botfleet/botfleet/internal/apperr"
+	"github.com/botfleet/botfleet/internal/page"
+	"github.com/botfleet/botfleet/telegram"
+)
+
+// Errors returned by this package (apperr kinds: Invalid → 422, NotFound → 404,
+// Conflict → 409). Field errors carry Details map[string]any{"field": <json field>};
+// ErrUnknownRecipients and ErrRecipientsNotOfBot as returned by Create name the ids in their
+// message and carry Details map[string]any{"contact_ids": []string}.
+var (
+	ErrNotFound           = apperr.NotFound("broadcast_not_found", "broadcast not found")
+	ErrNotCancellable     = apperr.Conflict("broadcast_not_cancellable", "the broadcast has already ended and cannot be cancelled")
+	ErrInvalidName        = invalidField("invalid_name", "name", "name must be 1-200 characters")
+	ErrInvalidPlatform    = invalidField("invalid_platform", "platform", `platform must be "TELEGRAM"`)
+	ErrInvalidMessageText = invalidField("invalid_message_text", "message_text", "message_text must be 1-4096 characters")
+	ErrInvalidParseMode   = invalidField("invalid_parse_mode", "parse_mode", `parse_mode must be "", "HTML", "MarkdownV2" or "Markdown"`)
+	ErrRecipientsRequired = invalidField("recipients_required", "recipients", "recipients must list at least one contact id")
+	ErrTooManyRecipients  = invalidField("too_many_recipients", "recipients", "recipients must list at most 100000 contact ids")
+	ErrUnknownRecipients  = apperr.Invalid("unknown_recipients", "some recipients are not contacts of this tenant")
+	ErrRecipientsNotOfBot = apperr.Invalid("recipients_not_of_bot", "some recipients are contacts of another bot")
+)
+
+func invalidField(code, field, message string) *apperr.Error {
+	return apperr.Invalid(code, message).WithDetails(map[string]any{"field": field})
+}
+
+// Validation limits of NewBroadcast.
+const (
+	MaxNameLen       = 200
+	MaxTextLen       = 4096 // Telegram's sendMessage limit (core.telegram.org/bots/api#sendmessage)
+	MaxRecipients    = 100_000
+	PlatformTelegram = "TELEGRAM"
+)
+
+// Broadcast statuses: queued → running → completed; queued/running → cancelled (Cancel) or
+// failed (its bot was deleted, Error says so).
+const (
+	StatusQueued    = "queued"
+	StatusRunning   = "running"
+	StatusCompleted = "completed"
+	StatusCancelled = "cancelled"
+	StatusFailed    = "failed"
+)
+
+// Recipient statuses. queued and deferred wait for their due_at; sending is claimed by a
+// worker; sent, failed and cancelled are final.
+const (
+	RecipientQueued    = "queued"
+	RecipientSending   = "sending"
+	RecipientSent      = "sent"
+	RecipientFailed    = "failed"
+	RecipientDeferred  = "deferred"
+	RecipientCancelled = "cancelled"
+)
+
+// errContactBlocked is the error of a recipient whose contact had blocked the bot when the
+// broadcast was created; it is never sent.
+const errContactBlocked = "contact has blocked the bot"
+
+// Broadcast is a row of broadcasts. Times are UTC-comparable timestamps; StartedAt is zero
+// until the first run, CompletedAt is zero until the broadcast ends (completed, cancelled
+// or failed: it is the time it ended). Total is the number of recipients.
+type Broadcast struct {
+	bun.BaseModel `bun:"table:broadcasts,alias:b"`
+
+	ID          uuid.UUID `bun:",pk,type:uuid,default:gen_random_uuid()"`
+	TenantID    uuid.UUID `bun:",type:uuid,notnull"`
+	BotID       uuid.UUID `bun:",type:uuid,notnull"`
+	Name        string    `bun:",notnull"`
+	Platform    string    `bun:",notnull"`
+	MessageText string    `bun:",notnull"`
+	ParseMode   string    `bun:",notnull"`
+	Status      string    `bun:",notnull"`
+	Error       string    `bun:",notnull"`
+	Total       int       `bun:",notnull"`
+	CreatedAt   time.Time `bun:",nullzero,notnull,default:now()"`
+	UpdatedAt   time.Time `bun:",nullzero,notnull,default:now()"`
+	StartedAt   time.Time `bun:",nullzero"`
+	CompletedAt time.Time `bun:",nullzero"`
+}
+
+// Recipient is a row of broadcast_recipients: the delivery of one broadcast to one contact.
+// Attempts counts retryable failures (5xx, timeouts), not rate-limit waits or deferrals.
+type Recipient struct {
+	bun.BaseModel `bun:"table:broadcast_recipients,alias:r"`
+
+	ID                int64     `bun:",pk,autoincrement"`
+	BroadcastID       uuid.UUID `bun:",type:uuid,notnull"`
+	ContactID         uuid.UUID `bun:",type:uuid,notnull"`
+	ChatID            int64     `bun:",notnull"`
+	Status            string    `bun:",notnull"`
+	Attempts          int       `bun:",notnull"`
+	DueAt             time.Time `bun:",nullzero,notnull,default:now()"`
+	ClaimedAt         time.Time `bun:",nullzero"`
+	Error             string    `bun:",notnull"`
+	TelegramMessageID *int64
+	SentAt            time.Time `bun:",nullzero"`
+	UpdatedAt         time.Time `bun:",nullzero,notnull,default:now()"`
+}
+
+// Counts are a broadcast's recipients by status: Pending = queued + sending (not yet
+// attempted, or waiting for a retry or a rate-limit slot), Deferred = waiting for the bot's
+// daily limit to reset, Total = all recipients.
+type Counts struct {
+	Total, Sent, Failed, Pending, Deferred, Cancelled int
+}
+
+// NewBroadcast is the input of Create.
+type NewBroadcast struct {
+	// Name is 1-200 characters (trimmed).
+	Name string
+	// Platform must be "TELEGRAM".
+	Platform string
+	// MessageText is 1-4096 characters, not only whitespace.
+	MessageText string
+	// ParseMode is "", "HTML", "MarkdownV2" or "Markdown".
+	ParseMode string
+	// Recipients are contact ids of the bot: 1-100000 after duplicates are removed.
+	Recipients []uuid.UUID
+	// BotID is the bot_app_id; nil means the tenant's only bot.
+	BotID *uuid.UUID
+}
+
+// Filter selects a page of List: a cursor from a previous page and a limit
+// (0 = page.DefaultLimit, at most page.MaxLimit).
+type Filter struct {
+	Cursor string
+	Limit  int
+}
+
+// Deps are the Service's collaborators.
+type Deps struct {
+	DB       *bun.DB
+	Queue    *asynq.Client
+	Telegram *telegram.Service
+	// Contacts is the contacts service. The run needs nothing from it (telegram.Send marks
+	// blocked contacts; Create reads the contacts table in its INSERT … SELECT); may be nil.
+	Contacts *contacts.Service
+	Log      *slog.Logger
+	// MaxRetries is how many times a retryable send failure of one recipient is retried
+	// before it is failed (TELEGRAM_MAX_RETRIES); a recipient gets at most MaxRetries+1
+	// sendMessage calls. Negative means 0. 0 means no retry.
+	MaxRetries int
+	// Senders is the number of concurrent telegram.Send calls of one run. Default: 16.
+	Senders int
+}
+
+// Service is the broadcast domain service.
+type Service struct {
+	db         *bun.DB
+	queue      *asynq.Client
+	tg         *telegram.Service
+	log        *slog.Logger
+	maxRetries int
+	senders    int
+
+	// Tunables of the run loop (tests shorten them).
+	chunkSize  int           // recipients claimed per chunk
+	runBudget  time.Duration // a run stops claiming after this long and reschedules itself
+	stuckAfter time.Duration // a "sending" claim older than this is given back by the sweep
+}
+
+// Run loop defaults.
+const (
+	// ChunkSize is how many due recipients one claim takes.
+	ChunkSize = 200
+	// RunBudget is how long one HandleRun keeps claiming before it reschedules itself
+	// (well under the task Timeout of 10 min).
+	RunBudget = 3 * time.Minute
+	// StuckAfter is the age of a "sending" claim after which HandleSweep assumes its worker
+	// died and queues the recipient again.
+	StuckAfter = 5 * time.Minute
+	// minRetryAfter is the shortest delay HandleRun asks asynq for.
+	minRetryAfter = 200 * time.Millisecond
+	// maxBackoff caps the delay between retries of one recipient.
+	maxBackoff = 5 * time.Minute
+)
+
+// New returns a Service built from d (Senders defaults to 16, Log to slog.Default()).
+func New(d Deps) *Service {
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	if d.Senders <= 0 {
+		d.Senders = 16
+	}
+	if d.MaxRetries < 0 {
+		d.MaxRetries = 0
+	}
+	return &Service{
+		db: d.DB, queue: d.Queue, tg: d.Telegram, log: d.Log,
+		maxRetries: d.MaxRetries, senders: d.Senders,
+		chunkSize: ChunkSize, runBudget: RunBudget, stuckAfter: StuckAfter,
+	}
+}
+
+// validate checks and normalises nb's fields (not the recipients' ownership) and returns the
+// deduplicated recipient ids.
+func validate(nb *NewBroadcast) ([]uuid.UUID, error) {
+	nb.Name = strings.TrimSpace(nb.Name)
+	if nb.Name == "" || utf8.RuneCountInString(nb.Name) > MaxNameLen || !utf8.ValidString(nb.Name) || strings.ContainsRune(nb.Name, 0) {
+		return nil, ErrInvalidName
+	}
+	if strings.ToUpper(strings.TrimSpace(nb.Platform)) != PlatformTelegram {
+		return nil, ErrInvalidPlatform
+	}
+	nb.Platform = PlatformTelegram
+	if strings.TrimSpace(nb.MessageText) == "" || utf8.RuneCountInString(nb.MessageText) > MaxTextLen ||
+		!utf8.ValidString(nb.MessageText) || strings.ContainsRune(nb.MessageText, 0) {
+		return nil, ErrInvalidMessageText
+	}
+	switch nb.ParseMode {
+	case "", "HTML", "MarkdownV2", "Markdown":
+	default:
+		return nil, ErrInvalidParseMode
+	}
+	if len(nb.Recipients) == 0 {
+		return nil, ErrRecipientsRequired
+	}
+	seen := make(map[uuid.UUID]struct{}, len(nb.Recipients))
+	ids := make([]uuid.UUID, 0, len(nb.Recipients))
+	for _, id := range nb.Recipients {
+		if _, dup := seen[id]; dup {
+			continue
+		}
+		seen[id] = struct{}{}
+		ids = append(ids, id)
+	}
+	if len(ids) > MaxRecipients {
+		return nil, ErrTooManyRecipients
+	}
+	return ids, nil
+}
+
+// idsError returns e naming ids in its message (the first 20) and carrying all of them in
+// Details {"contact_ids": [...]}.
+func idsError(e *apperr.Error, ids []uuid.UUID) error {
+	strs := make([]string, len(ids))
+	for i, id := range ids {
+		strs[i] = id.String()
+	}
+	shown := strs
+	more := ""
+	if len(shown) > 20 {
+		shown = shown[:20]
+		more = fmt.Sprintf(" and %d more", len(strs)-20)
+	}
+	return e.WithMessage("%s: %s%s", e.Message, strings.Join(shown, ", "), more).
+		WithDetails(map[string]any{"contact_ids": strs})
+}
+
+// Create validates nb, stores the broadcast (status queued) and its recipients in one
+// transaction, and enqueues its run. Recipients whose contact has blocked the bot are stored
+// as failed ("contact has blocked the bot") and never sent. The API answers 202.
+//
+// Errors: ErrInvalidName, ErrInvalidPlatform, ErrInvalidMessageText, ErrInvalidParseMode,
+// ErrRecipientsRequired, ErrTooManyRecipients (422); the bot lookup's errors unchanged
+// (telegram.ErrBotNotFound 404 for another tenant's or a deleted bot,
+// telegram.ErrBotRequired 422 bot_app_id_required); ErrUnknownRecipients (ids that are not
+// contacts of this tenant) and ErrRecipientsNotOfBot (contacts of another of the tenant's
+// bots), both 422 naming the ids; apperr.ErrUnavailable (503). A failed enqueue is only
+// logged: HandleSweep starts the run within a sweep interval.
+func (s *Service) Create(ctx context.Context, tenantID uuid.UUID, nb NewBroadcast) (Broadcast, Counts, error) {
+	ids, err := validate(&nb)
+	if err != nil {
+		return Broadcast{}, Counts{}, err
+	}
+	bot, err := s.tg.BotForTenant(ctx, tenantID, nb.BotID)
+	if err != nil {
+		return Broadcast{}, Counts{}, err
+	}
+	owners, err := contactBots(ctx, s.db, tenantID, ids)
+	if err != nil {
+		return Broadcast{}, Counts{}, err
+	}
+	var unknown, otherBot []uuid.UUID
+	for _, id := range ids {
+		botID, ok := owners[id]
+		switch {
+		case !ok:
+			unknown = append(unknown, id)
+		case botID != bot.ID:
+			otherBot = append(otherBot, id)
+		}
+	}
+	if len(unknown) > 0 {
+		return Broadcast{}, Counts{}, idsError(ErrUnknownRecipients, unknown)
+	}
+	if len(otherBot) > 0 {
+		return Broadcast{}, Counts{}, idsError(ErrRecipientsNotOfBot, otherBot)
+	}
+
+	b := Broadcast{
+		TenantID: tenantID, BotID: bot.ID, Name: nb.Name, Platform: nb.Platform,
+		MessageText: nb.MessageText, ParseMode: nb.ParseMode, Status: StatusQueued, Total: len(ids),
+	}
+	err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		return insertBroadcast(ctx, tx, &b, ids)
+	})
+	if err != nil {
+		return Broadcast{}, Counts{}, apperr.Classify(err)
+	}
+	s.enqueueRun(ctx, b.ID)
+	counts, err := countsOf(ctx, s.db, b.ID)
+	if err != nil {
+		return Broadcast{}, Counts{}, err
+	}
+	return b, counts, nil
+}
+
+// enqueueRun enqueues the run of broadcast id, detached from ctx's cancellation (a client
+// that disconnects must not lose the run). A TaskID conflict means it is already scheduled;
+// other failures are logged and left to HandleSweep.
+func (s *Service) enqueueRun(ctx context.Context, id uuid.UUID) {
+	if s.queue == nil {
+		return
+	}
+	t, err := NewRunTask(id)
+	if err != nil {
+		s.log.Error("broadcast: build run task", "broadcast_id", id, "err", err)
+		return
+	}
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := s.queue.EnqueueContext(ectx, t); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		s.log.Warn("broadcast: enqueue run failed; the sweep will retry", "broadcast_id", id, "err", err)
+	}
+}
+
+// Get returns the tenant's broadcast id and its counts. Errors: ErrNotFound (404, also for
+// another tenant's), apperr.ErrUnavailable (503).
+func (s *Service) Get(ctx context.Context, tenantID, id uuid.UUID) (Broadcast, Counts, error) {
+	b, err := getBroadcast(ctx, s.db, tenantID, id)
+	if err != nil {
+		return Broadcast{}, Counts{}, err
+	}
+	c, err := countsOf(ctx, s.db, id)
+	if err != nil {
+		return Broadcast{}, Counts{}, err
+	}
+	return b, c, nil
+}
+
+// List returns one page of the tenant's broadcasts, newest first, the counts of each (same
+// index), and the cursor of the next page ("" on the last). Errors: page.ErrBadCursor,
+// page.ErrBadLimit (422), apperr.ErrUnavailable (503).
+func (s *Service) List(ctx context.Context, tenantID uuid.UUID, f Filter) ([]Broadcast, []Counts, string, error) {
+	limit, err := page.Limit(f.Limit)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	cur, err := page.DecodeTimeID(f.Cursor)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	var after *pageKey
+	if cur != nil {
+		id, err := uuid.Parse(cur.ID)
+		if err != nil {
+			return nil, nil, "", page.ErrBadCursor
+		}
+		after = &pageKey{at: cur.At, id: id}
+	}
+	bs, err := listBroadcasts(ctx, s.db, tenantID, after, limit+1)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	next := ""
+	if len(bs) > limit {
+		bs = bs[:limit]
+		last := bs[limit-1]
+		next = page.EncodeTimeID(last.CreatedAt, last.ID.String())
+	}
+	ids := make([]uuid.UUID, len(bs))
+	for i, b := range bs {
+		ids[i] = b.ID
+	}
+	byID, err := countsOfMany(ctx, s.db, ids)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	counts := make([]Counts, len(bs))
+	for i, b := range bs {
+		counts[i] = byID[b.ID]
+	}
+	return bs, counts, next, nil
+}
+
+// Cancel stops the tenant's broadcast id: a queued or running broadcast becomes cancelled
+// (CompletedAt set) and its recipients still queued or deferred become cancelled; recipients
+// being sent at that moment keep their result. Cancelling a cancelled broadcast changes
+// nothing. Errors: ErrNotFound (404), ErrNotCancellable (409) for a completed or failed one,
+// apperr.ErrUnavailable (503).
+func (s *Service) Cancel(ctx context.Context, tenantID, id uuid.UUID) (Broadcast, Counts, error) {
+	var b Broadcast
+	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		var err error
+		if b, err = lockBroadcast(ctx, tx, tenantID, id); err != nil {
+			return err
+		}
+		switch b.Status {
+		case StatusCompleted, StatusFailed:
+			return ErrNotCancellable
+		case StatusCancelled:
+			return nil
+		}
+		return cancelBroadcast(ctx, tx, &b)
+	})
+	if err != nil {
+		return Broadcast{}, Counts{}, apperr.Classify(err)
+	}
+	c, err := countsOf(ctx, s.db, id)
+	if err != nil {
+		return Broadcast{}, Counts{}, err
+	}
+	return b, c, nil
+}

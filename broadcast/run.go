@@ -1,0 +1,334 @@
+package broadcast
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+
+	"github.com/botfleet/botfleet/internal/apperr"
+	"github.com/botfleet/botfleet/telegram"
+)
+
+// errBotDeleted is the error of a broadcast (and of its unsent recipients) whose bot was
+// deleted before it completed.
+const errBotDeleted = "bot deleted"
+
+// writeTimeout bounds the writes that record sends already made; they run even when the
+// task's context has ended (shutdown, timeout) so that no sent message is forgotten.
+const writeTimeout = 30 * time.Second
+
+// HandleRun runs broadcast:run for the broadcast in the payload (RunPayload); a bad payload
+// is not retried (asynq.SkipRetry).
+//
+// A queued or running broadcast is marked running (StartedAt once). The run then claims up
+// to ChunkSize due recipients at a time (FOR UPDATE SKIP LOCKED, status sending), sends them
+// through telegram.Send with Deps.Senders goroutines, and writes the chunk's results in one
+// statement:
+//
+//   - OutcomeSent: sent, with telegram_message_id and sent_at.
+//   - OutcomeWait: queued again, due after RetryAfter; attempts unchanged. The run stops
+//     claiming: the bot is paused (429) or its rate slots are far away.
+//   - OutcomeDeferred: deferred until Outcome.Until (the next UTC midnight); the run stops,
+//     and every other recipient of the broadcast due before then is deferred with it.
+//   - OutcomeRetry: attempts+1; beyond Deps.MaxRetries failed with the error, else queued
+//     again, due after 1s·2^(attempts-1) (at most 5 min).
+//   - OutcomeBlocked, OutcomeFailed: failed with the error (Send marked a blocked contact).
+//
+// The run stops when nothing is due, after RunBudget, when the broadcast is cancelled, or
+// when ctx ends (recipients not yet sent are given back). If no recipient is left it marks
+// the broadcast completed and returns nil; otherwise it returns a *telegram.RetryAfterError
+// until the earliest due recipient (at least 200 ms), which the worker turns into a
+// re-run without counting a failure. A broadcast that is cancelled, completed, failed or
+// gone is a no-op; one whose bot was deleted becomes failed ("bot deleted") with its unsent
+// recipients. Database errors are returned as they are (asynq retries them).
+func (s *Service) HandleRun(ctx context.Context, t *asynq.Task) error {
+	var p RunPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.BroadcastID == uuid.Nil {
+		return fmt.Errorf("decode %s payload: %w", TypeRun, asynq.SkipRetry)
+	}
+	return s.run(ctx, p.BroadcastID)
+}
+
+// run is HandleRun for broadcast id.
+func (s *Service) run(ctx context.Context, id uuid.UUID) error {
+	log := s.log.With("broadcast_id", id.String())
+	b, err := broadcastByID(ctx, s.db, id)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			log.Warn("broadcast: run of an unknown broadcast ignored")
+			return nil
+		}
+		return err
+	}
+	switch b.Status {
+	case StatusCancelled, StatusCompleted, StatusFailed:
+		return nil
+	}
+	bot, err := s.tg.BotByID(ctx, b.BotID)
+	if err != nil {
+		if apperr.KindOf(err) != apperr.KindNotFound {
+			return err
+		}
+		log.Warn("broadcast: bot deleted, broadcast failed", "bot_app_id", b.BotID.String())
+		return failBroadcast(context.WithoutCancel(ctx), s.db, id, errBotDeleted)
+	}
+	if ok, err := markRunning(ctx, s.db, id); err != nil || !ok {
+		return apperr.Classify(err)
+	}
+
+	msg := telegram.Outgoing{Text: b.MessageText, ParseMode: b.ParseMode}
+	deadline := time.Now().Add(s.runBudget)
+	var waitUntil time.Time // the bot asked us to wait (Wait outcome) until then
+	sent := 0
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		rows, running, err := claim(ctx, s.db, id, s.chunkSize)
+		if err != nil {
+			return err
+		}
+		if !running {
+			log.Info("broadcast: run stopped, broadcast no longer running", "sent", sent)
+			return nil
+		}
+		if len(rows) == 0 {
+			break
+		}
+		cr := s.sendChunk(ctx, bot, msg, rows, deadline)
+		sent += cr.sent
+		if err := s.writeResultsRetrying(ctx, id, cr); err != nil {
+			// The claimed rows stay "sending" until the sweep gives them back (StuckAfter);
+			// those already sent will then be sent again.
+			log.Error("broadcast: write results failed", "recipients", len(rows), "sent", cr.sent, "err", err)
+			return err
+		}
+		if cr.waitUntil.After(waitUntil) {
+			waitUntil = cr.waitUntil
+		}
+		if !cr.deferUntil.IsZero() || !cr.waitUntil.IsZero() {
+			break
+		}
+	}
+
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	defer cancel()
+	done, err := complete(fctx, s.db, id)
+	if err != nil {
+		return err
+	}
+	if done {
+		log.Info("broadcast: completed", "sent", sent)
+		return nil
+	}
+	left, err := remaining(fctx, s.db, id)
+	if err != nil {
+		return err
+	}
+	if left.Waiting == 0 {
+		// Cancelled meanwhile, or only recipients claimed by another run (which completes
+		// the broadcast) or by a dead worker (HandleSweep gives them back and re-runs).
+		return nil
+	}
+	wait := minRetryAfter
+	if left.DueInMS != nil {
+		wait = max(wait, time.Duration(*left.DueInMS*float64(time.Millisecond)))
+	}
+	wait = max(wait, time.Until(waitUntil))
+	return &telegram.RetryAfterError{
+		RetryAfter: wait,
+		Reason:     fmt.Sprintf("broadcast %s: %d recipients waiting (sent %d in this run)", id, left.Waiting, sent),
+	}
+}
+
+// writeResultsRetrying writes a chunk's results, retrying for up to writeTimeout (even after
+// ctx has ended): the messages are sent, and a lost write would send them again.
+func (s *Service) writeResultsRetrying(ctx context.Context, id uuid.UUID, cr chunkResult) error {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	defer cancel()
+	delay := 250 * time.Millisecond
+	for {
+		err := s.writeResults(wctx, id, cr.results, cr.deferUntil)
+		if err == nil {
+			return nil
+		}
+		s.log.Warn("broadcast: write results failed, retrying", "broadcast_id", id.String(), "err", err)
+		select {
+		case <-wctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 4*time.Second)
+	}
+}
+
+// chunkResult is what sendChunk did with a chunk.
+type chunkResult struct {
+	results    []result
+	sent       int
+	waitUntil  time.Time // latest end of a Wait outcome, zero if none
+	deferUntil time.Time // the daily limit resets then, zero if it was not hit
+}
+
+// sendChunk sends msg to the claimed rows with up to s.senders concurrent telegram.Send
+// calls. After a Wait or Deferred outcome, or once ctx ends or deadline passes, the rows not
+// yet sent are given back without a Send call: deferred to the reset, queued after the wait,
+// or queued and due now.
+//
+// A Send that has started is not cancelled with ctx (it is bounded by the rate-limit
+// MaxWait and TELEGRAM_REQUEST_TIMEOUT): aborting a sendMessage that Telegram may already
+// have delivered would record a retry and send a second copy later.
+func (s *Service) sendChunk(ctx context.Context, bot telegram.Bot, msg telegram.Outgoing, rows []claimed, deadline time.Time) chunkResult {
+	sendCtx := context.WithoutCancel(ctx)
+	results := make([]result, len(rows))
+	done := make([]bool, len(rows))
+	var (
+		stop       atomic.Bool
+		mu         sync.Mutex
+		sent       int
+		waitUntil  time.Time
+		deferUntil time.Time
+	)
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for range min(s.senders, len(rows)) {
+		wg.Go(func() {
+			for i := range jobs {
+				if stop.Load() || ctx.Err() != nil || time.Now().After(deadline) {
+					continue
+				}
+				out := s.tg.Send(sendCtx, bot, rows[i].ChatID, msg)
+				results[i] = s.resultOf(rows[i], out)
+				done[i] = true
+				switch out.Status {
+				case telegram.OutcomeSent:
+					mu.Lock()
+					sent++
+					mu.Unlock()
+				case telegram.OutcomeWait:
+					stop.Store(true)
+					mu.Lock()
+					if u := time.Now().Add(out.RetryAfter); u.After(waitUntil) {
+						waitUntil = u
+					}
+					mu.Unlock()
+				case telegram.OutcomeDeferred:
+					stop.Store(true)
+					mu.Lock()
+					if u := results[i].DueAt; u.After(deferUntil) {
+						deferUntil = u
+					}
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for i := range rows {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+
+	for i, r := range rows {
+		if done[i] {
+			continue
+		}
+		res := result{ID: r.ID, Status: RecipientQueued, Attempts: r.Attempts, ChatID: r.ChatID, KeepError: true}
+		switch {
+		case !deferUntil.IsZero():
+			res.Status, res.DueAt = RecipientDeferred, deferUntil
+		case !waitUntil.IsZero():
+			res.DueInMS = max(time.Until(waitUntil), 0).Milliseconds()
+		}
+		results[i] = res
+	}
+	return chunkResult{results: results, sent: sent, waitUntil: waitUntil, deferUntil: deferUntil}
+}
+
+// resultOf maps the Outcome of sending to claimed recipient r to the row to write.
+func (s *Service) resultOf(r claimed, out telegram.Outcome) result {
+	res := result{ID: r.ID, Attempts: r.Attempts, ChatID: r.ChatID, Error: out.Err}
+	if out.ChatID != 0 {
+		res.ChatID = out.ChatID
+	}
+	switch out.Status {
+	case telegram.OutcomeSent:
+		mid := out.MessageID
+		res.Status, res.MessageID, res.Sent, res.Error = RecipientSent, &mid, true, ""
+	case telegram.OutcomeWait:
+		// Not an attempt: 429 retry_after and rate-limit waits are not retries.
+		res.Status, res.KeepError = RecipientQueued, true
+		res.DueInMS = max(out.RetryAfter, 0).Milliseconds()
+	case telegram.OutcomeDeferred:
+		res.Status, res.DueAt = RecipientDeferred, out.Until
+		if res.DueAt.IsZero() {
+			res.DueAt = telegram.NextUTCMidnight(time.Now())
+		}
+	case telegram.OutcomeBlocked, telegram.OutcomeFailed:
+		res.Status = RecipientFailed
+	default: // OutcomeRetry, and anything unknown is treated as retryable
+		res.Attempts++
+		if res.Attempts > s.maxRetries {
+			res.Status = RecipientFailed
+		} else {
+			res.Status = RecipientQueued
+			res.DueInMS = backoff(res.Attempts).Milliseconds()
+		}
+	}
+	if res.Status == RecipientFailed && res.Error == "" {
+		res.Error = "send failed"
+	}
+	return res
+}
+
+// backoff is the delay before retry number attempts (≥ 1): 1s·2^(attempts-1), at most
+// maxBackoff.
+func backoff(attempts int) time.Duration {
+	if attempts < 1 {
+		attempts = 1
+	}
+	if attempts > 20 {
+		return maxBackoff
+	}
+	return min(time.Second<<(attempts-1), maxBackoff)
+}
+
+// HandleSweep runs broadcast:sweep (periodic): recipients stuck in "sending" for more than
+// StuckAfter (their worker died) are queued again (cancelled or failed in a cancelled or
+// failed broadcast), and every queued or running broadcast with a recipient due now, or with
+// nothing left to send, gets its run enqueued (a TaskID conflict means it is already
+// scheduled). It returns the first enqueue error after trying them all.
+func (s *Service) HandleSweep(ctx context.Context, _ *asynq.Task) error {
+	n, err := releaseStuck(ctx, s.db, s.stuckAfter)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		s.log.Warn("broadcast: released recipients of a dead worker", "recipients", n)
+	}
+	ids, err := runnable(ctx, s.db, 1000)
+	if err != nil {
+		return err
+	}
+	if s.queue == nil {
+		return errors.New("broadcast: sweep needs Deps.Queue")
+	}
+	var firstErr error
+	for _, id := range ids {
+		t, err := NewRunTask(id)
+		if err != nil {
+			return err
+		}
+		if _, err := s.queue.EnqueueContext(ctx, t); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+			s.log.Warn("broadcast: sweep could not enqueue run", "broadcast_id", id.String(), "err", err)
+			if firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
+	return firstErr
+}

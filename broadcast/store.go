@@ -1,0 +1,439 @@
+package broadcast
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
+
+	"github.com/botfleet/botfleet/internal/apperr"
+	"github.com/botfleet/botfleet/internal/database"
+)
+
+// uuidArray formats ids as a PostgreSQL array literal; use it as `?::uuid[]`.
+func uuidArray(ids []uuid.UUID) any {
+	strs := make([]string, len(ids))
+	for i, id := range ids {
+		strs[i] = id.String()
+	}
+	return pgdialect.Array(strs)
+}
+
+// contactBots returns the bot of each of ids that is a contact of tenantID (others absent).
+func contactBots(ctx context.Context, idb bun.IDB, tenantID uuid.UUID, ids []uuid.UUID) (map[uuid.UUID]uuid.UUID, error) {
+	var rows []struct {
+		ID    uuid.UUID `bun:"id,type:uuid"`
+		BotID uuid.UUID `bun:"bot_id,type:uuid"`
+	}
+	err := idb.NewSelect().Table("contacts").Column("id", "bot_id").
+		Where("tenant_id = ?", tenantID).Where("id = ANY(?::uuid[])", uuidArray(ids)).
+		Scan(ctx, &rows)
+	if err != nil {
+		return nil, apperr.Classify(fmt.Errorf("look up recipients: %w", err))
+	}
+	m := make(map[uuid.UUID]uuid.UUID, len(rows))
+	for _, r := range rows {
+		m[r.ID] = r.BotID
+	}
+	return m, nil
+}
+
+// insertBroadcast inserts b and one recipient per contact in ids (all of them contacts of
+// b's tenant and bot) with one INSERT … SELECT. Blocked contacts are stored as failed.
+// b.Total is corrected when a contact vanished in the meantime.
+func insertBroadcast(ctx context.Context, tx bun.Tx, b *Broadcast, ids []uuid.UUID) error {
+	if _, err := tx.NewInsert().Model(b).Returning("*").Exec(ctx); err != nil {
+		return fmt.Errorf("insert broadcast: %w", err)
+	}
+	res, err := tx.NewRaw(`INSERT INTO broadcast_recipients (broadcast_id, contact_id, chat_id, status, error)
+SELECT ?, c.id, c.telegram_chat_id,
+       CASE WHEN c.blocked THEN ? ELSE ? END,
+       CASE WHEN c.blocked THEN ? ELSE '' END
+FROM contacts c
+WHERE c.tenant_id = ? AND c.bot_id = ? AND c.id = ANY(?::uuid[])`,
+		b.ID, RecipientFailed, RecipientQueued, errContactBlocked, b.TenantID, b.BotID, uuidArray(ids)).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("insert recipients: %w", err)
+	}
+	if n, err := res.RowsAffected(); err == nil && int(n) != b.Total {
+		b.Total = int(n)
+		if _, err := tx.NewUpdate().Model(b).Column("total").WherePK().Exec(ctx); err != nil {
+			return fmt.Errorf("update total: %w", err)
+		}
+	}
+	return nil
+}
+
+// getBroadcast returns the tenant's broadcast id. Errors: ErrNotFound.
+func getBroadcast(ctx context.Context, idb bun.IDB, tenantID, id uuid.UUID) (Broadcast, error) {
+	var b Broadcast
+	err := idb.NewSelect().Model(&b).Where("b.tenant_id = ?", tenantID).Where("b.id = ?", id).Scan(ctx)
+	if err != nil {
+		if database.IsNoRows(err) {
+			return Broadcast{}, ErrNotFound
+		}
+		return Broadcast{}, apperr.Classify(fmt.Errorf("get broadcast: %w", err))
+	}
+	return b, nil
+}
+
+// broadcastByID returns broadcast id whatever its tenant (worker use). Errors: ErrNotFound.
+func broadcastByID(ctx context.Context, idb bun.IDB, id uuid.UUID) (Broadcast, error) {
+	var b Broadcast
+	if err := idb.NewSelect().Model(&b).Where("b.id = ?", id).Scan(ctx); err != nil {
+		if database.IsNoRows(err) {
+			return Broadcast{}, ErrNotFound
+		}
+		return Broadcast{}, apperr.Classify(fmt.Errorf("get broadcast: %w", err))
+	}
+	return b, nil
+}
+
+// lockBroadcast returns the tenant's broadcast id locked FOR UPDATE. Errors: ErrNotFound.
+func lockBroadcast(ctx context.Context, tx bun.Tx, tenantID, id uuid.UUID) (Broadcast, error) {
+	var b Broadcast
+	err := tx.NewSelect().Model(&b).Where("b.tenant_id = ?", tenantID).Where("b.id = ?", id).For("UPDATE").Scan(ctx)
+	if err != nil {
+		if database.IsNoRows(err) {
+			return Broadcast{}, ErrNotFound
+		}
+		return Broadcast{}, fmt.Errorf("lock broadcast: %w", err)
+	}
+	return b, nil
+}
+
+// statusForShare returns the status of broadcast id locked FOR SHARE, so that Cancel (FOR
+// UPDATE) and a run's claim or write never interleave. Errors: ErrNotFound.
+func statusForShare(ctx context.Context, tx bun.Tx, id uuid.UUID) (string, error) {
+	var status string
+	err := tx.NewSelect().Model((*Broadcast)(nil)).Column("status").Where("id = ?", id).For("SHARE").Scan(ctx, &status)
+	if err != nil {
+		if database.IsNoRows(err) {
+			return "", ErrNotFound
+		}
+		return "", fmt.Errorf("read broadcast status: %w", err)
+	}
+	return status, nil
+}
+
+// cancelBroadcast marks b (locked) cancelled and its queued and deferred recipients cancelled.
+func cancelBroadcast(ctx context.Context, tx bun.Tx, b *Broadcast) error {
+	_, err := tx.NewUpdate().Model(b).
+		Set("status = ?", StatusCancelled).Set("updated_at = now()").Set("completed_at = now()").
+		WherePK().Returning("*").Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("cancel broadcast: %w", err)
+	}
+	_, err = tx.NewUpdate().Model((*Recipient)(nil)).
+		Set("status = ?", RecipientCancelled).Set("updated_at = now()").
+		Where("broadcast_id = ?", b.ID).Where("status IN (?, ?)", RecipientQueued, RecipientDeferred).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("cancel recipients: %w", err)
+	}
+	return nil
+}
+
+// pageKey is the position after which a page of broadcasts starts.
+type pageKey struct {
+	at time.Time
+	id uuid.UUID
+}
+
+// listBroadcasts returns up to limit of the tenant's broadcasts after key, newest first.
+func listBroadcasts(ctx context.Context, idb bun.IDB, tenantID uuid.UUID, after *pageKey, limit int) ([]Broadcast, error) {
+	var bs []Broadcast
+	q := idb.NewSelect().Model(&bs).Where("b.tenant_id = ?", tenantID)
+	if after != nil {
+		q = q.Where("(b.created_at, b.id) < (?, ?)", after.at, after.id)
+	}
+	if err := q.OrderExpr("b.created_at DESC, b.id DESC").Limit(int64(limit)).Scan(ctx); err != nil {
+		return nil, apperr.Classify(fmt.Errorf("list broadcasts: %w", err))
+	}
+	return bs, nil
+}
+
+// statusCount is one row of the recipients grouped by status.
+type statusCount struct {
+	BroadcastID uuid.UUID `bun:"broadcast_id,type:uuid"`
+	Status      string    `bun:"status"`
+	N           int       `bun:"n"`
+}
+
+func (c *Counts) add(status string, n int) {
+	c.Total += n
+	switch status {
+	case RecipientQueued, RecipientSending:
+		c.Pending += n
+	case RecipientSent:
+		c.Sent += n
+	case RecipientFailed:
+		c.Failed += n
+	case RecipientDeferred:
+		c.Deferred += n
+	case RecipientCancelled:
+		c.Cancelled += n
+	}
+}
+
+// countsOf returns the counts of broadcast id.
+func countsOf(ctx context.Context, idb bun.IDB, id uuid.UUID) (Counts, error) {
+	m, err := countsOfMany(ctx, idb, []uuid.UUID{id})
+	if err != nil {
+		return Counts{}, err
+	}
+	return m[id], nil
+}
+
+// countsOfMany returns the counts of each of ids (zero Counts for one without recipients).
+func countsOfMany(ctx context.Context, idb bun.IDB, ids []uuid.UUID) (map[uuid.UUID]Counts, error) {
+	m := make(map[uuid.UUID]Counts, len(ids))
+	if len(ids) == 0 {
+		return m, nil
+	}
+	var rows []statusCount
+	err := idb.NewSelect().Model((*Recipient)(nil)).
+		Column("broadcast_id", "status").ColumnExpr("count(*) AS n").
+		Where("broadcast_id = ANY(?::uuid[])", uuidArray(ids)).
+		GroupExpr("broadcast_id, status").Scan(ctx, &rows)
+	if err != nil {
+		return nil, apperr.Classify(fmt.Errorf("count recipients: %w", err))
+	}
+	for _, r := range rows {
+		c := m[r.BroadcastID]
+		c.add(r.Status, r.N)
+		m[r.BroadcastID] = c
+	}
+	return m, nil
+}
+
+// markRunning moves broadcast id from queued (or running) to running and sets started_at
+// once. It reports false when the broadcast is in another status (cancelled meanwhile).
+func markRunning(ctx context.Context, idb bun.IDB, id uuid.UUID) (bool, error) {
+	res, err := idb.NewUpdate().Model((*Broadcast)(nil)).
+		Set("status = ?", StatusRunning).Set("started_at = COALESCE(started_at, now())").Set("updated_at = now()").
+		Where("id = ?", id).Where("status IN (?, ?)", StatusQueued, StatusRunning).Exec(ctx)
+	if err != nil {
+		return false, fmt.Errorf("mark running: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// claimed is a recipient taken by a run.
+type claimed struct {
+	ID       int64 `bun:"id"`
+	ChatID   int64 `bun:"chat_id"`
+	Attempts int   `bun:"attempts"`
+}
+
+// claim takes up to limit due recipients of running broadcast id (status queued or deferred,
+// due_at <= now(), oldest due first) and marks them sending. Rows locked by another run are
+// skipped. It reports false, claiming nothing, when the broadcast is no longer running.
+func claim(ctx context.Context, db *bun.DB, id uuid.UUID, limit int) ([]claimed, bool, error) {
+	var rows []claimed
+	running := true
+	err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		status, err := statusForShare(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if status != StatusRunning {
+			running = false
+			return nil
+		}
+		// ORDER BY due_at, id follows broadcast_recipients_due_idx (broadcast_id, due_at, id),
+		// so a claim reads about limit index entries however many recipients are due.
+		return tx.NewRaw(`UPDATE broadcast_recipients AS r
+SET status = ?, claimed_at = now(), updated_at = now()
+WHERE r.id IN (
+	SELECT id FROM broadcast_recipients
+	WHERE broadcast_id = ? AND status IN (?, ?) AND due_at <= now()
+	ORDER BY due_at, id
+	LIMIT ?
+	FOR UPDATE SKIP LOCKED)
+RETURNING r.id, r.chat_id, r.attempts`,
+			RecipientSending, id, RecipientQueued, RecipientDeferred, limit).Scan(ctx, &rows)
+	})
+	if err != nil {
+		return nil, false, apperr.Classify(fmt.Errorf("claim recipients: %w", err))
+	}
+	return rows, running, nil
+}
+
+// result is the outcome of one claimed recipient, written back by writeResults.
+type result struct {
+	ID     int64  `bun:"id"`
+	Status string `bun:"status"`
+	// Attempts is the new attempt count.
+	Attempts int `bun:"attempts"`
+	// DueAt is an absolute due time (a deferral); zero means DueInMS.
+	DueAt time.Time `bun:"due_at,nullzero"`
+	// DueInMS is the due time relative to the database's now(), in milliseconds.
+	DueInMS int64 `bun:"due_in_ms"`
+	// Error replaces the recipient's error unless KeepError.
+	Error     string `bun:"error"`
+	KeepError bool   `bun:"keep_error"`
+	// MessageID is Telegram's message_id of a sent message.
+	MessageID *int64 `bun:"telegram_message_id"`
+	// ChatID is the chat the message went to (it changes after a migrate_to_chat_id).
+	ChatID int64 `bun:"chat_id"`
+	Sent   bool  `bun:"sent"`
+}
+
+// writeResults writes a chunk's results in one UPDATE … FROM (VALUES …) and, when the
+// broadcast was cancelled meanwhile, turns those that would wait again (queued, deferred)
+// into cancelled. With deferUntil set (the bot's daily limit is used up), every other
+// recipient of the broadcast that would be due before it is deferred to it as well.
+func (s *Service) writeResults(ctx context.Context, id uuid.UUID, rs []result, deferUntil time.Time) error {
+	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		status, err := statusForShare(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		cancelled := status == StatusCancelled || status == StatusFailed
+		final := RecipientCancelled
+		if status == StatusFailed {
+			final = RecipientFailed
+		}
+		if len(rs) > 0 {
+			_, err = tx.NewUpdate().With("_data", tx.NewValues(&rs)).
+				Model((*Recipient)(nil)).TableExpr("_data").
+				Set("status = CASE WHEN ? AND _data.status IN (?, ?) THEN ? ELSE _data.status END",
+					cancelled, RecipientQueued, RecipientDeferred, final).
+				Set("attempts = _data.attempts").
+				Set("due_at = COALESCE(_data.due_at, now() + _data.due_in_ms * interval '1 millisecond')").
+				Set("error = CASE WHEN _data.keep_error THEN r.error ELSE _data.error END").
+				Set("telegram_message_id = COALESCE(_data.telegram_message_id, r.telegram_message_id)").
+				Set("chat_id = _data.chat_id").
+				Set("sent_at = CASE WHEN _data.sent THEN now() ELSE r.sent_at END").
+				Set("claimed_at = NULL").
+				Set("updated_at = now()").
+				Where("r.id = _data.id").Where("r.status = ?", RecipientSending).
+				Exec(ctx)
+			if err != nil {
+				return fmt.Errorf("write results: %w", err)
+			}
+		}
+		if !deferUntil.IsZero() && !cancelled {
+			_, err = tx.NewUpdate().Model((*Recipient)(nil)).
+				Set("status = ?", RecipientDeferred).Set("due_at = ?", deferUntil).Set("updated_at = now()").
+				Where("broadcast_id = ?", id).Where("status IN (?, ?)", RecipientQueued, RecipientDeferred).
+				Where("due_at < ?", deferUntil).Exec(ctx)
+			if err != nil {
+				return fmt.Errorf("defer recipients: %w", err)
+			}
+		}
+		return nil
+	})
+	return apperr.Classify(err)
+}
+
+// leftover describes what a broadcast still has to send.
+type leftover struct {
+	// Open counts recipients in queued, deferred or sending.
+	Open int `bun:"open"`
+	// Waiting counts recipients in queued or deferred.
+	Waiting int `bun:"waiting"`
+	// DueInMS is the time from the database's now() to the earliest due_at of a waiting
+	// recipient, in milliseconds (negative when one is due already).
+	DueInMS *float64 `bun:"due_in_ms"`
+}
+
+// remaining returns what broadcast id still has to send.
+func remaining(ctx context.Context, idb bun.IDB, id uuid.UUID) (leftover, error) {
+	var l leftover
+	err := idb.NewRaw(`SELECT
+	count(*) AS open,
+	count(*) FILTER (WHERE status IN (?, ?)) AS waiting,
+	extract(epoch FROM min(due_at) FILTER (WHERE status IN (?, ?)) - now()) * 1000 AS due_in_ms
+FROM broadcast_recipients
+WHERE broadcast_id = ? AND status IN (?, ?, ?)`,
+		RecipientQueued, RecipientDeferred, RecipientQueued, RecipientDeferred,
+		id, RecipientQueued, RecipientDeferred, RecipientSending).Scan(ctx, &l)
+	if err != nil {
+		return leftover{}, apperr.Classify(fmt.Errorf("remaining recipients: %w", err))
+	}
+	return l, nil
+}
+
+// complete marks running broadcast id completed when it has no open recipient left; it
+// reports whether it did.
+func complete(ctx context.Context, idb bun.IDB, id uuid.UUID) (bool, error) {
+	res, err := idb.NewRaw(`UPDATE broadcasts SET status = ?, completed_at = now(), updated_at = now()
+WHERE id = ? AND status = ? AND NOT EXISTS (
+	SELECT 1 FROM broadcast_recipients WHERE broadcast_id = ? AND status IN (?, ?, ?))`,
+		StatusCompleted, id, StatusRunning, id, RecipientQueued, RecipientDeferred, RecipientSending).Exec(ctx)
+	if err != nil {
+		return false, apperr.Classify(fmt.Errorf("complete broadcast: %w", err))
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// failBroadcast marks queued or running broadcast id failed with reason and fails its queued
+// and deferred recipients with the same reason.
+func failBroadcast(ctx context.Context, db *bun.DB, id uuid.UUID, reason string) error {
+	err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		res, err := tx.NewUpdate().Model((*Broadcast)(nil)).
+			Set("status = ?", StatusFailed).Set("error = ?", reason).
+			Set("completed_at = now()").Set("updated_at = now()").
+			Where("id = ?", id).Where("status IN (?, ?)", StatusQueued, StatusRunning).Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("fail broadcast: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil
+		}
+		_, err = tx.NewUpdate().Model((*Recipient)(nil)).
+			Set("status = ?", RecipientFailed).Set("error = ?", reason).Set("updated_at = now()").
+			Where("broadcast_id = ?", id).Where("status IN (?, ?)", RecipientQueued, RecipientDeferred).Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("fail recipients: %w", err)
+		}
+		return nil
+	})
+	return apperr.Classify(err)
+}
+
+// releaseStuck gives back recipients claimed (sending) more than age ago (by the database's
+// clock), whose worker presumably died: queued again in a queued or running broadcast,
+// cancelled or failed in a cancelled or failed one. It returns how many it released.
+func releaseStuck(ctx context.Context, idb bun.IDB, age time.Duration) (int, error) {
+	res, err := idb.NewRaw(`UPDATE broadcast_recipients AS r
+SET status = CASE b.status WHEN ? THEN ? WHEN ? THEN ? ELSE ? END,
+    error = CASE WHEN b.status = ? THEN b.error ELSE r.error END,
+    claimed_at = NULL, updated_at = now()
+FROM broadcasts b
+WHERE b.id = r.broadcast_id AND r.status = ? AND r.claimed_at < now() - ? * interval '1 millisecond'`,
+		StatusCancelled, RecipientCancelled, StatusFailed, RecipientFailed, RecipientQueued,
+		StatusFailed, RecipientSending, age.Milliseconds()).Exec(ctx)
+	if err != nil {
+		return 0, apperr.Classify(fmt.Errorf("release stuck recipients: %w", err))
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
+// runnable returns up to limit queued or running broadcasts that have a recipient due now,
+// or nothing left to send (so that their run completes them).
+func runnable(ctx context.Context, idb bun.IDB, limit int) ([]uuid.UUID, error) {
+	var ids []uuid.UUID
+	err := idb.NewRaw(`SELECT b.id FROM broadcasts b
+WHERE b.status IN (?, ?) AND (
+	EXISTS (SELECT 1 FROM broadcast_recipients r
+	        WHERE r.broadcast_id = b.id AND r.status IN (?, ?) AND r.due_at <= now())
+	OR NOT EXISTS (SELECT 1 FROM broadcast_recipients r
+	        WHERE r.broadcast_id = b.id AND r.status IN (?, ?, ?)))
+ORDER BY b.created_at
+LIMIT ?`,
+		StatusQueued, StatusRunning, RecipientQueued, RecipientDeferred,
+		RecipientQueued, RecipientDeferred, RecipientSending, limit).Scan(ctx, &ids)
+	if err != nil {
+		return nil, apperr.Classify(fmt.Errorf("find runnable broadcasts: %w", err))
+	}
+	return ids, nil
+}
