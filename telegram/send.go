@@ -91,7 +91,7 @@ func (s *Service) Send(ctx context.Context, bot Bot, chatID int64, msg Outgoing)
 		ok, err := s.limits.ReserveDaily(ctx, bot.ID, bot.DailyLimit, now)
 		if err != nil {
 			log.Warn("telegram: daily limit check failed", "err", err)
-			return Outcome{Status: OutcomeWait, ChatID: chatID, RetryAfter: sendRedisWaitRetry, Err: "send limits unavailable (Redis): " + err.Error()}
+			return Outcome{Status: OutcomeWait, ChatID: chatID, RetryAfter: sendRedisWaitRetry, Err: "send limits unavailable (Redis); nothing was sent"}
 		}
 		if !ok {
 			return Outcome{Status: OutcomeDeferred, ChatID: chatID, Until: NextUTCMidnight(now), Err: "daily limit reached"}
@@ -110,9 +110,12 @@ func (s *Service) Send(ctx context.Context, bot Bot, chatID int64, msg Outgoing)
 // With mayMigrate, a migrate_to_chat_id answer moves the contact and recurses once.
 func (s *Service) sendOnce(ctx context.Context, bot Bot, chatID int64, msg Outgoing, log *slog.Logger, mayMigrate bool) Outcome {
 	wait, ok, err := s.limits.Reserve(ctx, bot.ID, chatID, s.cfg.MaxWait)
+	if err != nil && ctx.Err() != nil {
+		return Outcome{Status: OutcomeWait, ChatID: chatID, RetryAfter: sendCancelWaitRetry, Err: "cancelled while waiting for a rate slot"}
+	}
 	if err != nil {
 		log.Warn("telegram: rate limiter failed", "err", err)
-		return Outcome{Status: OutcomeWait, ChatID: chatID, RetryAfter: sendRedisWaitRetry, Err: "send limits unavailable (Redis): " + err.Error()}
+		return Outcome{Status: OutcomeWait, ChatID: chatID, RetryAfter: sendRedisWaitRetry, Err: "send limits unavailable (Redis); nothing was sent"}
 	}
 	if !ok {
 		return Outcome{Status: OutcomeWait, ChatID: chatID, RetryAfter: wait, Err: "rate limited"}

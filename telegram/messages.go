@@ -1,0 +1,218 @@
+package telegram
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+
+	"github.com/botfleet/botfleet/contacts"
+	"github.com/botfleet/botfleet/internal/apperr"
+)
+
+// MaxTextLength is the longest message text, in characters (Unicode code points), that
+// sendMessage accepts (core.telegram.org/bots/api#sendmessage: 1-4096 characters after
+// entities parsing). CreateMessage counts the raw text, so formatted text with markup is
+// checked conservatively.
+const MaxTextLength = 4096
+
+// Errors of CreateMessage (422), besides ErrBotNotFound, ErrBotRequired and
+// contacts.ErrNotFound (404).
+var (
+	ErrContactNotOfBot  = apperr.Invalid("contact_not_of_bot", "contact_id is not a contact of this bot")
+	ErrInvalidText      = apperr.Invalid("invalid_text", "text must be 1-4096 characters and not blank")
+	ErrInvalidParseMode = apperr.Invalid("invalid_parse_mode", `parse_mode must be "", "HTML", "MarkdownV2" or "Markdown"`)
+)
+
+// sendEnqueueTimeout bounds the enqueue of a send task after the message row is stored.
+const sendEnqueueTimeout = 5 * time.Second
+
+// NewMessage is the input of CreateMessage.
+type NewMessage struct {
+	// BotID is the bot_app_id; uuid.Nil means the tenant's only bot (ErrBotRequired otherwise).
+	BotID uuid.UUID
+	// ContactID is the recipient; it must be a contact of BotID.
+	ContactID uuid.UUID
+	// Text is 1-4096 characters, not blank.
+	Text string
+	// ParseMode is "", "HTML", "MarkdownV2" or "Markdown" (case-insensitive; stored in
+	// Telegram's spelling).
+	ParseMode string
+}
+
+// normalizeParseMode returns Telegram's spelling of mode, or false when it is unknown
+// (core.telegram.org/bots/api#formatting-options).
+func normalizeParseMode(mode string) (string, bool) {
+	for _, m := range []string{"", "HTML", "MarkdownV2", "Markdown"} {
+		if strings.EqualFold(mode, m) {
+			return m, true
+		}
+	}
+	return "", false
+}
+
+// ValidateMessageText checks a message text: not blank and at most MaxTextLength characters.
+// Errors: ErrInvalidText.
+func ValidateMessageText(text string) error {
+	if strings.TrimSpace(text) == "" || utf8.RuneCountInString(text) > MaxTextLength || !utf8.ValidString(text) {
+		return ErrInvalidText
+	}
+	return nil
+}
+
+// CreateMessage validates a single message to one contact, stores it as an outbound message
+// with status "queued" and enqueues its telegram:send task; the worker sends it through Send.
+//
+// Errors: ErrInvalidText, ErrInvalidParseMode (422); ErrBotNotFound (404, also another
+// tenant's bot), ErrBotRequired (422); contacts.ErrNotFound (404, unknown or another
+// tenant's contact); ErrContactNotOfBot (422); ErrContactBlocked (422, the contact blocked
+// the bot); apperr.ErrUnavailable (503) when PostgreSQL is down.
+//
+// The enqueue uses a context detached from the request (5 s). If it fails the message is
+// still returned queued and the error is logged: the periodic sweep (HandleSweep)
+// re-enqueues queued messages whose task was lost, so the send is delayed, not lost.
+func (s *Service) CreateMessage(ctx context.Context, tenantID uuid.UUID, nm NewMessage) (contacts.Message, error) {
+	if err := ValidateMessageText(nm.Text); err != nil {
+		return contacts.Message{}, err
+	}
+	mode, ok := normalizeParseMode(nm.ParseMode)
+	if !ok {
+		return contacts.Message{}, ErrInvalidParseMode
+	}
+	var botID *uuid.UUID
+	if nm.BotID != uuid.Nil {
+		botID = &nm.BotID
+	}
+	bot, err := s.BotForTenant(ctx, tenantID, botID)
+	if err != nil {
+		return contacts.Message{}, err
+	}
+	c, err := s.contacts.Get(ctx, tenantID, nm.ContactID)
+	if err != nil {
+		return contacts.Message{}, err
+	}
+	if c.BotID != bot.ID {
+		return contacts.Message{}, ErrContactNotOfBot
+	}
+	if c.Blocked {
+		return contacts.Message{}, ErrContactBlocked
+	}
+	m := contacts.Message{
+		TenantID: tenantID, BotID: bot.ID, ContactID: &c.ID, ChatID: c.TelegramChatID,
+		Kind: contacts.KindMessage, Text: nm.Text, ParseMode: mode,
+	}
+	if err := s.contacts.CreateOutbound(ctx, s.db, &m); err != nil {
+		return contacts.Message{}, err
+	}
+	s.enqueueSend(ctx, m.ID)
+	return m, nil
+}
+
+// enqueueSend enqueues the telegram:send task of message id with a context that outlives the
+// request; a duplicate TaskID is success, other failures are logged (the sweep re-enqueues).
+func (s *Service) enqueueSend(ctx context.Context, id uuid.UUID) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sendEnqueueTimeout)
+	defer cancel()
+	task, err := NewSendTask(id)
+	if err == nil {
+		_, err = s.queue.EnqueueContext(ctx, task)
+	}
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		s.log.Error("telegram: enqueue send failed; the sweep will retry", "message_id", id.String(), "err", err)
+	}
+}
+
+// GetMessage returns the tenant's message id. Errors: ErrMessageNotFound (404, also another
+// tenant's).
+func (s *Service) GetMessage(ctx context.Context, tenantID, id uuid.UUID) (contacts.Message, error) {
+	return s.contacts.GetMessage(ctx, tenantID, id)
+}
+
+// HandleSend sends one queued outbound message (task TypeSend) through Send and records the
+// result in PostgreSQL. It is idempotent: a message that is no longer queued is skipped.
+//
+// Results: sent → status sent with telegram_message_id, nil. Rate-limit wait or Telegram's
+// 429 → *RetryAfterError (attempts unchanged; the worker's IsFailure ignores it). Daily limit
+// → *RetryAfterError until the next UTC midnight ("daily_limit"). Retryable failure →
+// attempts+1 in messages.attempts; once attempts exceeds Config.MaxRetries
+// (TELEGRAM_MAX_RETRIES: 1 attempt + MaxRetries retries) the message is failed with the last
+// error and asynq.SkipRetry is returned, otherwise a plain error so that asynq retries with
+// the worker's RetryDelayFunc. Blocked or permanent failure → failed, asynq.SkipRetry.
+// A bad payload, a deleted message or a deleted bot → asynq.SkipRetry.
+func (s *Service) HandleSend(ctx context.Context, t *asynq.Task) error {
+	var p SendPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.MessageID == uuid.Nil {
+		return fmt.Errorf("decode %s payload: %w", TypeSend, asynq.SkipRetry)
+	}
+	m, err := s.contacts.MessageByID(ctx, p.MessageID)
+	if errors.Is(err, contacts.ErrMessageNotFound) {
+		return fmt.Errorf("message %s: %w", p.MessageID, asynq.SkipRetry)
+	}
+	if err != nil {
+		return fmt.Errorf("load message %s: %w", p.MessageID, err)
+	}
+	if m.Status != contacts.StatusQueued || m.Direction != contacts.DirectionOutbound {
+		return nil
+	}
+	log := s.log.With("bot_app_id", m.BotID.String(), "chat_id", m.ChatID, "message_id", m.ID.String())
+	bot, err := s.BotByID(ctx, m.BotID)
+	if errors.Is(err, ErrBotNotFound) {
+		if err := s.contacts.MarkFailed(ctx, m.ID, "bot deleted", m.Attempts); err != nil {
+			return fmt.Errorf("mark message failed: %w", err)
+		}
+		return fmt.Errorf("message %s: bot deleted: %w", m.ID, asynq.SkipRetry)
+	}
+	if err != nil {
+		return fmt.Errorf("load bot %s: %w", m.BotID, err)
+	}
+
+	out := s.Send(ctx, bot, m.ChatID, Outgoing{Text: m.Text, ParseMode: m.ParseMode})
+	// The send happened (or definitively failed): record it even if ctx ends now.
+	dbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	attempts := m.Attempts + 1
+	switch out.Status {
+	case OutcomeSent:
+		if err := s.contacts.MarkSent(dbCtx, m.ID, out.MessageID, attempts); err != nil {
+			// Retrying the task would send a duplicate: give up loudly instead.
+			log.Error("telegram: message sent but not recorded", "telegram_message_id", out.MessageID, "err", err)
+			return fmt.Errorf("record sent message %s: %v: %w", m.ID, err, asynq.SkipRetry)
+		}
+		return nil
+	case OutcomeWait:
+		return &RetryAfterError{RetryAfter: max(out.RetryAfter, time.Second), Reason: waitReason(out)}
+	case OutcomeDeferred:
+		return &RetryAfterError{RetryAfter: max(time.Until(out.Until), time.Second), Reason: "daily_limit"}
+	case OutcomeRetry:
+		if attempts > s.cfg.MaxRetries {
+			if err := s.contacts.MarkFailed(dbCtx, m.ID, out.Err, attempts); err != nil {
+				return fmt.Errorf("mark message failed: %w", err)
+			}
+			log.Warn("telegram: send failed after retries", "attempts", attempts, "err", out.Err)
+			return fmt.Errorf("send message %s: %s (after %d attempts): %w", m.ID, out.Err, attempts, asynq.SkipRetry)
+		}
+		if err := s.contacts.RecordAttempt(dbCtx, m.ID, out.Err, attempts); err != nil {
+			return fmt.Errorf("record attempt: %w", err)
+		}
+		return fmt.Errorf("send message %s (attempt %d): %s", m.ID, attempts, out.Err)
+	default: // OutcomeBlocked, OutcomeFailed
+		if err := s.contacts.MarkFailed(dbCtx, m.ID, out.Err, attempts); err != nil {
+			return fmt.Errorf("mark message failed: %w", err)
+		}
+		return fmt.Errorf("send message %s: %s: %w", m.ID, out.Err, asynq.SkipRetry)
+	}
+}
+
+// waitReason is the RetryAfterError reason of an OutcomeWait.
+func waitReason(out Outcome) string {
+	if out.Err == "" {
+		return "rate_limit"
+	}
+	return out.Err
+}
