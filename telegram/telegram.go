@@ -7,7 +7,6 @@
 package telegram
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -25,19 +24,16 @@ import (
 
 // Errors returned by this package (see also apperr.ErrUnavailable, apperr.ErrMalformed).
 var (
-	ErrBotNotFound       = apperr.NotFound("bot_not_found", "bot not found")
-	ErrBotExists         = apperr.Conflict("bot_already_registered", "this Telegram bot is already registered")
-	ErrInvalidBotToken   = apperr.Invalid("invalid_bot_token", "Telegram rejected the bot token")
-	ErrTelegramDown      = apperr.New(apperr.KindUpstream, "telegram_unavailable", "Telegram could not be reached")
-	ErrTelegramError     = apperr.New(apperr.KindUpstream, "telegram_error", "Telegram answered with an error")
-	ErrBadSecret         = apperr.New(apperr.KindUnauthorized, "invalid_secret_token", "missing or wrong X-Telegram-Bot-Api-Secret-Token")
-	ErrBotRequired       = apperr.Invalid("bot_app_id_required", "bot_app_id is required when the tenant does not have exactly one bot")
-	ErrInvalidField      = apperr.Invalid("invalid_field", "invalid field")
-	ErrContactBlocked    = apperr.Invalid("contact_blocked", "the contact has blocked the bot")
-	ErrContactNotFound   = apperr.Invalid("contact_not_found", "contact_id is not a contact of this bot")
-	ErrMessageNotFound   = contacts.ErrMessageNotFound
-	ErrBotOutOfService   = apperr.NotFound("bot_not_found", "bot not found")
-	errNotImplementedYet = errors.New("not implemented")
+	ErrBotNotFound     = apperr.NotFound("bot_not_found", "bot not found")
+	ErrBotExists       = apperr.Conflict("bot_already_registered", "this Telegram bot is already registered")
+	ErrInvalidBotToken = apperr.Invalid("invalid_bot_token", "Telegram rejected the bot token")
+	ErrTelegramDown    = apperr.New(apperr.KindUpstream, "telegram_unavailable", "Telegram could not be reached")
+	ErrTelegramError   = apperr.New(apperr.KindUpstream, "telegram_error", "Telegram answered with an error")
+	ErrBadSecret       = apperr.New(apperr.KindUnauthorized, "invalid_secret_token", "missing or wrong X-Telegram-Bot-Api-Secret-Token")
+	ErrBotRequired     = apperr.Invalid("bot_app_id_required", "bot_app_id is required when the tenant does not have exactly one bot")
+	ErrInvalidField    = apperr.Invalid("invalid_field", "invalid field")
+	ErrContactBlocked  = apperr.Invalid("contact_blocked", "the contact has blocked the bot")
+	ErrMessageNotFound = contacts.ErrMessageNotFound
 )
 
 // Webhook statuses of a bot.

@@ -9,7 +9,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -148,7 +147,7 @@ func FromContext(ctx context.Context) (Tenant, bool) {
 func MustFromContext(ctx context.Context) (Tenant, error) {
 	t, ok := FromContext(ctx)
 	if !ok {
-		return Tenant{}, errors.Join(apperr.ErrUnauthorized)
+		return Tenant{}, apperr.ErrUnauthorized
 	}
 	return t, nil
 }
