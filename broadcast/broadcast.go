@@ -377,32 +377,15 @@ func (s *Service) Get(ctx context.Context, tenantID, id uuid.UUID) (Broadcast, C
 // index), and the cursor of the next page ("" on the last). Errors: page.ErrBadCursor,
 // page.ErrBadLimit (422), apperr.ErrUnavailable (503).
 func (s *Service) List(ctx context.Context, tenantID uuid.UUID, f Filter) ([]Broadcast, []Counts, string, error) {
-	limit, err := page.Limit(f.Limit)
+	after, limit, err := page.Parse(f.Cursor, f.Limit)
 	if err != nil {
 		return nil, nil, "", err
 	}
-	cur, err := page.DecodeTimeID(f.Cursor)
+	bs, err := listBroadcasts(ctx, s.db, tenantID, after, limit)
 	if err != nil {
 		return nil, nil, "", err
 	}
-	var after *pageKey
-	if cur != nil {
-		id, err := uuid.Parse(cur.ID)
-		if err != nil {
-			return nil, nil, "", page.ErrBadCursor
-		}
-		after = &pageKey{at: cur.At, id: id}
-	}
-	bs, err := listBroadcasts(ctx, s.db, tenantID, after, limit+1)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	next := ""
-	if len(bs) > limit {
-		bs = bs[:limit]
-		last := bs[limit-1]
-		next = page.EncodeTimeID(last.CreatedAt, last.ID.String())
-	}
+	bs, next := page.Trim(bs, limit, func(b Broadcast) (time.Time, uuid.UUID) { return b.CreatedAt, b.ID })
 	ids := make([]uuid.UUID, len(bs))
 	for i, b := range bs {
 		ids[i] = b.ID

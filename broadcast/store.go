@@ -11,6 +11,7 @@ import (
 
 	"github.com/botfleet/botfleet/internal/apperr"
 	"github.com/botfleet/botfleet/internal/database"
+	"github.com/botfleet/botfleet/internal/page"
 )
 
 // uuidArray formats ids as a PostgreSQL array literal; use it as `?::uuid[]`.
@@ -137,20 +138,12 @@ func cancelBroadcast(ctx context.Context, tx bun.Tx, b *Broadcast) error {
 	return nil
 }
 
-// pageKey is the position after which a page of broadcasts starts.
-type pageKey struct {
-	at time.Time
-	id uuid.UUID
-}
-
-// listBroadcasts returns up to limit of the tenant's broadcasts after key, newest first.
-func listBroadcasts(ctx context.Context, idb bun.IDB, tenantID uuid.UUID, after *pageKey, limit int) ([]Broadcast, error) {
+// listBroadcasts returns the tenant's broadcasts newest first after a, limit+1 of them
+// (page.Newest).
+func listBroadcasts(ctx context.Context, idb bun.IDB, tenantID uuid.UUID, a *page.After, limit int) ([]Broadcast, error) {
 	var bs []Broadcast
 	q := idb.NewSelect().Model(&bs).Where("b.tenant_id = ?", tenantID)
-	if after != nil {
-		q = q.Where("(b.created_at, b.id) < (?, ?)", after.at, after.id)
-	}
-	if err := q.OrderExpr("b.created_at DESC, b.id DESC").Limit(int64(limit)).Scan(ctx); err != nil {
+	if err := page.Newest(q, "b", a, limit).Scan(ctx); err != nil {
 		return nil, apperr.Classify(fmt.Errorf("list broadcasts: %w", err))
 	}
 	return bs, nil

@@ -211,11 +211,7 @@ func (s *Service) GetMany(ctx context.Context, tenantID uuid.UUID, ids []uuid.UU
 // List returns one page of the tenant's contacts, newest first, and the cursor of the next
 // page ("" on the last). Errors: page.ErrBadCursor, page.ErrBadLimit.
 func (s *Service) List(ctx context.Context, tenantID uuid.UUID, f ListFilter) ([]Contact, string, error) {
-	limit, err := page.Limit(f.Limit)
-	if err != nil {
-		return nil, "", err
-	}
-	cur, err := page.DecodeTimeID(f.Cursor)
+	after, limit, err := page.Parse(f.Cursor, f.Limit)
 	if err != nil {
 		return nil, "", err
 	}
@@ -224,22 +220,10 @@ func (s *Service) List(ctx context.Context, tenantID uuid.UUID, f ListFilter) ([
 	if f.BotID != nil {
 		q = q.Where("c.bot_id = ?", *f.BotID)
 	}
-	if cur != nil {
-		id, err := uuid.Parse(cur.ID)
-		if err != nil {
-			return nil, "", page.ErrBadCursor
-		}
-		q = q.Where("(c.created_at, c.id) < (?, ?)", cur.At, id)
-	}
-	if err := q.OrderExpr("c.created_at DESC, c.id DESC").Limit(int64(limit + 1)).Scan(ctx); err != nil {
+	if err := page.Newest(q, "c", after, limit).Scan(ctx); err != nil {
 		return nil, "", apperr.Classify(err)
 	}
-	next := ""
-	if len(cs) > limit {
-		cs = cs[:limit]
-		last := cs[limit-1]
-		next = page.EncodeTimeID(last.CreatedAt, last.ID.String())
-	}
+	cs, next := page.Trim(cs, limit, func(c Contact) (time.Time, uuid.UUID) { return c.CreatedAt, c.ID })
 	return cs, next, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"math"
 	"regexp"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/PaulSonOfLars/gotgbot/v2"
@@ -221,32 +222,16 @@ func (s *Service) GetBot(ctx context.Context, tenantID, botID uuid.UUID) (Bot, e
 // the cursor of the next page ("" on the last). Errors: page.ErrBadCursor, page.ErrBadLimit
 // (422), apperr.ErrUnavailable (503).
 func (s *Service) ListBots(ctx context.Context, tenantID uuid.UUID, f BotFilter) ([]Bot, string, error) {
-	limit, err := page.Limit(f.Limit)
-	if err != nil {
-		return nil, "", err
-	}
-	cur, err := page.DecodeTimeID(f.Cursor)
+	after, limit, err := page.Parse(f.Cursor, f.Limit)
 	if err != nil {
 		return nil, "", err
 	}
 	bots := []Bot{}
 	q := s.db.NewSelect().Model(&bots).Where("b.tenant_id = ?", tenantID).Where("b.deleted_at IS NULL")
-	if cur != nil {
-		id, err := uuid.Parse(cur.ID)
-		if err != nil {
-			return nil, "", page.ErrBadCursor
-		}
-		q = q.Where("(b.created_at, b.id) < (?, ?)", cur.At, id)
-	}
-	if err := q.OrderExpr("b.created_at DESC, b.id DESC").Limit(int64(limit + 1)).Scan(ctx); err != nil {
+	if err := page.Newest(q, "b", after, limit).Scan(ctx); err != nil {
 		return nil, "", apperr.Classify(fmt.Errorf("list bots: %w", err))
 	}
-	next := ""
-	if len(bots) > limit {
-		bots = bots[:limit]
-		last := bots[limit-1]
-		next = page.EncodeTimeID(last.CreatedAt, last.ID.String())
-	}
+	bots, next := page.Trim(bots, limit, func(b Bot) (time.Time, uuid.UUID) { return b.CreatedAt, b.ID })
 	return bots, next, nil
 }
 

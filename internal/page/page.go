@@ -8,6 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/uptrace/bun"
+
 	"github.com/botfleet/botfleet/internal/apperr"
 )
 
@@ -34,35 +37,63 @@ func Limit(n int) (int, error) {
 	return n, nil
 }
 
-// TimeID is a cursor on (created_at DESC, id DESC).
-type TimeID struct {
+// After is the position after which a page ordered by (created_at DESC, id DESC) starts.
+type After struct {
 	At time.Time
-	ID string
+	ID uuid.UUID
 }
 
-// EncodeTimeID returns the cursor after (at, id).
-func EncodeTimeID(at time.Time, id string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(at.UTC().Format(time.RFC3339Nano) + "|" + id))
+// encodeAfter returns the cursor after (at, id).
+func encodeAfter(at time.Time, id uuid.UUID) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(at.UTC().Format(time.RFC3339Nano) + "|" + id.String()))
 }
 
-// DecodeTimeID parses a cursor from EncodeTimeID; "" gives nil.
-func DecodeTimeID(s string) (*TimeID, error) {
-	if s == "" {
-		return nil, nil
-	}
-	b, err := base64.RawURLEncoding.DecodeString(s)
+// Parse normalises limit (see Limit) and decodes cursor, a next_cursor this package issued;
+// "" gives a nil *After (the first page). Errors: ErrBadLimit, ErrBadCursor.
+func Parse(cursor string, limit int) (*After, int, error) {
+	n, err := Limit(limit)
 	if err != nil {
-		return nil, ErrBadCursor
+		return nil, 0, err
 	}
-	ts, id, ok := strings.Cut(string(b), "|")
-	if !ok || id == "" {
-		return nil, ErrBadCursor
+	if cursor == "" {
+		return nil, n, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil {
+		return nil, 0, ErrBadCursor
+	}
+	ts, rawID, ok := strings.Cut(string(b), "|")
+	if !ok {
+		return nil, 0, ErrBadCursor
 	}
 	at, err := time.Parse(time.RFC3339Nano, ts)
 	if err != nil {
-		return nil, ErrBadCursor
+		return nil, 0, ErrBadCursor
 	}
-	return &TimeID{At: at, ID: id}, nil
+	id, err := uuid.Parse(rawID)
+	if err != nil {
+		return nil, 0, ErrBadCursor
+	}
+	return &After{At: at, ID: id}, n, nil
+}
+
+// Newest orders q by (alias.created_at DESC, alias.id DESC), starts after a (nil: from the
+// newest) and fetches limit+1 rows, so that Trim can tell whether a next page exists.
+func Newest(q *bun.SelectQuery, alias string, a *After, limit int) *bun.SelectQuery {
+	if a != nil {
+		q = q.Where("(?.created_at, ?.id) < (?, ?)", bun.Ident(alias), bun.Ident(alias), a.At, a.ID)
+	}
+	return q.OrderExpr("?.created_at DESC, ?.id DESC", bun.Ident(alias), bun.Ident(alias)).Limit(int64(limit + 1))
+}
+
+// Trim cuts rows fetched by Newest to limit and returns the next_cursor: the position of the
+// last row kept, or "" when there is no further page. key gives a row's (created_at, id).
+func Trim[T any](rows []T, limit int, key func(T) (time.Time, uuid.UUID)) ([]T, string) {
+	if len(rows) <= limit {
+		return rows, ""
+	}
+	rows = rows[:limit]
+	return rows, encodeAfter(key(rows[limit-1]))
 }
 
 // EncodeInt returns a cursor for an integer key.
