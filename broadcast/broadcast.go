@@ -18,7 +18,6 @@ package broadcast
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -89,6 +88,10 @@ const (
 // broadcast was created; it is never sent.
 const errContactBlocked = "contact has blocked the bot"
 
+// errInterrupted is the error of a recipient given back by the sweep after its worker died
+// while sending: the message may have reached Telegram.
+const errInterrupted = "a previous attempt was interrupted while calling Telegram; it may have been delivered"
+
 // Broadcast is a row of broadcasts. Times are UTC-comparable timestamps; StartedAt is zero
 // until the first run, CompletedAt is zero until the broadcast ends (completed, cancelled
 // or failed: it is the time it ended). Total is the number of recipients.
@@ -112,7 +115,10 @@ type Broadcast struct {
 }
 
 // Recipient is a row of broadcast_recipients: the delivery of one broadcast to one contact.
-// Attempts counts retryable failures (5xx, timeouts), not rate-limit waits or deferrals.
+// Attempts counts the sendMessage calls made for the recipient: each is counted when the
+// recipient is claimed, before Telegram is called, and given back when nothing was sent
+// (rate-limit waits, 429 retry_after, deferrals), so that a recipient that may have reached
+// Telegram always has a record saying so.
 type Recipient struct {
 	bun.BaseModel `bun:"table:broadcast_recipients,alias:r"`
 
@@ -173,7 +179,7 @@ type Deps struct {
 	// before it is failed (TELEGRAM_MAX_RETRIES); a recipient gets at most MaxRetries+1
 	// sendMessage calls. Negative means 0. 0 means no retry.
 	MaxRetries int
-	// Senders is the number of concurrent telegram.Send calls of one run. Default: 16.
+	// Senders is the most sendMessage calls of one run in flight at once. Default: 16.
 	Senders int
 }
 
@@ -181,27 +187,29 @@ type Deps struct {
 type Service struct {
 	db         *bun.DB
 	queue      *asynq.Client
+	insp       *asynq.Inspector
 	tg         *telegram.Service
 	log        *slog.Logger
 	maxRetries int
 	senders    int
 
 	// Tunables of the run loop (tests shorten them).
-	chunkSize  int           // recipients claimed per chunk
-	runBudget  time.Duration // a run stops claiming after this long and reschedules itself
-	stuckAfter time.Duration // a "sending" claim older than this is given back by the sweep
+	chunkSize   int           // recipients claimed per chunk
+	chunkBudget time.Duration // a chunk stops starting sends after this long
+	runBudget   time.Duration // a run stops claiming after this long and reschedules itself
+	stuckAfter  time.Duration // a "sending" claim older than this is given back by the sweep
 }
 
 // Run loop defaults.
 const (
 	// ChunkSize is how many due recipients one claim takes.
 	ChunkSize = 200
+	// ChunkBudget is how long one chunk keeps starting sends; the rows it did not reach are
+	// given back. It bounds how long a claim lasts (see Service.ClaimLease).
+	ChunkBudget = 15 * time.Second
 	// RunBudget is how long one HandleRun keeps claiming before it reschedules itself
-	// (well under the task Timeout of 10 min).
+	// (well under the task Timeout of 10 min), so that runs of many broadcasts take turns.
 	RunBudget = 3 * time.Minute
-	// StuckAfter is the age of a "sending" claim after which HandleSweep assumes its worker
-	// died and queues the recipient again.
-	StuckAfter = 5 * time.Minute
 	// minRetryAfter is the shortest delay HandleRun asks asynq for.
 	minRetryAfter = 200 * time.Millisecond
 	// maxBackoff caps the delay between retries of one recipient.
@@ -219,11 +227,31 @@ func New(d Deps) *Service {
 	if d.MaxRetries < 0 {
 		d.MaxRetries = 0
 	}
-	return &Service{
+	s := &Service{
 		db: d.DB, queue: d.Queue, tg: d.Telegram, log: d.Log,
 		maxRetries: d.MaxRetries, senders: d.Senders,
-		chunkSize: ChunkSize, runBudget: RunBudget, stuckAfter: StuckAfter,
+		chunkSize: ChunkSize, chunkBudget: ChunkBudget, runBudget: RunBudget,
 	}
+	if d.Telegram != nil {
+		s.insp = d.Telegram.Inspector()
+	}
+	s.stuckAfter = s.ClaimLease()
+	return s
+}
+
+// ClaimLease is how long a chunk of recipients can stay claimed ("sending") by a live
+// worker: ChunkBudget (the chunk stops starting sends), plus the longest one send can take
+// (telegram.Service.SendLease: waiting for a slot and TELEGRAM_REQUEST_TIMEOUT), plus the
+// time to write the results. A claim older than this belongs to a worker that died; the
+// sweep gives its recipients back. With the defaults: 15s + 60s + 30s = 1m45s.
+func (s *Service) ClaimLease() time.Duration {
+	lease := s.chunkBudget + writeTimeout
+	if s.tg != nil {
+		lease += s.tg.SendLease()
+	} else {
+		lease += time.Minute
+	}
+	return lease
 }
 
 // validate checks and normalises nb's fields (not the recipients' ownership) and returns the
@@ -332,7 +360,7 @@ func (s *Service) Create(ctx context.Context, tenantID uuid.UUID, nb NewBroadcas
 	if err != nil {
 		return Broadcast{}, Counts{}, apperr.Classify(err)
 	}
-	s.enqueueRun(ctx, b.ID)
+	s.startRun(ctx, b.ID)
 	counts, err := countsOf(ctx, s.db, b.ID)
 	if err != nil {
 		return Broadcast{}, Counts{}, err
@@ -340,21 +368,14 @@ func (s *Service) Create(ctx context.Context, tenantID uuid.UUID, nb NewBroadcas
 	return b, counts, nil
 }
 
-// enqueueRun enqueues the run of broadcast id, detached from ctx's cancellation (a client
-// that disconnects must not lose the run). A TaskID conflict means it is already scheduled;
-// other failures are logged and left to HandleSweep.
-func (s *Service) enqueueRun(ctx context.Context, id uuid.UUID) {
+// startRun enqueues the run of broadcast id (enqueueRun, detached from ctx's cancellation:
+// a client that disconnects must not lose the run). Failures are logged and left to
+// HandleSweep.
+func (s *Service) startRun(ctx context.Context, id uuid.UUID) {
 	if s.queue == nil {
 		return
 	}
-	t, err := NewRunTask(id)
-	if err != nil {
-		s.log.Error("broadcast: build run task", "broadcast_id", id, "err", err)
-		return
-	}
-	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if _, err := s.queue.EnqueueContext(ectx, t); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+	if err := s.enqueueRun(ctx, id); err != nil {
 		s.log.Warn("broadcast: enqueue run failed; the sweep will retry", "broadcast_id", id, "err", err)
 	}
 }

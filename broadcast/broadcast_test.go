@@ -481,8 +481,9 @@ func TestService_HandleRun_DailyLimit(t *testing.T) {
 		if r.Status == RecipientDeferred && !r.DueAt.Equal(midnight) {
 			t.Errorf("deferred due_at = %s, want %s", r.DueAt.UTC(), midnight)
 		}
-		if r.Attempts != 0 {
-			t.Errorf("attempts = %d, want 0", r.Attempts)
+		// A send counts an attempt (recorded before calling Telegram); a deferral does not.
+		if want := map[string]int{RecipientSent: 1, RecipientDeferred: 0}[r.Status]; r.Attempts != want {
+			t.Errorf("%s recipient: attempts = %d, want %d", r.Status, r.Attempts, want)
 		}
 	}
 	if n := len(e.emu.Sent(b.emuID)); n != 2 {
@@ -520,8 +521,8 @@ func TestService_HandleRun_TooManyRequests(t *testing.T) {
 	}
 	e.runToEnd(bc.ID, false, 10)
 	r = e.recipientOf(bc.ID, hit)
-	if r.Status != RecipientSent || r.Attempts != 0 {
-		t.Errorf("finally: status %s attempts %d", r.Status, r.Attempts)
+	if r.Status != RecipientSent || r.Attempts != 1 { // the 429 gave its attempt back
+		t.Errorf("finally: status %s attempts %d, want sent with 1", r.Status, r.Attempts)
 	}
 	if _, counts := e.get(b, bc.ID); counts != (Counts{Total: 3, Sent: 3}) {
 		t.Errorf("counts = %+v", counts)
@@ -547,7 +548,7 @@ func TestService_HandleRun_Blocked(t *testing.T) {
 		t.Fatalf("HandleRun: %v", err)
 	}
 	r := e.recipientOf(bc.ID, hit.TelegramChatID)
-	if r.Status != RecipientFailed || r.Attempts != 0 || !strings.Contains(r.Error, "blocked") {
+	if r.Status != RecipientFailed || r.Attempts != 1 || !strings.Contains(r.Error, "blocked") {
 		t.Errorf("recipient: status %s attempts %d error %q", r.Status, r.Attempts, r.Error)
 	}
 	c, err := e.contacts.Get(e.ctx, tn, hit.ID)

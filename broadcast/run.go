@@ -5,14 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 
 	"github.com/botfleet/botfleet/internal/apperr"
+	"github.com/botfleet/botfleet/internal/queue"
 	"github.com/botfleet/botfleet/telegram"
 )
 
@@ -99,7 +98,7 @@ func (s *Service) run(ctx context.Context, id uuid.UUID) error {
 		if len(rows) == 0 {
 			break
 		}
-		cr := s.sendChunk(ctx, bot, msg, rows, deadline)
+		cr := s.sendChunk(ctx, bot, msg, rows, minTime(deadline, time.Now().Add(s.chunkBudget)))
 		sent += cr.sent
 		if err := s.writeResultsRetrying(ctx, id, cr); err != nil {
 			// The claimed rows stay "sending" until the sweep gives them back (StuckAfter);
@@ -170,86 +169,47 @@ func (s *Service) writeResultsRetrying(ctx context.Context, id uuid.UUID, cr chu
 type chunkResult struct {
 	results    []result
 	sent       int
-	waitUntil  time.Time // latest end of a Wait outcome, zero if none
+	waitUntil  time.Time // latest end of a bot-wide wait (429 pause, slots too far), zero if none
 	deferUntil time.Time // the daily limit resets then, zero if it was not hit
 }
 
-// sendChunk sends msg to the claimed rows with up to s.senders concurrent telegram.Send
-// calls. After a Wait or Deferred outcome, or once ctx ends or deadline passes, the rows not
-// yet sent are given back without a Send call: deferred to the reset, queued after the wait,
-// or queued and due now.
-//
-// A Send that has started is not cancelled with ctx (it is bounded by the rate-limit
-// MaxWait and TELEGRAM_REQUEST_TIMEOUT): aborting a sendMessage that Telegram may already
-// have delivered would record a retry and send a second copy later.
+// sendChunk sends msg to the claimed rows through telegram.SendBatch (one permit acquirer,
+// up to s.senders sends in flight, the bot's pace shared by all workers) and maps each
+// Outcome to the row to write. SendBatch stops starting sends when ctx ends, the chunk's
+// deadline passes, the bot is paused or its daily limit is used up; the rows it did not
+// attempt are given back: deferred to the reset, or queued after the wait. A send that has
+// started always finishes and is recorded: aborting a sendMessage that Telegram may already
+// have delivered would send a second copy later.
 func (s *Service) sendChunk(ctx context.Context, bot telegram.Bot, msg telegram.Outgoing, rows []claimed, deadline time.Time) chunkResult {
-	sendCtx := context.WithoutCancel(ctx)
-	results := make([]result, len(rows))
-	done := make([]bool, len(rows))
-	var (
-		stop       atomic.Bool
-		mu         sync.Mutex
-		sent       int
-		waitUntil  time.Time
-		deferUntil time.Time
-	)
-	jobs := make(chan int)
-	var wg sync.WaitGroup
-	for range min(s.senders, len(rows)) {
-		wg.Go(func() {
-			for i := range jobs {
-				if stop.Load() || ctx.Err() != nil || time.Now().After(deadline) {
-					continue
-				}
-				out := s.tg.Send(sendCtx, bot, rows[i].ChatID, msg)
-				results[i] = s.resultOf(rows[i], out)
-				done[i] = true
-				switch out.Status {
-				case telegram.OutcomeSent:
-					mu.Lock()
-					sent++
-					mu.Unlock()
-				case telegram.OutcomeWait:
-					stop.Store(true)
-					mu.Lock()
-					if u := time.Now().Add(out.RetryAfter); u.After(waitUntil) {
-						waitUntil = u
-					}
-					mu.Unlock()
-				case telegram.OutcomeDeferred:
-					stop.Store(true)
-					mu.Lock()
-					if u := results[i].DueAt; u.After(deferUntil) {
-						deferUntil = u
-					}
-					mu.Unlock()
+	chats := make([]int64, len(rows))
+	for i, r := range rows {
+		chats[i] = r.ChatID
+	}
+	outs := s.tg.SendBatch(ctx, bot, chats, msg, telegram.BatchOptions{Concurrency: s.senders, Deadline: deadline})
+	cr := chunkResult{results: make([]result, len(rows))}
+	for i, out := range outs {
+		cr.results[i] = s.resultOf(rows[i], out)
+		switch out.Status {
+		case telegram.OutcomeSent:
+			cr.sent++
+		case telegram.OutcomeWait:
+			// A busy chat only delays its own recipient; a pause or far slots stop the run.
+			if out.RetryAfter > 0 && !out.ChatBusy {
+				if u := time.Now().Add(out.RetryAfter); u.After(cr.waitUntil) {
+					cr.waitUntil = u
 				}
 			}
-		})
-	}
-	for i := range rows {
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
-
-	for i, r := range rows {
-		if done[i] {
-			continue
+		case telegram.OutcomeDeferred:
+			if u := cr.results[i].DueAt; u.After(cr.deferUntil) {
+				cr.deferUntil = u
+			}
 		}
-		res := result{ID: r.ID, Status: RecipientQueued, Attempts: r.Attempts, ChatID: r.ChatID, KeepError: true}
-		switch {
-		case !deferUntil.IsZero():
-			res.Status, res.DueAt = RecipientDeferred, deferUntil
-		case !waitUntil.IsZero():
-			res.DueInMS = max(time.Until(waitUntil), 0).Milliseconds()
-		}
-		results[i] = res
 	}
-	return chunkResult{results: results, sent: sent, waitUntil: waitUntil, deferUntil: deferUntil}
+	return cr
 }
 
-// resultOf maps the Outcome of sending to claimed recipient r to the row to write.
+// resultOf maps the Outcome of sending to claimed recipient r to the row to write. The claim
+// counted an attempt (r.Attempts includes it); outcomes that sent nothing give it back.
 func (s *Service) resultOf(r claimed, out telegram.Outcome) result {
 	res := result{ID: r.ID, Attempts: r.Attempts, ChatID: r.ChatID, Error: out.Err}
 	if out.ChatID != 0 {
@@ -262,16 +222,17 @@ func (s *Service) resultOf(r claimed, out telegram.Outcome) result {
 	case telegram.OutcomeWait:
 		// Not an attempt: 429 retry_after and rate-limit waits are not retries.
 		res.Status, res.KeepError = RecipientQueued, true
+		res.Attempts = max(r.Attempts-1, 0)
 		res.DueInMS = max(out.RetryAfter, 0).Milliseconds()
 	case telegram.OutcomeDeferred:
 		res.Status, res.DueAt = RecipientDeferred, out.Until
+		res.Attempts = max(r.Attempts-1, 0)
 		if res.DueAt.IsZero() {
 			res.DueAt = telegram.NextUTCMidnight(time.Now())
 		}
 	case telegram.OutcomeBlocked, telegram.OutcomeFailed:
 		res.Status = RecipientFailed
 	default: // OutcomeRetry, and anything unknown is treated as retryable
-		res.Attempts++
 		if res.Attempts > s.maxRetries {
 			res.Status = RecipientFailed
 		} else {
@@ -298,10 +259,12 @@ func backoff(attempts int) time.Duration {
 }
 
 // HandleSweep runs broadcast:sweep (periodic): recipients stuck in "sending" for more than
-// StuckAfter (their worker died) are queued again (cancelled or failed in a cancelled or
-// failed broadcast), and every queued or running broadcast with a recipient due now, or with
-// nothing left to send, gets its run enqueued (a TaskID conflict means it is already
-// scheduled). It returns the first enqueue error after trying them all.
+// the claim lease (ClaimLease: their worker died) are queued again (cancelled or failed in a
+// cancelled or failed broadcast), and every queued or running broadcast with a recipient due
+// now, or with nothing left to send, gets its run enqueued, paging through all of them. A
+// live run task is left alone; an archived one (its retries ran out, e.g. during a long
+// PostgreSQL outage) is replaced (queue.Enqueue), so no broadcast stays stuck. It returns
+// the first enqueue error after trying them all.
 func (s *Service) HandleSweep(ctx context.Context, _ *asynq.Task) error {
 	n, err := releaseStuck(ctx, s.db, s.stuckAfter)
 	if err != nil {
@@ -310,25 +273,49 @@ func (s *Service) HandleSweep(ctx context.Context, _ *asynq.Task) error {
 	if n > 0 {
 		s.log.Warn("broadcast: released recipients of a dead worker", "recipients", n)
 	}
-	ids, err := runnable(ctx, s.db, 1000)
-	if err != nil {
-		return err
-	}
 	if s.queue == nil {
 		return errors.New("broadcast: sweep needs Deps.Queue")
 	}
 	var firstErr error
-	for _, id := range ids {
-		t, err := NewRunTask(id)
+	after := uuid.Nil
+	for {
+		ids, err := runnable(ctx, s.db, after, sweepPage)
 		if err != nil {
 			return err
 		}
-		if _, err := s.queue.EnqueueContext(ctx, t); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-			s.log.Warn("broadcast: sweep could not enqueue run", "broadcast_id", id.String(), "err", err)
-			if firstErr == nil {
-				firstErr = err
+		for _, id := range ids {
+			if err := s.enqueueRun(ctx, id); err != nil {
+				s.log.Warn("broadcast: sweep could not enqueue run", "broadcast_id", id.String(), "err", err)
+				if firstErr == nil {
+					firstErr = err
+				}
 			}
 		}
+		if len(ids) < sweepPage {
+			return firstErr
+		}
+		after = ids[len(ids)-1]
 	}
-	return firstErr
+}
+
+// sweepPage is how many broadcasts HandleSweep reads per query.
+const sweepPage = 500
+
+// enqueueRun enqueues the run task of broadcast id (queue.Enqueue: a live task is kept, an
+// archived or completed one replaced).
+func (s *Service) enqueueRun(ctx context.Context, id uuid.UUID) error {
+	t, err := NewRunTask(id)
+	if err != nil {
+		return err
+	}
+	_, err = queue.Enqueue(ctx, s.queue, s.insp, t, QueueBroadcast, runTaskID(id))
+	return err
+}
+
+// minTime returns the earlier of a and b.
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

@@ -224,7 +224,9 @@ type claimed struct {
 }
 
 // claim takes up to limit due recipients of running broadcast id (status queued or deferred,
-// due_at <= now(), oldest due first) and marks them sending. Rows locked by another run are
+// due_at <= now(), oldest due first) and marks them sending, counting an attempt before
+// Telegram is called (a recipient that may have been sent always has a record saying so;
+// outcomes that sent nothing give the attempt back). Rows locked by another run are
 // skipped. It reports false, claiming nothing, when the broadcast is no longer running.
 func claim(ctx context.Context, db *bun.DB, id uuid.UUID, limit int) ([]claimed, bool, error) {
 	var rows []claimed
@@ -241,7 +243,7 @@ func claim(ctx context.Context, db *bun.DB, id uuid.UUID, limit int) ([]claimed,
 		// ORDER BY due_at, id follows broadcast_recipients_due_idx (broadcast_id, due_at, id),
 		// so a claim reads about limit index entries however many recipients are due.
 		return tx.NewRaw(`UPDATE broadcast_recipients AS r
-SET status = ?, claimed_at = now(), updated_at = now()
+SET status = ?, attempts = r.attempts + 1, claimed_at = now(), updated_at = now()
 WHERE r.id IN (
 	SELECT id FROM broadcast_recipients
 	WHERE broadcast_id = ? AND status IN (?, ?) AND due_at <= now()
@@ -394,16 +396,18 @@ func failBroadcast(ctx context.Context, db *bun.DB, id uuid.UUID, reason string)
 
 // releaseStuck gives back recipients claimed (sending) more than age ago (by the database's
 // clock), whose worker presumably died: queued again in a queued or running broadcast,
-// cancelled or failed in a cancelled or failed one. It returns how many it released.
+// cancelled or failed in a cancelled or failed one, with their attempt still counted and
+// errInterrupted as error (the send may have reached Telegram). It returns how many it
+// released.
 func releaseStuck(ctx context.Context, idb bun.IDB, age time.Duration) (int, error) {
 	res, err := idb.NewRaw(`UPDATE broadcast_recipients AS r
 SET status = CASE b.status WHEN ? THEN ? WHEN ? THEN ? ELSE ? END,
-    error = CASE WHEN b.status = ? THEN b.error ELSE r.error END,
+    error = CASE WHEN b.status = ? THEN b.error ELSE ? END,
     claimed_at = NULL, updated_at = now()
 FROM broadcasts b
 WHERE b.id = r.broadcast_id AND r.status = ? AND r.claimed_at < now() - ? * interval '1 millisecond'`,
 		StatusCancelled, RecipientCancelled, StatusFailed, RecipientFailed, RecipientQueued,
-		StatusFailed, RecipientSending, age.Milliseconds()).Exec(ctx)
+		StatusFailed, errInterrupted, RecipientSending, age.Milliseconds()).Exec(ctx)
 	if err != nil {
 		return 0, apperr.Classify(fmt.Errorf("release stuck recipients: %w", err))
 	}
@@ -411,19 +415,20 @@ WHERE b.id = r.broadcast_id AND r.status = ? AND r.claimed_at < now() - ? * inte
 	return int(n), nil
 }
 
-// runnable returns up to limit queued or running broadcasts that have a recipient due now,
-// or nothing left to send (so that their run completes them).
-func runnable(ctx context.Context, idb bun.IDB, limit int) ([]uuid.UUID, error) {
+// runnable returns up to limit queued or running broadcasts with an id after afterID
+// (uuid.Nil: from the start), ordered by id, that have a recipient due now, or nothing left
+// to send (so that their run completes them). Callers page with the last id returned.
+func runnable(ctx context.Context, idb bun.IDB, afterID uuid.UUID, limit int) ([]uuid.UUID, error) {
 	var ids []uuid.UUID
 	err := idb.NewRaw(`SELECT b.id FROM broadcasts b
-WHERE b.status IN (?, ?) AND (
+WHERE b.status IN (?, ?) AND b.id > ? AND (
 	EXISTS (SELECT 1 FROM broadcast_recipients r
 	        WHERE r.broadcast_id = b.id AND r.status IN (?, ?) AND r.due_at <= now())
 	OR NOT EXISTS (SELECT 1 FROM broadcast_recipients r
 	        WHERE r.broadcast_id = b.id AND r.status IN (?, ?, ?)))
-ORDER BY b.created_at
+ORDER BY b.id
 LIMIT ?`,
-		StatusQueued, StatusRunning, RecipientQueued, RecipientDeferred,
+		StatusQueued, StatusRunning, afterID, RecipientQueued, RecipientDeferred,
 		RecipientQueued, RecipientDeferred, RecipientSending, limit).Scan(ctx, &ids)
 	if err != nil {
 		return nil, apperr.Classify(fmt.Errorf("find runnable broadcasts: %w", err))

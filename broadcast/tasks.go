@@ -30,9 +30,12 @@ func NewRunTask(id uuid.UUID) (*asynq.Task, error) {
 		return nil, err
 	}
 	return asynq.NewTask(TypeRun, b,
-		asynq.TaskID(TypeRun+":"+id.String()),
+		asynq.TaskID(runTaskID(id)),
 		asynq.Queue(QueueBroadcast), asynq.MaxRetry(25), asynq.Timeout(10*time.Minute)), nil
 }
+
+// runTaskID is the TaskID of broadcast id's run task.
+func runTaskID(id uuid.UUID) string { return TypeRun + ":" + id.String() }
 
 // NewSweepTask returns the periodic sweep task (queue "broadcast", no retry: the next tick
 // sweeps again, Timeout 2 min).

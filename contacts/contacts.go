@@ -62,6 +62,7 @@ const (
 
 	StatusReceived = "received" // inbound
 	StatusQueued   = "queued"   // outbound, waiting for the worker
+	StatusSending  = "sending"  // outbound, a worker is calling Telegram (attempt counted)
 	StatusSent     = "sent"
 	StatusFailed   = "failed"
 
@@ -293,20 +294,57 @@ func (s *Service) MarkFailed(ctx context.Context, id uuid.UUID, errText string, 
 	return apperr.Classify(err)
 }
 
-// RecordAttempt stores the attempt count and last error of a message that stays queued.
-func (s *Service) RecordAttempt(ctx context.Context, id uuid.UUID, errText string, attempts int) error {
-	_, err := s.db.NewUpdate().Model((*Message)(nil)).
-		Set("error = ?", errText).Set("attempts = ?", attempts).Set("updated_at = now()").
-		Where("id = ?", id).Where("status = ?", StatusQueued).Exec(ctx)
+// ClaimSend marks outbound message id "sending" and counts the attempt (attempts+1) before
+// the worker calls Telegram, so that a message that may have reached Telegram always has a
+// record saying so. It claims a queued message, or one left "sending" since before
+// staleBefore (its worker died mid-send: its error then says the previous attempt may have
+// been delivered). ok is false when the message is in any other state (sent, failed,
+// inbound, or being sent by a live worker). Errors: ErrMessageNotFound, apperr kinds.
+func (s *Service) ClaimSend(ctx context.Context, id uuid.UUID, staleBefore time.Time) (m Message, ok bool, err error) {
+	err = s.db.NewRaw(`UPDATE messages SET
+	status = ?, attempts = attempts + 1, updated_at = now(),
+	error = CASE WHEN status = ? THEN ? ELSE error END
+WHERE id = ? AND direction = ? AND (status = ? OR (status = ? AND updated_at < ?))
+RETURNING *`, StatusSending, StatusSending, ErrTextInterrupted, id, DirectionOutbound,
+		StatusQueued, StatusSending, staleBefore).Scan(ctx, &m)
+	if err == nil {
+		return m, true, nil
+	}
+	if !database.IsNoRows(err) {
+		return Message{}, false, apperr.Classify(fmt.Errorf("claim send: %w", err))
+	}
+	if _, err := s.MessageByID(ctx, id); err != nil {
+		return Message{}, false, err
+	}
+	return Message{}, false, nil
+}
+
+// ErrTextInterrupted is the error of a message whose previous send attempt was interrupted
+// (the worker stopped while calling Telegram): it may have been delivered.
+const ErrTextInterrupted = "a previous attempt was interrupted while calling Telegram; it may have been delivered"
+
+// RequeueSend puts sending message id back to queued with attempts and, unless errText is
+// empty, the error: after a rate-limit wait (the attempt given back) or a retryable failure.
+func (s *Service) RequeueSend(ctx context.Context, id uuid.UUID, errText string, attempts int) error {
+	q := s.db.NewUpdate().Model((*Message)(nil)).
+		Set("status = ?", StatusQueued).Set("attempts = ?", attempts).Set("updated_at = now()").
+		Where("id = ?", id).Where("status = ?", StatusSending)
+	if errText != "" {
+		q = q.Set("error = ?", errText)
+	}
+	_, err := q.Exec(ctx)
 	return apperr.Classify(err)
 }
 
-// StaleQueued returns ids of outbound messages still queued after olderThan (for the sweep
-// that re-enqueues sends whose task was lost), at most limit.
-func (s *Service) StaleQueued(ctx context.Context, olderThan time.Time, limit int) ([]uuid.UUID, error) {
+// StaleOutbound returns up to limit outbound messages in status (StatusQueued or
+// StatusSending) last updated before olderThan (the sweep re-enqueues their send task),
+// ordered by id after afterID (uuid.Nil: from the start), so that a sweep pages through all
+// of them however many there are.
+func (s *Service) StaleOutbound(ctx context.Context, status string, olderThan time.Time, afterID uuid.UUID, limit int) ([]uuid.UUID, error) {
 	var ids []uuid.UUID
 	err := s.db.NewSelect().Model((*Message)(nil)).Column("id").
-		Where("status = ?", StatusQueued).Where("direction = ?", DirectionOutbound).
-		Where("updated_at < ?", olderThan).OrderExpr("created_at").Limit(int64(limit)).Scan(ctx, &ids)
+		Where("status = ?", status).Where("direction = ?", DirectionOutbound).
+		Where("updated_at < ?", olderThan).Where("id > ?", afterID).
+		OrderExpr("id").Limit(int64(limit)).Scan(ctx, &ids)
 	return ids, apperr.Classify(err)
 }

@@ -2,9 +2,12 @@ package telegram
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -13,123 +16,196 @@ import (
 	"github.com/botfleet/botfleet/internal/config"
 )
 
-// DefaultGroupChatInterval is the spacing of sends to one group or channel (chat id < 0):
-// Telegram allows about 20 messages per minute in a group (core.telegram.org/bots/faq,
-// "My bot is hitting limits, how do I avoid this?").
-const DefaultGroupChatInterval = 3 * time.Second
+// DefaultGroupChatRate is the most messages to one group, supergroup or channel (chat id < 0)
+// in any window of its Per: Telegram allows about 20 messages per minute in a group
+// (core.telegram.org/bots/faq, "My bot is hitting limits, how do I avoid this?").
+var DefaultGroupChatRate = config.Rate{N: 20, Per: time.Minute}
 
 // limDailyKeyTTL keeps a day's counter a little longer than the day itself.
 const limDailyKeyTTL = 48 * time.Hour
+
+// Priority orders the sends of one bot when its rate is the bottleneck.
+type Priority int
+
+const (
+	// PriorityInteractive is a reply or a single message: a user is waiting for it. While an
+	// interactive send of a bot waits for a slot, bulk sends of that bot get none.
+	PriorityInteractive Priority = iota
+	// PriorityBulk is a broadcast send.
+	PriorityBulk
+)
+
+// Refusal reasons of Limiter.Acquire.
+const (
+	RefusedPaused = "paused" // the bot is paused after Telegram's 429 retry_after
+	RefusedChat   = "chat"   // this chat had a message too recently (per-chat limit)
+	RefusedBot    = "bot"    // the bot's per-second window is full
+	RefusedGlobal = "global" // TELEGRAM_RATE_LIMIT's next slot is too far away
+)
 
 // LimiterConfig configures a Limiter. A zero rate or interval disables that limit.
 type LimiterConfig struct {
 	// GlobalRate caps sends across all bots and all worker processes (TELEGRAM_RATE_LIMIT).
 	// Sends are spaced by GlobalRate.Interval(). Zero disables it.
 	GlobalRate config.Rate
-	// BotRate caps the sends of one bot across all workers (TELEGRAM_BOT_RATE_LIMIT).
-	// Telegram allows about 30 messages/s per bot (core.telegram.org/bots/faq); keep a
-	// margin for arrival jitter. Sends are spaced by BotRate.Interval(). Zero disables it.
+	// BotRate is the most sends of one bot, across all workers, whose arrival at Telegram can
+	// fall in any window of BotRate.Per (TELEGRAM_BOT_RATE_LIMIT, e.g. 30/s: Telegram's
+	// broadcast limit, core.telegram.org/bots/faq). Zero disables it.
 	BotRate config.Rate
-	// ChatInterval is the minimum spacing of sends to one private chat (chat id > 0);
-	// Telegram allows about 1 message/s per chat (core.telegram.org/bots/faq). Zero
-	// disables it.
+	// ChatInterval is the window of one private chat (chat id > 0): at most one message may
+	// arrive in any ChatInterval (Telegram: about 1 message/s per chat,
+	// core.telegram.org/bots/faq). Zero disables it.
 	ChatInterval time.Duration
-	// GroupChatInterval is the minimum spacing of sends to one group, supergroup or
-	// channel (chat id < 0). Default (0): DefaultGroupChatInterval (3s, 20/min).
-	// Negative disables it.
-	GroupChatInterval time.Duration
+	// GroupChatRate limits one group, supergroup or channel (chat id < 0). Default (zero):
+	// DefaultGroupChatRate (20/min). N < 0 disables it.
+	GroupChatRate config.Rate
+	// InFlight bounds how long a send can be in flight: the Bot API request timeout plus a
+	// margin. A permit whose Done is never called (its process died) counts as completing
+	// InFlight after it was granted. Default: 35s.
+	InFlight time.Duration
+	// MaxWaiters is the most goroutines of one process that may queue for one bot's slots at
+	// once; more are refused at once with a RetryAfter that reflects the queue (so that a
+	// bot's backlog never holds a process's task slots). Default: 8.
+	MaxWaiters int
 }
 
-// Limiter holds the send limits shared by every worker process, in Redis: a global rate,
-// a rate per bot, a minimum spacing per chat, Telegram's 429 pause per bot and a daily
-// counter per bot. All decisions use the Redis server's clock (TIME), so processes with
-// skewed clocks still share one schedule.
+// Limiter holds the send limits shared by every worker process, in Redis: a global rate, a
+// sliding window per bot and per chat, Telegram's 429 pause per bot, the priority of
+// interactive sends and a daily counter per bot. All decisions use the Redis server's clock
+// (TIME), so processes with skewed clocks share one schedule.
 //
-// Keys (db of the given client):
+// Windows count a send from the moment its permit is granted until Permit.Done records its
+// completion (Redis time), so a send is counted over the whole interval in which Telegram
+// could have received it: a send may start only while fewer than N sends of the bot were in
+// flight or completed within the last window. Whatever the network jitter, no window of
+// Telegram's arrivals can then hold more than N sends (see Acquire). Achieved rate per bot:
+// N / (window + round-trip time), e.g. 29.9/s for 30/s with a 5 ms round trip.
 //
-//	tg:rate:global                 next free send time, all bots (µs since the epoch)
-//	tg:rate:bot:{botID}            next free send time of one bot
-//	tg:rate:chat:{botID}:{chatID}  next free send time of one chat of one bot
-//	tg:pause:{botID}               time until which the bot is paused after a 429
-//	tg:daily:{botID}:{YYYYMMDD}    sends reserved on that UTC day
+// Keys (db of the given client; the per-bot keys share the hash tag {<botID>}):
 //
-// Redis Cluster: Reserve touches several keys in one script, which Cluster only allows when
-// they hash to the same slot. Running on Cluster would need a shared hash tag (for example
-// "tg:{rate}:bot:..."), which puts every limit key on one shard; the global limit
-// inherently needs that.
+//	tg:rate:global                        next free send time, all bots (µs since the epoch)
+//	tg:{<botID>}:win                      sorted set: sends of the bot, score = completion (µs)
+//	tg:{<botID>}:chat:<chatID>            sorted set: sends to one chat of the bot
+//	tg:{<botID>}:pause                    time until which the bot is paused after a 429
+//	tg:{<botID>}:prio                     set while an interactive send of the bot waits
+//	tg:daily:<botID>:<YYYYMMDD>           sends reserved on that UTC day
+//
+// Redis Cluster: Acquire touches the global key and the bot's keys in one script; on
+// Cluster the global limit would need its own call (the per-bot keys share a slot).
 type Limiter struct {
 	rdb redis.UniversalClient
 	cfg LimiterConfig
+
+	mu    sync.Mutex
+	gates map[uuid.UUID]*botGate
+}
+
+// botGate lets one goroutine of this process at a time ask Redis for a bot's slots, so that
+// many waiters of one bot do not poll Redis together.
+type botGate struct {
+	ch      chan struct{}
+	waiters int // guarded by Limiter.mu
 }
 
 // NewLimiter returns a Limiter on rdb with cfg. It does not contact Redis.
 func NewLimiter(rdb redis.UniversalClient, cfg LimiterConfig) *Limiter {
-	if cfg.GroupChatInterval == 0 {
-		cfg.GroupChatInterval = DefaultGroupChatInterval
+	if cfg.GroupChatRate.N == 0 {
+		cfg.GroupChatRate = DefaultGroupChatRate
 	}
-	return &Limiter{rdb: rdb, cfg: cfg}
+	if cfg.InFlight <= 0 {
+		cfg.InFlight = 35 * time.Second
+	}
+	if cfg.MaxWaiters <= 0 {
+		cfg.MaxWaiters = 8
+	}
+	return &Limiter{rdb: rdb, cfg: cfg, gates: map[uuid.UUID]*botGate{}}
 }
 
-// limReserveScript reserves the next send slot across several "next free time" keys.
+// limAcquireScript grants one send permit if every limit allows it now.
 //
-//	KEYS[1]     the bot's pause key (read only)
-//	KEYS[2]     the chat key
-//	KEYS[3..n]  the other rate keys (global, bot)
-//	ARGV[1]     maxWait in µs
-//	ARGV[2]     slack in µs (see below)
-//	ARGV[i]     for i >= 3: the interval in µs of KEYS[i-1] (0 = that key is disabled)
+//	KEYS[1] pause  KEYS[2] prio  KEYS[3] chat window  KEYS[4] bot window  KEYS[5] global
+//	ARGV[1] member (unique per permit)   ARGV[2] priority (0 interactive, 1 bulk)
+//	ARGV[3] chat N    ARGV[4] chat window µs   ARGV[5] bot N   ARGV[6] bot window µs
+//	ARGV[7] global interval µs   ARGV[8] in-flight bound µs   ARGV[9] max wait µs (global)
 //
-// gate = max(pause-until, chat key) and rate = max(now, global key, bot key). When the gate
-// is more than slack after rate, the chat (or the paused bot) is what delays the send:
-// nothing is reserved and {2, gate-now, gate} tells the caller to come back then (or {0, ...}
-// if that is beyond maxWait). Reserving a far slot there would push the bot's and the global
-// schedule past it and idle every other chat meanwhile. Otherwise slot = max(rate, gate); if
-// slot-now > maxWait nothing is written and {0, wait, slot} is returned, else every enabled
-// key becomes slot+interval (expiring a second after that) and {1, wait, slot} is returned.
-// Times are µs since the epoch from Redis TIME, stored with %.0f so that Lua's %.14g number
-// formatting never rounds them.
-var limReserveScript = redis.NewScript(`
+// Returns {code, wait µs}: code 0 granted (wait = time until the global slot), 1 paused,
+// 2 chat window full, 3 bot window full (or yielding to an interactive send), 4 global slot
+// beyond max wait. A granted permit is added to both windows with score = slot + in-flight
+// bound; Done lowers the score to the completion time. Entries whose score is a full window
+// in the past are dropped first.
+var limAcquireScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local maxWait = tonumber(ARGV[1])
-local gate = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-if tonumber(ARGV[3]) > 0 then
-  local c = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
-  if c > gate then gate = c end
+local p = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if p > now then
+  return {1, p - now}
 end
-local rate = now
-for i = 3, #KEYS do
-  if tonumber(ARGV[i + 1]) > 0 then
-    local v = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
-    if v > rate then rate = v end
+local prio = tonumber(ARGV[2])
+local chatN, chatW = tonumber(ARGV[3]), tonumber(ARGV[4])
+local botN, botW = tonumber(ARGV[5]), tonumber(ARGV[6])
+if chatN > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - chatW)
+  if redis.call('ZCARD', KEYS[3]) >= chatN then
+    local e = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+    local s = tonumber(e[2])
+    local w = s + chatW - now
+    if s > now then w = 20000 end
+    return {2, w}
   end
 end
-if gate > rate + tonumber(ARGV[2]) then
-  if gate - now > maxWait then
-    return {0, gate - now, gate}
+if botN > 0 then
+  if prio == 1 and redis.call('EXISTS', KEYS[2]) == 1 then
+    return {3, 10000}
   end
-  return {2, gate - now, gate}
-end
-local slot = rate
-if gate > slot then slot = gate end
-local wait = slot - now
-if wait > maxWait then
-  return {0, wait, slot}
-end
-for i = 2, #KEYS do
-  local iv = tonumber(ARGV[i + 1])
-  if iv > 0 then
-    local nxt = slot + iv
-    local ttl = math.floor((nxt - now) / 1000) + 1000
-    redis.call('SET', KEYS[i], string.format('%.0f', nxt), 'PX', ttl)
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - botW)
+  if redis.call('ZCARD', KEYS[4]) >= botN then
+    if prio == 0 then
+      redis.call('SET', KEYS[2], '1', 'PX', 2000)
+    end
+    local e = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+    local s = tonumber(e[2])
+    local w = s + botW - now
+    if s > now then w = 20000 end
+    if w < 1000 then w = 1000 end
+    return {3, w}
   end
 end
-return {1, wait, slot}
+local slot = now
+local gi = tonumber(ARGV[7])
+if gi > 0 then
+  local g = tonumber(redis.call('GET', KEYS[5]) or '0') or 0
+  if g > slot then slot = g end
+  if slot - now > tonumber(ARGV[9]) then
+    return {4, slot - now}
+  end
+  local nxt = slot + gi
+  redis.call('SET', KEYS[5], string.format('%.0f', nxt), 'PX', math.floor((nxt - now) / 1000) + 1000)
+end
+if prio == 0 then
+  redis.call('DEL', KEYS[2])
+end
+local score = string.format('%.0f', slot + tonumber(ARGV[8]))
+if chatN > 0 then
+  redis.call('ZADD', KEYS[3], score, ARGV[1])
+  redis.call('PEXPIRE', KEYS[3], math.floor((slot + tonumber(ARGV[8]) + chatW - now) / 1000) + 1000)
+end
+if botN > 0 then
+  redis.call('ZADD', KEYS[4], score, ARGV[1])
+  redis.call('PEXPIRE', KEYS[4], math.floor((slot + tonumber(ARGV[8]) + botW - now) / 1000) + 1000)
+end
+return {0, slot - now}
 `)
 
-// reserveSlack is how far past the global/bot schedule a busy chat or a pause may place a
-// slot and still have it reserved at once (see limReserveScript).
-const reserveSlack = 20 * time.Millisecond
+// limDoneScript records the completion of permit ARGV[1] (now, Redis time) in the windows
+// KEYS[1..n] that still hold it.
+var limDoneScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2]))
+for i = 1, #KEYS do
+  redis.call('ZADD', KEYS[i], 'XX', now, ARGV[1])
+end
+return 1
+`)
 
 // limPauseScript sets KEYS[1] to max(existing, now + ARGV[1] µs) with a matching expiry.
 var limPauseScript = redis.NewScript(`
@@ -165,75 +241,241 @@ return 0
 `)
 
 func limGlobalKey() string               { return "tg:rate:global" }
-func limBotKey(botID uuid.UUID) string   { return "tg:rate:bot:" + botID.String() }
-func limPauseKey(botID uuid.UUID) string { return "tg:pause:" + botID.String() }
+func limBotTag(botID uuid.UUID) string   { return "tg:{" + botID.String() + "}" }
+func limBotKey(botID uuid.UUID) string   { return limBotTag(botID) + ":win" }
+func limPauseKey(botID uuid.UUID) string { return limBotTag(botID) + ":pause" }
+func limPrioKey(botID uuid.UUID) string  { return limBotTag(botID) + ":prio" }
 func limChatKey(botID uuid.UUID, chatID int64) string {
-	return "tg:rate:chat:" + botID.String() + ":" + strconv.FormatInt(chatID, 10)
+	return limBotTag(botID) + ":chat:" + strconv.FormatInt(chatID, 10)
 }
 func limDailyKey(botID uuid.UUID, now time.Time) string {
 	return "tg:daily:" + botID.String() + ":" + now.UTC().Format("20060102")
 }
 
-// chatInterval is the spacing for chatID: ChatInterval for private chats (id > 0),
-// GroupChatInterval for groups and channels (id < 0).
-func (l *Limiter) chatInterval(chatID int64) time.Duration {
+// chatLimit is the (count, window) of chatID: one per ChatInterval for private chats
+// (id > 0), GroupChatRate for groups and channels (id < 0). count 0 disables it.
+func (l *Limiter) chatLimit(chatID int64) (int, time.Duration) {
 	if chatID < 0 {
-		return l.cfg.GroupChatInterval
+		if l.cfg.GroupChatRate.N <= 0 {
+			return 0, 0
+		}
+		return l.cfg.GroupChatRate.N, l.cfg.GroupChatRate.Per
 	}
-	return l.cfg.ChatInterval
+	if l.cfg.ChatInterval <= 0 {
+		return 0, 0
+	}
+	return 1, l.cfg.ChatInterval
 }
 
-// Reserve atomically reserves the next send slot of bot botID to chatID under the global,
-// per-bot and per-chat limits and the bot's 429 pause, for all processes sharing Redis.
+// Permit is one granted send slot of a bot to a chat. Call Done once the Bot API call has
+// returned (whatever its result), or Cancel if the call was never made.
+type Permit struct {
+	l      *Limiter
+	keys   []string
+	member string
+}
+
+// Done records that the send of p has completed, now (Redis time): from then on it leaves
+// the windows one window later. Errors are Redis errors; the permit then simply counts until
+// its in-flight bound.
+func (p Permit) Done(ctx context.Context) error {
+	if p.l == nil || len(p.keys) == 0 {
+		return nil
+	}
+	if err := limDoneScript.Run(context.WithoutCancel(ctx), p.l.rdb, p.keys, p.member).Err(); err != nil {
+		return fmt.Errorf("record send completion: %w", err)
+	}
+	return nil
+}
+
+// Cancel gives the slot of p back: use it only when the Bot API was not called.
+func (p Permit) Cancel(ctx context.Context) error {
+	if p.l == nil || len(p.keys) == 0 {
+		return nil
+	}
+	pipe := p.l.rdb.Pipeline()
+	for _, k := range p.keys {
+		pipe.ZRem(context.WithoutCancel(ctx), k, p.member)
+	}
+	if _, err := pipe.Exec(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("cancel send permit: %w", err)
+	}
+	return nil
+}
+
+// Refusal says why Acquire granted no permit and when to try again.
+type Refusal struct {
+	// Reason is RefusedPaused, RefusedChat, RefusedBot or RefusedGlobal.
+	Reason string
+	// RetryAfter is the expected time from now until a permit could be granted.
+	RetryAfter time.Duration
+}
+
+// AcquireOpts are the options of Acquire.
+type AcquireOpts struct {
+	// Priority of the send; see PriorityInteractive.
+	Priority Priority
+	// MaxWait is how long Acquire may block waiting for the bot's window, the global slot,
+	// the chat (WaitForChat) or a pause (WaitForPause) before it gives up with a Refusal.
+	MaxWait time.Duration
+	// WaitForChat makes Acquire wait for a busy chat (within MaxWait); otherwise a busy chat
+	// is refused at once (RefusedChat), so that a broadcast moves on to other chats.
+	WaitForChat bool
+	// WaitForPause makes Acquire wait out a 429 pause (within MaxWait); otherwise it is
+	// refused at once (RefusedPaused).
+	WaitForPause bool
+}
+
+// Acquire grants a permit to send one message of bot botID to chatID under every limit:
+// the bot's 429 pause, the chat's window, the bot's window (interactive sends first) and
+// the global rate, for all processes sharing Redis. It blocks (ctx-aware) while the wait is
+// within opts.MaxWait; when it returns a permit the send may start at once.
 //
-// On ok, wait is how long the caller must still sleep before sending (0 when the slot is
-// now). While only the chat's own interval or the bot's pause delays the send, Reserve does
-// not book a far slot (that would stall the bot's other chats): it sleeps (ctx-aware) until
-// the chat is free and tries again, so it may block, in total no longer than maxWait.
-// When the send cannot happen within maxWait of the call, nothing is reserved, ok is false
-// and wait is the expected delay from now: retry after about wait (as an asynq
-// RetryAfterError) instead of sleeping. A reserved slot is consumed even if the caller then
-// does not send. err is a Redis error or ctx's error (nothing reserved).
-func (l *Limiter) Reserve(ctx context.Context, botID uuid.UUID, chatID int64, maxWait time.Duration) (wait time.Duration, ok bool, err error) {
-	wait, ok, _, err = l.reserve(ctx, botID, chatID, maxWait)
-	return wait, ok, err
+// Why no window of arrivals can exceed N: let W be any window and j the send in it whose
+// permit was granted last, at time g_j (Redis time) ≤ its start ≤ its arrival ≤ W's end.
+// Every other send i arriving in W was granted before g_j and arrived after W's start ≥
+// g_j - window, so its completion (score) was > g_j - window: it was still in the bot's
+// window when j was granted. Acquire grants j only while the window holds fewer than N.
+//
+// Exactly one of the results is meaningful: a Permit (refusal nil, err nil), a *Refusal, or
+// err (Redis failure or ctx's error; nothing granted).
+func (l *Limiter) Acquire(ctx context.Context, botID uuid.UUID, chatID int64, opts AcquireOpts) (Permit, *Refusal, error) {
+	deadline := time.Now().Add(opts.MaxWait)
+	g, ok := l.enterGate(botID)
+	if !ok {
+		// Too many of this process's goroutines queue for this bot already.
+		return Permit{}, &Refusal{Reason: RefusedBot, RetryAfter: l.queueWait(botID)}, nil
+	}
+	select {
+	case g.ch <- struct{}{}:
+	case <-ctx.Done():
+		l.leaveGate(g)
+		return Permit{}, nil, ctx.Err()
+	}
+	release := func() {
+		<-g.ch
+		l.leaveGate(g)
+	}
+	chatN, chatW := l.chatLimit(chatID)
+	keys := []string{limPauseKey(botID), limPrioKey(botID), limChatKey(botID, chatID), limBotKey(botID), limGlobalKey()}
+	member := newPermitID()
+	args := []any{member, int(opts.Priority), chatN, chatW.Microseconds(), max(l.cfg.BotRate.N, 0),
+		l.cfg.BotRate.Per.Microseconds(), max(l.cfg.GlobalRate.Interval(), 0).Microseconds(),
+		l.cfg.InFlight.Microseconds(), 0}
+	for {
+		args[8] = max(time.Until(deadline), 0).Microseconds()
+		res, err := limAcquireScript.Run(ctx, l.rdb, keys, args...).Int64Slice()
+		if err != nil {
+			release()
+			if ctx.Err() != nil {
+				return Permit{}, nil, ctx.Err()
+			}
+			return Permit{}, nil, fmt.Errorf("acquire send slot: %w", err)
+		}
+		if len(res) != 2 {
+			release()
+			return Permit{}, nil, errors.New("acquire send slot: unexpected script reply")
+		}
+		wait := time.Duration(max(res[1], 0)) * time.Microsecond
+		var reason string
+		switch res[0] {
+		case 0:
+			release()
+			p := Permit{l: l, member: member}
+			if chatN > 0 {
+				p.keys = append(p.keys, keys[2])
+			}
+			if l.cfg.BotRate.N > 0 {
+				p.keys = append(p.keys, keys[3])
+			}
+			if wait > 0 && !sleepCtx(ctx, wait) {
+				// The global slot is spent either way; the windows are given back.
+				_ = p.Cancel(ctx)
+				return Permit{}, nil, ctx.Err()
+			}
+			return p, nil, nil
+		case 1:
+			reason = RefusedPaused
+			if !opts.WaitForPause {
+				release()
+				return Permit{}, &Refusal{Reason: reason, RetryAfter: wait}, nil
+			}
+		case 2:
+			reason = RefusedChat
+			if !opts.WaitForChat {
+				release()
+				return Permit{}, &Refusal{Reason: reason, RetryAfter: wait}, nil
+			}
+		case 3:
+			reason = RefusedBot
+		default:
+			reason = RefusedGlobal
+		}
+		if time.Now().Add(wait).After(deadline) {
+			release()
+			return Permit{}, &Refusal{Reason: reason, RetryAfter: wait}, nil
+		}
+		if !sleepCtx(ctx, wait) {
+			release()
+			return Permit{}, nil, ctx.Err()
+		}
+	}
 }
 
-// reserve is Reserve that also returns the slot, in µs since the epoch by the Redis clock.
-func (l *Limiter) reserve(ctx context.Context, botID uuid.UUID, chatID int64, maxWait time.Duration) (wait time.Duration, ok bool, slot int64, err error) {
-	keys := []string{limPauseKey(botID), limChatKey(botID, chatID), limGlobalKey(), limBotKey(botID)}
-	intervals := []time.Duration{l.chatInterval(chatID), l.cfg.GlobalRate.Interval(), l.cfg.BotRate.Interval()}
-	args := make([]any, 2, 5)
-	args[1] = reserveSlack.Microseconds()
-	for _, iv := range intervals {
-		args = append(args, max(iv, 0).Microseconds())
+// enterGate registers a waiter for botID's gate; false when MaxWaiters already wait.
+func (l *Limiter) enterGate(botID uuid.UUID) (*botGate, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	g := l.gates[botID]
+	if g == nil {
+		g = &botGate{ch: make(chan struct{}, 1)}
+		l.gates[botID] = g
 	}
-	deadline := time.Now().Add(maxWait)
-	for {
-		args[0] = max(time.Until(deadline), 0).Microseconds()
-		res, err := limReserveScript.Run(ctx, l.rdb, keys, args...).Int64Slice()
-		if err != nil {
-			return 0, false, 0, fmt.Errorf("reserve send slot: %w", err)
-		}
-		if len(res) != 3 {
-			return 0, false, 0, errors.New("reserve send slot: unexpected script reply")
-		}
-		wait = time.Duration(max(res[1], 0)) * time.Microsecond
-		switch res[0] {
-		case 1:
-			return wait, true, res[2], nil
-		case 0:
-			return wait, false, 0, nil
-		}
-		// 2: the chat or the pause is busy until wait; nothing reserved. Sleep and retry.
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return 0, false, 0, ctx.Err()
-		}
+	if g.waiters >= l.cfg.MaxWaiters {
+		return nil, false
 	}
+	g.waiters++
+	return g, true
+}
+
+func (l *Limiter) leaveGate(g *botGate) {
+	l.mu.Lock()
+	g.waiters--
+	l.mu.Unlock()
+}
+
+// queueWait estimates how long the waiters queued for botID's gate will take: one bot
+// interval each (at least a second).
+func (l *Limiter) queueWait(botID uuid.UUID) time.Duration {
+	l.mu.Lock()
+	n := 0
+	if g := l.gates[botID]; g != nil {
+		n = g.waiters
+	}
+	l.mu.Unlock()
+	return max(time.Duration(n+1)*l.cfg.BotRate.Interval(), time.Second)
+}
+
+// sleepCtx sleeps d; false when ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// newPermitID returns a random member name for a permit.
+func newPermitID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // PauseBot pauses every send of bot botID, in all processes, for d from now (Redis time):

@@ -2,6 +2,8 @@ package telegram
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
@@ -31,193 +33,286 @@ func twoRedisClients(t *testing.T) (*redis.Client, *redis.Client) {
 	return cs[0], cs[1]
 }
 
-// TestLimiter_ReserveSpacing has two Limiters (two processes) reserve concurrently and checks
-// that no two reserved slots are closer than the limit's interval.
-func TestLimiter_ReserveSpacing(t *testing.T) {
-	bot := uuid.New()
-	tests := []struct {
-		name     string
-		cfg      LimiterConfig
-		interval time.Duration
-		key      func(i int) (uuid.UUID, int64) // the bot and chat of reservation i
-	}{
-		{"global", LimiterConfig{GlobalRate: config.Rate{N: 100, Per: time.Second}}, 10 * time.Millisecond,
-			func(i int) (uuid.UUID, int64) { return uuid.New(), int64(i + 1) }},
-		{"per bot", LimiterConfig{BotRate: config.Rate{N: 100, Per: time.Second}}, 10 * time.Millisecond,
-			func(i int) (uuid.UUID, int64) { return bot, int64(i + 1) }},
-		{"per chat", LimiterConfig{ChatInterval: 15 * time.Millisecond}, 15 * time.Millisecond,
-			func(i int) (uuid.UUID, int64) { return bot, 42 }},
-		{"per group chat", LimiterConfig{ChatInterval: time.Millisecond, GroupChatInterval: 12 * time.Millisecond}, 12 * time.Millisecond,
-			func(i int) (uuid.UUID, int64) { return bot, -100123 }},
+// acquireNow acquires a permit without waiting; it fails the test on a Redis error.
+func acquireNow(t *testing.T, l *Limiter, bot uuid.UUID, chat int64, prio Priority) (Permit, *Refusal) {
+	t.Helper()
+	p, r, err := l.Acquire(context.Background(), bot, chat, AcquireOpts{Priority: prio})
+	if err != nil {
+		t.Fatalf("acquire: %v", err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r1, r2 := twoRedisClients(t)
-			lims := []*Limiter{NewLimiter(r1, tt.cfg), NewLimiter(r2, tt.cfg)}
-			const workers, each = 8, 10
-			var mu sync.Mutex
-			var slots []int64
-			var wg sync.WaitGroup
-			errs := make(chan error, workers*each)
-			for w := range workers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for j := range each {
-						b, c := tt.key(w*each + j)
-						_, ok, slot, err := lims[w%2].reserve(context.Background(), b, c, time.Minute)
-						if err != nil || !ok {
-							errs <- err
-							return
-						}
-						mu.Lock()
-						slots = append(slots, slot)
-						mu.Unlock()
-					}
-				}()
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				t.Fatalf("reserve failed: %v", err)
-			}
-			if len(slots) != workers*each {
-				t.Fatalf("got %d slots, want %d", len(slots), workers*each)
-			}
-			slices.Sort(slots)
-			for i := 1; i < len(slots); i++ {
-				if gap := time.Duration(slots[i]-slots[i-1]) * time.Microsecond; gap < tt.interval {
-					t.Fatalf("slots %d and %d are %v apart, want >= %v", i-1, i, gap, tt.interval)
+	return p, r
+}
+
+// TestLimiter_WindowHoldsUnderJitter has two Limiters (two processes) send for one bot as
+// fast as permits come, each send taking a random 0-40 ms round trip and arriving at a
+// random moment of it, and checks what Telegram would count: no 1-second window of arrivals
+// holds more than the limit, while the achieved rate stays close to it.
+func TestLimiter_WindowHoldsUnderJitter(t *testing.T) {
+	r1, r2 := twoRedisClients(t)
+	cfg := LimiterConfig{BotRate: config.Rate{N: 10, Per: time.Second}}
+	lims := []*Limiter{NewLimiter(r1, cfg), NewLimiter(r2, cfg)}
+	bot := uuid.New()
+	ctx := context.Background()
+	var mu sync.Mutex
+	var arrivals []time.Time
+	stopAt := time.Now().Add(2500 * time.Millisecond)
+	var wg sync.WaitGroup
+	for w := range 6 {
+		wg.Go(func() {
+			chat := int64(1000 * (w + 1))
+			for time.Now().Before(stopAt) {
+				chat++
+				p, r, err := lims[w%2].Acquire(ctx, bot, chat, AcquireOpts{MaxWait: 2 * time.Second})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if r != nil {
+					continue
+				}
+				rtt := time.Duration(rand.Int64N(int64(40 * time.Millisecond)))
+				arrive := time.Duration(rand.Int64N(int64(rtt) + 1))
+				time.Sleep(arrive)
+				mu.Lock()
+				arrivals = append(arrivals, time.Now())
+				mu.Unlock()
+				time.Sleep(rtt - arrive)
+				if err := p.Done(ctx); err != nil {
+					t.Error(err)
 				}
 			}
 		})
 	}
-}
-
-// TestLimiter_ReserveIndependentKeys checks that another bot and another chat are not slowed
-// by a busy chat.
-func TestLimiter_ReserveIndependentKeys(t *testing.T) {
-	rdb := testenv.Redis(t)
-	l := NewLimiter(rdb, LimiterConfig{ChatInterval: time.Hour})
-	ctx := context.Background()
-	bot := uuid.New()
-	if _, ok, err := l.Reserve(ctx, bot, 1, 0); err != nil || !ok {
-		t.Fatalf("first reserve: ok=%v err=%v", ok, err)
-	}
-	for _, tc := range []struct {
-		bot  uuid.UUID
-		chat int64
-	}{{bot, 2}, {uuid.New(), 1}} {
-		if w, ok, err := l.Reserve(ctx, tc.bot, tc.chat, 0); err != nil || !ok || w != 0 {
-			t.Fatalf("reserve %v/%d: wait=%v ok=%v err=%v, want an immediate slot", tc.bot, tc.chat, w, ok, err)
+	wg.Wait()
+	slices.SortFunc(arrivals, func(a, b time.Time) int { return a.Compare(b) })
+	worst := 0
+	for i := range arrivals {
+		j := i
+		for j < len(arrivals) && arrivals[j].Sub(arrivals[i]) < time.Second {
+			j++
 		}
+		worst = max(worst, j-i)
+	}
+	if worst > 10 {
+		t.Fatalf("a 1-second window of arrivals holds %d sends, limit 10", worst)
+	}
+	// 2.5 s at 10/s per window: at least 20 sends (two full windows) must have gone out.
+	if len(arrivals) < 20 {
+		t.Fatalf("only %d sends in 2.5 s at 10/s: the limiter is too slow", len(arrivals))
 	}
 }
 
-// TestLimiter_BusyChatDoesNotStallBot checks that a send waiting for its chat's interval does
-// not hold back the bot's sends to other chats.
-func TestLimiter_BusyChatDoesNotStallBot(t *testing.T) {
+// TestLimiter_IndependentKeys checks that another bot and another chat are not slowed by a
+// busy chat or a full bot window.
+func TestLimiter_IndependentKeys(t *testing.T) {
 	rdb := testenv.Redis(t)
-	l := NewLimiter(rdb, LimiterConfig{BotRate: config.Rate{N: 50, Per: time.Second}, ChatInterval: time.Second})
+	l := NewLimiter(rdb, LimiterConfig{ChatInterval: time.Hour, BotRate: config.Rate{N: 1, Per: time.Hour}})
+	bot := uuid.New()
+	if _, r := acquireNow(t, l, bot, 1, PriorityBulk); r != nil {
+		t.Fatalf("first acquire refused: %+v", r)
+	}
+	if _, r := acquireNow(t, l, bot, 1, PriorityBulk); r == nil || r.Reason != RefusedChat {
+		t.Fatalf("same chat: refusal %+v, want %q", r, RefusedChat)
+	}
+	if _, r := acquireNow(t, l, bot, 2, PriorityBulk); r == nil || r.Reason != RefusedBot {
+		t.Fatalf("same bot, other chat: refusal %+v, want %q", r, RefusedBot)
+	}
+	if _, r := acquireNow(t, l, uuid.New(), 1, PriorityBulk); r != nil {
+		t.Fatalf("other bot refused: %+v", r)
+	}
+}
+
+// TestLimiter_ChatWindowCountsUntilDone checks that a chat's window runs from the send's
+// completion (Done), not its start: a slow send keeps the chat busy until a window after it
+// ended; Cancel gives the slot back at once; a permit never completed counts until its
+// in-flight bound.
+func TestLimiter_ChatWindowCountsUntilDone(t *testing.T) {
+	rdb := testenv.Redis(t)
+	l := NewLimiter(rdb, LimiterConfig{ChatInterval: 300 * time.Millisecond, InFlight: 2 * time.Second})
 	ctx := context.Background()
 	bot := uuid.New()
-	if _, ok, err := l.Reserve(ctx, bot, 1, 0); err != nil || !ok {
-		t.Fatalf("first: ok=%v err=%v", ok, err)
+	p, r := acquireNow(t, l, bot, 7, PriorityBulk)
+	if r != nil {
+		t.Fatalf("first: %+v", r)
 	}
-	done := make(chan time.Duration, 1)
+	time.Sleep(400 * time.Millisecond) // "in flight" longer than the window
+	if _, r := acquireNow(t, l, bot, 7, PriorityBulk); r == nil || r.Reason != RefusedChat {
+		t.Fatalf("while in flight: refusal %+v, want %q", r, RefusedChat)
+	}
+	if err := p.Done(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, r := acquireNow(t, l, bot, 7, PriorityBulk); r == nil || r.RetryAfter < 200*time.Millisecond || r.RetryAfter > 300*time.Millisecond {
+		t.Fatalf("just after Done: refusal %+v, want chat busy for about 300ms", r)
+	}
+	// Interactive sends wait for the chat.
+	start := time.Now()
+	p2, r2, err := l.Acquire(ctx, bot, 7, AcquireOpts{MaxWait: time.Second, WaitForChat: true})
+	if err != nil || r2 != nil || time.Since(start) < 200*time.Millisecond {
+		t.Fatalf("interactive wait: refusal %+v err %v after %v, want a permit after about 300ms", r2, err, time.Since(start))
+	}
+	if err := p2.Cancel(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p3, r := acquireNow(t, l, bot, 7, PriorityBulk)
+	if r != nil {
+		t.Fatalf("after Cancel: refusal %+v, want the slot back", r)
+	}
+	_ = p3 // never completed: counts until InFlight (2s) + window
+	time.Sleep(time.Second)
+	if _, r := acquireNow(t, l, bot, 7, PriorityBulk); r == nil {
+		t.Fatal("a permit never completed stopped counting before its in-flight bound")
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if _, r := acquireNow(t, l, bot, 7, PriorityBulk); r != nil {
+		t.Fatalf("after the in-flight bound and the window: refusal %+v", r)
+	}
+}
+
+// TestLimiter_InteractiveFirst checks that while a reply waits for a bot's full window,
+// broadcast sends of that bot get no slot, and the reply gets the next one.
+func TestLimiter_InteractiveFirst(t *testing.T) {
+	r1, r2 := twoRedisClients(t)
+	cfg := LimiterConfig{BotRate: config.Rate{N: 2, Per: 500 * time.Millisecond}}
+	l1, l2 := NewLimiter(r1, cfg), NewLimiter(r2, cfg)
+	ctx := context.Background()
+	bot := uuid.New()
+	for chat := range int64(2) {
+		p, r := acquireNow(t, l1, bot, chat+1, PriorityBulk)
+		if r != nil {
+			t.Fatalf("fill: %+v", r)
+		}
+		_ = p.Done(ctx)
+	}
+	got := make(chan error, 1)
 	go func() {
-		start := time.Now()
-		w, ok, err := l.Reserve(ctx, bot, 1, 5*time.Second)
-		if err != nil || !ok {
-			t.Errorf("same chat: ok=%v err=%v", ok, err)
+		_, r, err := l2.Acquire(ctx, bot, 99, AcquireOpts{Priority: PriorityInteractive, MaxWait: 2 * time.Second})
+		if err == nil && r != nil {
+			err = fmt.Errorf("refused: %+v", *r)
 		}
-		done <- time.Since(start) + w
+		got <- err
 	}()
-	time.Sleep(100 * time.Millisecond) // the goroutine is now waiting for chat 1
-	for chat := int64(2); chat < 6; chat++ {
-		w, ok, err := l.Reserve(ctx, bot, chat, 5*time.Second)
-		if err != nil || !ok || w > 100*time.Millisecond {
-			t.Fatalf("chat %d while chat 1 is busy: wait=%v ok=%v err=%v, want within a few bot intervals", chat, w, ok, err)
+	time.Sleep(100 * time.Millisecond) // the reply is waiting now
+	deadline := time.Now().Add(2 * time.Second)
+	bulkGranted := false
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-got:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bulkGranted {
+				t.Fatal("a bulk send got a slot while the reply waited")
+			}
+			return
+		default:
 		}
+		if p, r := acquireNow(t, l1, bot, 50, PriorityBulk); r == nil {
+			bulkGranted = true
+			_ = p.Cancel(ctx)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	if total := <-done; total < 900*time.Millisecond || total > 1500*time.Millisecond {
-		t.Fatalf("same chat waited %v, want about 1s", total)
-	}
+	t.Fatal("the reply got no slot within 2s")
 }
 
-// TestLimiter_MaxWaitReservesNothing checks that a refused reservation leaves the schedule
-// unchanged.
-func TestLimiter_MaxWaitReservesNothing(t *testing.T) {
-	rdb := testenv.Redis(t)
-	l := NewLimiter(rdb, LimiterConfig{ChatInterval: time.Second})
-	ctx := context.Background()
-	bot := uuid.New()
-	if w, ok, err := l.Reserve(ctx, bot, 7, 0); err != nil || !ok || w != 0 {
-		t.Fatalf("first: wait=%v ok=%v err=%v", w, ok, err)
-	}
-	for range 3 {
-		w, ok, err := l.Reserve(ctx, bot, 7, 100*time.Millisecond)
-		if err != nil || ok {
-			t.Fatalf("over maxWait: ok=%v err=%v, want refused", ok, err)
-		}
-		if w < 800*time.Millisecond || w > time.Second {
-			t.Fatalf("over maxWait: wait=%v, want about 1s", w)
-		}
-	}
-	// Had the refused calls reserved anything, the next slot would be 3-4 s away.
-	w, ok, err := l.Reserve(ctx, bot, 7, 5*time.Second)
-	if err != nil || !ok || w > time.Second {
-		t.Fatalf("after refusals: wait=%v ok=%v err=%v, want ok within 1s", w, ok, err)
-	}
-}
-
-// TestLimiter_GroupChatInterval checks the 3 s default spacing of groups (20 msg/min).
-func TestLimiter_GroupChatInterval(t *testing.T) {
+// TestLimiter_GroupChatRate checks the default group limit, 20 per minute.
+func TestLimiter_GroupChatRate(t *testing.T) {
 	rdb := testenv.Redis(t)
 	l := NewLimiter(rdb, LimiterConfig{ChatInterval: 100 * time.Millisecond})
 	ctx := context.Background()
 	bot := uuid.New()
-	if _, ok, _ := l.Reserve(ctx, bot, -1001, 0); !ok {
-		t.Fatal("first group reserve refused")
+	for i := range 20 {
+		p, r := acquireNow(t, l, bot, -1001, PriorityBulk)
+		if r != nil {
+			t.Fatalf("group send %d refused: %+v", i, r)
+		}
+		_ = p.Done(ctx)
 	}
-	w, ok, err := l.Reserve(ctx, bot, -1001, 0)
-	if err != nil || ok || w < 2900*time.Millisecond || w > 3*time.Second {
-		t.Fatalf("second group reserve: wait=%v ok=%v err=%v, want refused with about 3s", w, ok, err)
+	if _, r := acquireNow(t, l, bot, -1001, PriorityBulk); r == nil || r.Reason != RefusedChat || r.RetryAfter < 59*time.Second {
+		t.Fatalf("21st group send in a minute: refusal %+v, want chat busy for about a minute", r)
 	}
-	// Disabled.
-	l = NewLimiter(rdb, LimiterConfig{GroupChatInterval: -1})
-	for range 3 {
-		if w, ok, _ := l.Reserve(ctx, uuid.New(), -5, 0); !ok || w != 0 {
-			t.Fatalf("disabled group interval: wait=%v ok=%v", w, ok)
+	l = NewLimiter(rdb, LimiterConfig{GroupChatRate: config.Rate{N: -1}})
+	for range 30 {
+		if _, r := acquireNow(t, l, bot, -5, PriorityBulk); r != nil {
+			t.Fatalf("disabled group limit refused: %+v", r)
 		}
 	}
 }
 
-// TestLimiter_PauseBot checks that a 429 pause delays the bot in every process, only that
-// bot, and is never shortened.
+// TestLimiter_GlobalRate checks TELEGRAM_RATE_LIMIT's spacing across bots and processes.
+func TestLimiter_GlobalRate(t *testing.T) {
+	r1, r2 := twoRedisClients(t)
+	cfg := LimiterConfig{GlobalRate: config.Rate{N: 20, Per: time.Second}}
+	lims := []*Limiter{NewLimiter(r1, cfg), NewLimiter(r2, cfg)}
+	ctx := context.Background()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			if _, r, err := lims[i%2].Acquire(ctx, uuid.New(), 1, AcquireOpts{MaxWait: 3 * time.Second}); err != nil || r != nil {
+				t.Errorf("acquire %d: refusal %+v err %v", i, r, err)
+			}
+		})
+	}
+	wg.Wait()
+	if d := time.Since(start); d < 900*time.Millisecond {
+		t.Fatalf("20 sends at 20/s across bots took %v, want about 1s", d)
+	}
+	if _, r, _ := lims[0].Acquire(ctx, uuid.New(), 1, AcquireOpts{}); r == nil || r.Reason != RefusedGlobal {
+		t.Fatalf("with no wait allowed: refusal %+v, want %q", r, RefusedGlobal)
+	}
+}
+
+// TestLimiter_PauseBot checks that a 429 pause stops the bot in every process, only that
+// bot, is never shortened, and that interactive sends wait it out.
 func TestLimiter_PauseBot(t *testing.T) {
 	r1, r2 := twoRedisClients(t)
 	l1, l2 := NewLimiter(r1, LimiterConfig{}), NewLimiter(r2, LimiterConfig{})
 	ctx := context.Background()
 	bot, other := uuid.New(), uuid.New()
-	if err := l1.PauseBot(ctx, bot, 2*time.Second); err != nil {
+	if err := l1.PauseBot(ctx, bot, 1500*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	if err := l1.PauseBot(ctx, bot, time.Second); err != nil { // must not shorten
 		t.Fatal(err)
 	}
-	w, ok, err := l2.Reserve(ctx, bot, 1, 0)
-	if err != nil || ok || w < 1800*time.Millisecond || w > 2*time.Second {
-		t.Fatalf("paused bot: wait=%v ok=%v err=%v, want refused with about 2s", w, ok, err)
+	if _, r := acquireNow(t, l2, bot, 1, PriorityBulk); r == nil || r.Reason != RefusedPaused || r.RetryAfter < 1300*time.Millisecond {
+		t.Fatalf("paused bot: refusal %+v, want paused for about 1.5s", r)
 	}
-	if w, ok, err := l2.Reserve(ctx, other, 1, 0); err != nil || !ok || w != 0 {
-		t.Fatalf("other bot: wait=%v ok=%v err=%v, want immediate", w, ok, err)
+	if _, r := acquireNow(t, l2, other, 1, PriorityBulk); r != nil {
+		t.Fatalf("other bot: refusal %+v", r)
 	}
 	start := time.Now()
-	w, ok, err = l2.Reserve(ctx, bot, 1, 5*time.Second)
-	if total := time.Since(start) + w; err != nil || !ok || total < 1800*time.Millisecond {
-		t.Fatalf("paused bot with long maxWait: blocked+wait=%v ok=%v err=%v, want ok after about 2s", total, ok, err)
+	_, r, err := l2.Acquire(ctx, bot, 1, AcquireOpts{MaxWait: 5 * time.Second, WaitForPause: true})
+	if err != nil || r != nil || time.Since(start) < 1300*time.Millisecond {
+		t.Fatalf("waiting out the pause: refusal %+v err %v after %v", r, err, time.Since(start))
 	}
+}
+
+// TestLimiter_WaitersBounded checks that a process queues at most MaxWaiters goroutines per
+// bot: more are refused at once, so that a bot's backlog holds no task slots.
+func TestLimiter_WaitersBounded(t *testing.T) {
+	rdb := testenv.Redis(t)
+	l := NewLimiter(rdb, LimiterConfig{BotRate: config.Rate{N: 1, Per: time.Hour}, MaxWaiters: 2})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	bot := uuid.New()
+	if _, r := acquireNow(t, l, bot, 1, PriorityBulk); r != nil {
+		t.Fatal("first refused")
+	}
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Go(func() { _, _, _ = l.Acquire(ctx, bot, int64(i+2), AcquireOpts{MaxWait: time.Hour}) })
+	}
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	_, r, err := l.Acquire(ctx, bot, 9, AcquireOpts{MaxWait: time.Hour})
+	if err != nil || r == nil || time.Since(start) > 50*time.Millisecond {
+		t.Fatalf("third waiter: refusal %+v err %v after %v, want an immediate refusal", r, err, time.Since(start))
+	}
+	cancel()
+	wg.Wait()
 }
 
 // TestLimiter_Daily checks the per-bot daily counter: it stops at the limit, release gives one

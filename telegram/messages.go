@@ -14,6 +14,7 @@ import (
 
 	"github.com/botfleet/botfleet/contacts"
 	"github.com/botfleet/botfleet/internal/apperr"
+	"github.com/botfleet/botfleet/internal/queue"
 )
 
 // MaxTextLength is the longest message text, in characters (Unicode code points), that
@@ -137,10 +138,16 @@ func (s *Service) GetMessage(ctx context.Context, tenantID, id uuid.UUID) (conta
 // HandleSend sends one queued outbound message (task TypeSend) through Send and records the
 // result in PostgreSQL. It is idempotent: a message that is no longer queued is skipped.
 //
+// Before calling Telegram the message is claimed: status "sending", attempts+1, committed
+// (contacts.ClaimSend), so that a message that may have reached Telegram is never sent again
+// without a record saying so. A message left "sending" by a worker that died is claimed
+// again only after SendLease (its error then says the previous attempt may have been
+// delivered).
+//
 // Results: sent → status sent with telegram_message_id, nil. Rate-limit wait or Telegram's
-// 429 → *RetryAfterError (attempts unchanged; the worker's IsFailure ignores it). Daily limit
-// → *RetryAfterError until the next UTC midnight ("daily_limit"). Retryable failure →
-// attempts+1 in messages.attempts; once attempts exceeds Config.MaxRetries
+// 429 → queued again with the attempt given back, *RetryAfterError (the worker's IsFailure
+// ignores it). Daily limit → the same until the next UTC midnight ("daily_limit"). Retryable
+// failure → queued with the attempt counted; once attempts exceeds Config.MaxRetries
 // (TELEGRAM_MAX_RETRIES: 1 attempt + MaxRetries retries) the message is failed with the last
 // error and asynq.SkipRetry is returned, otherwise a plain error so that asynq retries with
 // the worker's RetryDelayFunc. Blocked or permanent failure → failed, asynq.SkipRetry.
@@ -150,45 +157,53 @@ func (s *Service) HandleSend(ctx context.Context, t *asynq.Task) error {
 	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.MessageID == uuid.Nil {
 		return fmt.Errorf("decode %s payload: %w", TypeSend, asynq.SkipRetry)
 	}
-	m, err := s.contacts.MessageByID(ctx, p.MessageID)
+	m, ok, err := s.contacts.ClaimSend(ctx, p.MessageID, time.Now().Add(-s.SendLease()))
 	if errors.Is(err, contacts.ErrMessageNotFound) {
 		return fmt.Errorf("message %s: %w", p.MessageID, asynq.SkipRetry)
 	}
 	if err != nil {
-		return fmt.Errorf("load message %s: %w", p.MessageID, err)
+		return fmt.Errorf("claim message %s: %w", p.MessageID, err)
 	}
-	if m.Status != contacts.StatusQueued || m.Direction != contacts.DirectionOutbound {
-		return nil
+	if !ok {
+		return nil // sent, failed, or being sent by a live worker
 	}
 	log := s.log.With("bot_app_id", m.BotID.String(), "chat_id", m.ChatID, "message_id", m.ID.String())
+	// From here on the claim is ours: every path records an outcome, even if ctx ends.
+	dbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
 	bot, err := s.BotByID(ctx, m.BotID)
 	if errors.Is(err, ErrBotNotFound) {
-		if err := s.contacts.MarkFailed(ctx, m.ID, "bot deleted", m.Attempts); err != nil {
+		if err := s.contacts.MarkFailed(dbCtx, m.ID, "bot deleted", m.Attempts); err != nil {
 			return fmt.Errorf("mark message failed: %w", err)
 		}
 		return fmt.Errorf("message %s: bot deleted: %w", m.ID, asynq.SkipRetry)
 	}
 	if err != nil {
+		if rerr := s.contacts.RequeueSend(dbCtx, m.ID, "", m.Attempts-1); rerr != nil {
+			log.Warn("telegram: give message back failed; the sweep will", "err", rerr)
+		}
 		return fmt.Errorf("load bot %s: %w", m.BotID, err)
 	}
 
 	out := s.Send(ctx, bot, m.ChatID, Outgoing{Text: m.Text, ParseMode: m.ParseMode})
-	// The send happened (or definitively failed): record it even if ctx ends now.
-	dbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	attempts := m.Attempts + 1
+	attempts := m.Attempts
 	switch out.Status {
 	case OutcomeSent:
 		if err := s.contacts.MarkSent(dbCtx, m.ID, out.MessageID, attempts); err != nil {
-			// Retrying the task would send a duplicate: give up loudly instead.
+			// Retrying the task would send a duplicate: give up loudly instead. The message
+			// stays "sending" with its attempt counted.
 			log.Error("telegram: message sent but not recorded", "telegram_message_id", out.MessageID, "err", err)
 			return fmt.Errorf("record sent message %s: %v: %w", m.ID, err, asynq.SkipRetry)
 		}
 		return nil
-	case OutcomeWait:
-		return &RetryAfterError{RetryAfter: max(out.RetryAfter, time.Second), Reason: waitReason(out)}
-	case OutcomeDeferred:
-		return &RetryAfterError{RetryAfter: max(time.Until(out.Until), time.Second), Reason: "daily_limit"}
+	case OutcomeWait, OutcomeDeferred:
+		if err := s.contacts.RequeueSend(dbCtx, m.ID, "", attempts-1); err != nil {
+			return fmt.Errorf("requeue message: %w", err)
+		}
+		if out.Status == OutcomeDeferred {
+			return &RetryAfterError{RetryAfter: max(time.Until(out.Until), time.Second), Reason: "daily_limit"}
+		}
+		return &RetryAfterError{RetryAfter: max(out.RetryAfter, 100*time.Millisecond), Reason: waitReason(out)}
 	case OutcomeRetry:
 		if attempts > s.cfg.MaxRetries {
 			if err := s.contacts.MarkFailed(dbCtx, m.ID, out.Err, attempts); err != nil {
@@ -197,7 +212,7 @@ func (s *Service) HandleSend(ctx context.Context, t *asynq.Task) error {
 			log.Warn("telegram: send failed after retries", "attempts", attempts, "err", out.Err)
 			return fmt.Errorf("send message %s: %s (after %d attempts): %w", m.ID, out.Err, attempts, asynq.SkipRetry)
 		}
-		if err := s.contacts.RecordAttempt(dbCtx, m.ID, out.Err, attempts); err != nil {
+		if err := s.contacts.RequeueSend(dbCtx, m.ID, out.Err, attempts); err != nil {
 			return fmt.Errorf("record attempt: %w", err)
 		}
 		return fmt.Errorf("send message %s (attempt %d): %s", m.ID, attempts, out.Err)
@@ -215,4 +230,42 @@ func waitReason(out Outcome) string {
 		return "rate_limit"
 	}
 	return out.Err
+}
+
+// sweepMessages enqueues telegram:send again for every outbound message still queued whose
+// row was last updated more than olderThan ago, and every message left "sending" longer
+// than SendLease (its worker died mid-send), paging through all of them by id. A task
+// that is still live is left alone; an archived or completed one (its retries ran out, e.g.
+// during a long PostgreSQL outage) is replaced (queue.Enqueue). It returns how many tasks
+// it enqueued. Errors: apperr.ErrUnavailable.
+func (s *Service) sweepMessages(ctx context.Context, olderThan time.Duration) (int, error) {
+	n := 0
+	stale := []struct {
+		status string
+		age    time.Duration
+	}{{contacts.StatusQueued, olderThan}, {contacts.StatusSending, max(olderThan, s.SendLease())}}
+	for _, st := range stale {
+		status, age := st.status, st.age
+		after := uuid.Nil
+		for {
+			ids, err := s.contacts.StaleOutbound(ctx, status, time.Now().Add(-age), after, sweepBatch)
+			if err != nil {
+				return n, apperr.Classify(fmt.Errorf("sweep messages: %w", err))
+			}
+			for _, id := range ids {
+				ok, err := queue.Enqueue(ctx, s.queue, s.insp, mustSendTask(id), QueueOutbound, sendTaskID(id))
+				if err != nil {
+					return n, apperr.ErrUnavailable.Wrap(err)
+				}
+				if ok {
+					n++
+				}
+			}
+			if len(ids) < sweepBatch {
+				break
+			}
+			after = ids[len(ids)-1]
+		}
+	}
+	return n, nil
 }

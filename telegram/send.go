@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/PaulSonOfLars/gotgbot/v2"
@@ -59,6 +60,9 @@ type Outcome struct {
 	RetryAfter time.Duration
 	// Until is when the daily limit resets (OutcomeDeferred): the next UTC midnight.
 	Until time.Time
+	// ChatBusy marks an OutcomeWait that concerns this chat only (the per-chat limit): other
+	// chats of the bot can be sent to meanwhile.
+	ChatBusy bool
 	// Err is a human-readable reason for anything but OutcomeSent, e.g. Telegram's
 	// description "Forbidden: bot was blocked by the user". It never contains the token.
 	Err string
@@ -70,14 +74,17 @@ const sendRedisWaitRetry = 5 * time.Second
 // sendCancelWaitRetry is the RetryAfter when the context ends while waiting for a slot.
 const sendCancelWaitRetry = time.Second
 
-// Send sends msg to chatID through bot, the single send path of replies, single messages and
-// broadcasts. It keeps every limit (DESIGN.md, "Sending rules"):
+// Send sends msg to chatID through bot with PriorityInteractive: the send path of replies
+// and single messages. It keeps every limit (DESIGN.md, "Sending rules"):
 //
 //  1. bot.DailyLimit > 0: one send is counted for the UTC day; over the limit it returns
 //     OutcomeDeferred with Until = the next UTC midnight.
-//  2. Limiter.Reserve (global, per bot, per chat, 429 pause) across all workers; a wait up to
-//     Config.MaxWait is slept here (ctx-aware), a longer one returns OutcomeWait.
-//  3. sendMessage with Config.RequestTimeout (core.telegram.org/bots/api#sendmessage).
+//  2. Limiter.Acquire (429 pause, per chat, per bot with priority over broadcasts, global)
+//     across all workers; a wait up to Config.MaxWait is slept here (ctx-aware), a longer one
+//     returns OutcomeWait.
+//  3. sendMessage with Config.RequestTimeout (core.telegram.org/bots/api#sendmessage). The
+//     call is not cancelled with ctx once it has started: a message Telegram may have
+//     received is always classified and returned, never abandoned.
 //  4. The answer is classified: see OutcomeStatus. A 429 pauses the bot for retry_after in
 //     every worker; a 403 marks the contact blocked; a 400 with migrate_to_chat_id moves the
 //     contact to the new chat id and sends once more there.
@@ -87,55 +94,86 @@ const sendCancelWaitRetry = time.Second
 func (s *Service) Send(ctx context.Context, bot Bot, chatID int64, msg Outgoing) Outcome {
 	now := time.Now()
 	log := s.log.With("bot_app_id", bot.ID.String(), "chat_id", chatID)
-	if bot.DailyLimit > 0 {
-		ok, err := s.limits.ReserveDaily(ctx, bot.ID, bot.DailyLimit, now)
-		if err != nil {
-			log.Warn("telegram: daily limit check failed", "err", err)
-			return Outcome{Status: OutcomeWait, ChatID: chatID, RetryAfter: sendRedisWaitRetry, Err: "send limits unavailable (Redis); nothing was sent"}
-		}
-		if !ok {
-			return Outcome{Status: OutcomeDeferred, ChatID: chatID, Until: NextUTCMidnight(now), Err: "daily limit reached"}
-		}
+	if out, ok := s.reserveDaily(ctx, bot, chatID, now, log); !ok {
+		return out
 	}
-	out := s.sendOnce(ctx, bot, chatID, msg, log, true)
-	if out.Status != OutcomeSent && bot.DailyLimit > 0 {
-		if err := s.limits.ReleaseDaily(context.WithoutCancel(ctx), bot.ID, now); err != nil {
-			log.Warn("telegram: release daily send failed", "err", err)
-		}
+	opts := AcquireOpts{Priority: PriorityInteractive, MaxWait: s.cfg.MaxWait, WaitForChat: true, WaitForPause: true}
+	out := s.sendOnce(ctx, bot, chatID, msg, opts, log, true)
+	if out.Status != OutcomeSent {
+		s.releaseDaily(ctx, bot, now, log)
 	}
 	return out
 }
 
-// sendOnce reserves a rate slot for chatID, calls sendMessage and classifies the answer.
-// With mayMigrate, a migrate_to_chat_id answer moves the contact and recurses once.
-func (s *Service) sendOnce(ctx context.Context, bot Bot, chatID int64, msg Outgoing, log *slog.Logger, mayMigrate bool) Outcome {
-	wait, ok, err := s.limits.Reserve(ctx, bot.ID, chatID, s.cfg.MaxWait)
-	if err != nil && ctx.Err() != nil {
-		return Outcome{Status: OutcomeWait, ChatID: chatID, RetryAfter: sendCancelWaitRetry, Err: "cancelled while waiting for a rate slot"}
+// reserveDaily counts one send against bot's daily limit; ok false returns the Outcome to
+// report (deferred, or a wait when Redis fails).
+func (s *Service) reserveDaily(ctx context.Context, bot Bot, chatID int64, now time.Time, log *slog.Logger) (Outcome, bool) {
+	if bot.DailyLimit <= 0 {
+		return Outcome{}, true
 	}
+	ok, err := s.limits.ReserveDaily(ctx, bot.ID, bot.DailyLimit, now)
 	if err != nil {
-		log.Warn("telegram: rate limiter failed", "err", err)
-		return Outcome{Status: OutcomeWait, ChatID: chatID, RetryAfter: sendRedisWaitRetry, Err: "send limits unavailable (Redis); nothing was sent"}
+		log.Warn("telegram: daily limit check failed", "err", err)
+		return Outcome{Status: OutcomeWait, ChatID: chatID, RetryAfter: sendRedisWaitRetry, Err: "send limits unavailable (Redis); nothing was sent"}, false
 	}
 	if !ok {
-		return Outcome{Status: OutcomeWait, ChatID: chatID, RetryAfter: wait, Err: "rate limited"}
+		return Outcome{Status: OutcomeDeferred, ChatID: chatID, Until: NextUTCMidnight(now), Err: "daily limit reached"}, false
 	}
-	if wait > 0 {
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return Outcome{Status: OutcomeWait, ChatID: chatID, RetryAfter: sendCancelWaitRetry, Err: "cancelled while waiting for a rate slot"}
-		}
-	}
+	return Outcome{}, true
+}
 
+// releaseDaily gives back a daily reservation made at now when nothing was sent.
+func (s *Service) releaseDaily(ctx context.Context, bot Bot, now time.Time, log *slog.Logger) {
+	if bot.DailyLimit <= 0 {
+		return
+	}
+	if err := s.limits.ReleaseDaily(context.WithoutCancel(ctx), bot.ID, now); err != nil {
+		log.Warn("telegram: release daily send failed", "err", err)
+	}
+}
+
+// sendOnce acquires a permit for chatID, calls sendMessage and classifies the answer.
+// With mayMigrate, a migrate_to_chat_id answer moves the contact and recurses once.
+func (s *Service) sendOnce(ctx context.Context, bot Bot, chatID int64, msg Outgoing, opts AcquireOpts, log *slog.Logger, mayMigrate bool) Outcome {
+	permit, refused, err := s.limits.Acquire(ctx, bot.ID, chatID, opts)
+	if out, ok := acquireOutcome(ctx, chatID, refused, err, log); !ok {
+		return out
+	}
+	return s.deliver(ctx, bot, chatID, msg, permit, log, mayMigrate)
+}
+
+// acquireOutcome turns a failed Acquire into an OutcomeWait; ok is true when a permit was
+// granted.
+func acquireOutcome(ctx context.Context, chatID int64, refused *Refusal, err error, log *slog.Logger) (Outcome, bool) {
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return Outcome{Status: OutcomeWait, ChatID: chatID, RetryAfter: sendCancelWaitRetry, Err: "cancelled while waiting for a rate slot"}, false
+	case err != nil:
+		log.Warn("telegram: rate limiter failed", "err", err)
+		return Outcome{Status: OutcomeWait, ChatID: chatID, RetryAfter: sendRedisWaitRetry, Err: "send limits unavailable (Redis); nothing was sent"}, false
+	case refused != nil:
+		return Outcome{Status: OutcomeWait, ChatID: chatID, RetryAfter: refused.RetryAfter, ChatBusy: refused.Reason == RefusedChat,
+			Err: "rate limited (" + refused.Reason + ")"}, false
+	}
+	return Outcome{}, true
+}
+
+// deliver calls sendMessage under permit (recording its completion), then classifies the
+// answer. The call runs on a context detached from ctx's cancellation and bounded by
+// Config.RequestTimeout: a started send always finishes and is reported.
+func (s *Service) deliver(ctx context.Context, bot Bot, chatID int64, msg Outgoing, permit Permit, log *slog.Logger, mayMigrate bool) Outcome {
 	api, err := s.apiBotFor(bot)
 	if err != nil {
+		_ = permit.Cancel(ctx)
 		log.Error("telegram: cannot open bot token", "err", err)
 		return Outcome{Status: OutcomeFailed, ChatID: chatID, Err: "cannot decrypt the bot token (wrong ENCRYPTION_KEY?)"}
 	}
-	m, err := api.SendMessageWithContext(ctx, chatID, msg.Text, &gotgbot.SendMessageOpts{ParseMode: msg.ParseMode})
+	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RequestTimeout)
+	m, err := api.SendMessageWithContext(callCtx, chatID, msg.Text, &gotgbot.SendMessageOpts{ParseMode: msg.ParseMode})
+	cancel()
+	if derr := permit.Done(ctx); derr != nil {
+		log.Warn("telegram: record send completion failed", "err", derr)
+	}
 	if err == nil {
 		return Outcome{Status: OutcomeSent, ChatID: chatID, MessageID: m.MessageId}
 	}
@@ -176,12 +214,111 @@ func (s *Service) sendOnce(ctx context.Context, bot Bot, chatID int64, msg Outgo
 		if err := s.contacts.MigrateChat(context.WithoutCancel(ctx), bot.ID, chatID, newID); err != nil {
 			log.Error("telegram: migrate contact chat failed", "new_chat_id", newID, "err", err)
 		}
-		return s.sendOnce(ctx, bot, newID, msg, log.With("chat_id", newID), false)
+		opts := AcquireOpts{Priority: PriorityInteractive, MaxWait: s.cfg.MaxWait, WaitForChat: true, WaitForPause: true}
+		return s.sendOnce(ctx, bot, newID, msg, opts, log.With("chat_id", newID), false)
 	case tgErr.Code >= 500:
 		return Outcome{Status: OutcomeRetry, ChatID: chatID, Err: desc}
 	default: // 400, 401, 404 and any other client error: permanent.
 		return Outcome{Status: OutcomeFailed, ChatID: chatID, Err: desc}
 	}
+}
+
+// BatchOptions are the options of SendBatch.
+type BatchOptions struct {
+	// Concurrency is the most sendMessage calls in flight at once. Default: 8.
+	Concurrency int
+	// Deadline stops starting new sends once passed (zero: none).
+	Deadline time.Time
+}
+
+// SendBatch sends msg to each of chatIDs through bot with PriorityBulk (a broadcast's
+// chunk), keeping every limit like Send, and returns one Outcome per chat, in order.
+//
+// One goroutine acquires the permits in order (Limiter.Acquire, waiting up to Config.MaxWait
+// for the bot's window), and up to opts.Concurrency sends are in flight at once, so that the
+// bot runs at its window's pace whatever the round-trip time. A chat that is busy (a reply
+// was just sent to it) gets OutcomeWait with its RetryAfter and the batch moves on. The batch
+// stops starting sends when ctx ends, opts.Deadline passes, the bot is paused (429) or its
+// slots are further than MaxWait, or its daily limit is used up: the chats not attempted get
+// OutcomeWait (RetryAfter: the pause or the wait, 0 when stopped by ctx or the deadline) or
+// OutcomeDeferred (Until: the next UTC midnight). Sends already started always finish and
+// are reported, even after ctx has ended (bounded by Config.RequestTimeout).
+func (s *Service) SendBatch(ctx context.Context, bot Bot, chatIDs []int64, msg Outgoing, opts BatchOptions) []Outcome {
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 8
+	}
+	log := s.log.With("bot_app_id", bot.ID.String())
+	outs := make([]Outcome, len(chatIDs))
+	sem := make(chan struct{}, opts.Concurrency)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var stop *Outcome // set when the batch stops; copied to every chat not attempted
+	stopWith := func(o Outcome) {
+		mu.Lock()
+		if stop == nil {
+			stop = &o
+		}
+		mu.Unlock()
+	}
+	stopped := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return stop != nil
+	}
+	acq := AcquireOpts{Priority: PriorityBulk, MaxWait: s.cfg.MaxWait}
+	i := 0
+	for ; i < len(chatIDs); i++ {
+		if stopped() {
+			break
+		}
+		if ctx.Err() != nil || (!opts.Deadline.IsZero() && time.Now().After(opts.Deadline)) {
+			stopWith(Outcome{Status: OutcomeWait, Err: "run stopped before sending"})
+			break
+		}
+		chatID := chatIDs[i]
+		clog := log.With("chat_id", chatID)
+		now := time.Now()
+		if out, ok := s.reserveDaily(ctx, bot, chatID, now, clog); !ok {
+			stopWith(out)
+			break
+		}
+		permit, refused, err := s.limits.Acquire(ctx, bot.ID, chatID, acq)
+		if out, ok := acquireOutcome(ctx, chatID, refused, err, clog); !ok {
+			s.releaseDaily(ctx, bot, now, clog)
+			if refused != nil && refused.Reason == RefusedChat {
+				outs[i] = out // this chat only: move on
+				continue
+			}
+			stopWith(out)
+			break
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			// Never abandon a granted permit: wait for a free sender instead.
+			sem <- struct{}{}
+		}
+		wg.Add(1)
+		go func(i int, chatID int64, permit Permit, now time.Time, clog *slog.Logger) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			out := s.deliver(ctx, bot, chatID, msg, permit, clog, true)
+			if out.Status != OutcomeSent {
+				s.releaseDaily(ctx, bot, now, clog)
+			}
+			if out.Status == OutcomeWait { // 429: the bot is paused for every worker
+				stopWith(Outcome{Status: OutcomeWait, RetryAfter: out.RetryAfter, Err: out.Err})
+			}
+			outs[i] = out
+		}(i, chatID, permit, now, clog)
+	}
+	wg.Wait()
+	for j := i; j < len(chatIDs); j++ {
+		o := *stop
+		o.ChatID = chatIDs[j]
+		outs[j] = o
+	}
+	return outs
 }
 
 // sendErrText is a generic, secret-free description of a non-Telegram error.

@@ -172,9 +172,9 @@ func TestService_Send(t *testing.T) {
 		e.assertNoToken(out)
 		// Every worker sees the pause: another Service, another chat.
 		other := e.newService(sendTestConfig(e.emu.URL()))
-		w, ok, err := other.limits.Reserve(ctx, e.bot.ID, 2002, 0)
-		if err != nil || ok || w < 2*time.Second {
-			t.Fatalf("reserve after 429: wait=%v ok=%v err=%v, want refused for about 3s", w, ok, err)
+		_, r, err := other.limits.Acquire(ctx, e.bot.ID, 2002, AcquireOpts{Priority: PriorityBulk})
+		if err != nil || r == nil || r.Reason != RefusedPaused || r.RetryAfter < 2*time.Second {
+			t.Fatalf("acquire after 429: refusal %+v err=%v, want paused for about 3s", r, err)
 		}
 		// A send with a short MaxWait waits instead of calling Telegram.
 		c := sendTestConfig(e.emu.URL())

@@ -36,8 +36,8 @@ func (s *Service) HandleSweep(ctx context.Context, t *asynq.Task) error {
 
 // Sweep enqueues telegram:update again for webhook events still unprocessed that were
 // received more than olderThan ago (at most 20,000 per call, oldest first), and
-// telegram:send for outbound messages still queued whose row was last updated more than
-// olderThan ago (contacts.StaleQueued, at most 1,000). Tasks that still exist
+// telegram:send for every outbound message still queued (or sending past SendLease) whose
+// row was last updated more than olderThan ago (sweepMessages). Tasks that still exist
 // (asynq.ErrTaskIDConflict) are left alone and not counted: events and messages are the
 // numbers of tasks actually enqueued. Errors: apperr.ErrUnavailable when PostgreSQL or
 // Redis fails (the counts so far are returned with it).
@@ -70,16 +70,10 @@ func (s *Service) Sweep(ctx context.Context, olderThan time.Duration) (events, m
 		lastID = ids[len(ids)-1]
 	}
 
-	msgIDs, err := s.contacts.StaleQueued(ctx, time.Now().Add(-olderThan), sweepBatch)
+	n, err := s.sweepMessages(ctx, olderThan)
+	messages += n
 	if err != nil {
-		return events, messages, apperr.Classify(fmt.Errorf("sweep messages: %w", err))
-	}
-	for _, id := range msgIDs {
-		n, err := s.enqueueCounted(ctx, mustSendTask(id))
-		if err != nil {
-			return events, messages, err
-		}
-		messages += n
+		return events, messages, err
 	}
 	return events, messages, nil
 }

@@ -54,10 +54,13 @@ func NewSendTask(id uuid.UUID) (*asynq.Task, error) {
 		return nil, err
 	}
 	return asynq.NewTask(TypeSend, b,
-		asynq.TaskID(TypeSend+":"+id.String()),
+		asynq.TaskID(sendTaskID(id)),
 		asynq.Queue(QueueOutbound), asynq.MaxRetry(50), asynq.Timeout(2*time.Minute),
 		asynq.Retention(10*time.Minute)), nil
 }
+
+// sendTaskID is the TaskID of message id's send task.
+func sendTaskID(id uuid.UUID) string { return TypeSend + ":" + id.String() }
 
 // NewSweepTask returns the periodic sweep task.
 func NewSweepTask() *asynq.Task {

@@ -94,8 +94,8 @@ type Config struct {
 	BotRate config.Rate
 	// ChatInterval is the minimum spacing of sends to one chat (TELEGRAM_CHAT_INTERVAL).
 	ChatInterval time.Duration
-	// MaxWait is how long Send may wait in-process for a rate slot; longer waits return
-	// OutcomeWait so that the task is rescheduled. Default 15s.
+	// MaxWait is how long Send and SendBatch may wait in-process for a rate slot; longer
+	// waits return OutcomeWait so that the task is rescheduled. Default 15s.
 	MaxWait time.Duration
 	// EncryptionKey is the 32-byte AES-256 key for bot tokens.
 	EncryptionKey []byte
@@ -118,6 +118,7 @@ type Service struct {
 	db       *bun.DB
 	rdb      redis.UniversalClient
 	queue    *asynq.Client
+	insp     *asynq.Inspector
 	contacts *contacts.Service
 	cfg      Config
 	log      *slog.Logger
@@ -145,9 +146,28 @@ func New(d Deps) (*Service, error) {
 		}}
 	}
 	s := &Service{db: d.DB, rdb: d.Redis, queue: d.Queue, contacts: d.Contacts, cfg: d.Cfg, log: d.Log, http: d.HTTPClient}
-	s.limits = NewLimiter(d.Redis, LimiterConfig{GlobalRate: d.Cfg.GlobalRate, BotRate: d.Cfg.BotRate, ChatInterval: d.Cfg.ChatInterval})
+	if d.Redis != nil {
+		s.insp = asynq.NewInspectorFromRedisClient(d.Redis)
+	}
+	s.limits = NewLimiter(d.Redis, LimiterConfig{
+		GlobalRate: d.Cfg.GlobalRate, BotRate: d.Cfg.BotRate, ChatInterval: d.Cfg.ChatInterval,
+		InFlight: d.Cfg.RequestTimeout + 5*time.Second,
+	})
 	return s, nil
 }
+
+// SendLease is the longest one Send can take: Config.MaxWait for a slot plus
+// Config.RequestTimeout for the call, plus a margin. A message or broadcast recipient
+// claimed ("sending") for longer than this belongs to a worker that died.
+func (s *Service) SendLease() time.Duration {
+	return s.cfg.MaxWait + s.cfg.RequestTimeout + 15*time.Second
+}
+
+// Inspector returns the asynq inspector on the service's Redis (nil without Redis).
+func (s *Service) Inspector() *asynq.Inspector { return s.insp }
+
+// Config returns the service's settings (after defaults).
+func (s *Service) Config() Config { return s.cfg }
 
 // Contacts returns the contacts service.
 func (s *Service) Contacts() *contacts.Service { return s.contacts }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -29,40 +30,61 @@ type Periodic struct {
 
 // Deps configure a Worker.
 type Deps struct {
-	Redis       redis.UniversalClient
+	Redis redis.UniversalClient
+	// Concurrency is how many inbound and housekeeping tasks (InboundQueues) run at once
+	// (WORKER_CONCURRENCY).
 	Concurrency int
-	Log         *slog.Logger
-	Services    []Registrar
-	Periodic    []Periodic
-	// ShutdownTimeout is how long running tasks get to finish on shutdown before asynq
-	// requeues them. Default 25s.
+	// SendConcurrency is how many sending tasks (SendQueues: single messages, replies,
+	// broadcast runs) run at once (WORKER_SEND_CONCURRENCY). They run on their own asynq
+	// server, so that tasks waiting for a bot's pace never hold a slot that inbound
+	// processing needs. Default: 64.
+	SendConcurrency int
+	Log             *slog.Logger
+	Services        []Registrar
+	Periodic        []Periodic
+	// Loops run alongside the task servers until their context is cancelled (e.g. the
+	// webhook event processors); an error from one stops the worker.
+	Loops []func(context.Context) error
+	// ShutdownTimeout bounds a graceful shutdown (SHUTDOWN_TIMEOUT): when it starts, every
+	// task's context is cancelled (rate-limit waits stop at once), sends already in flight
+	// finish and are recorded, and Run returns at the latest after ShutdownTimeout.
+	// Default: 30s.
 	ShutdownTimeout time.Duration
 }
 
-// Queues and their weights: webhook updates first (replies stay snappy), then single
-// sends, then broadcasts, then housekeeping.
-var Queues = map[string]int{
-	telegram.QueueUpdates:  6,
-	telegram.QueueOutbound: 4,
-	"broadcast":            2,
-	telegram.QueueDefault:  1,
+// InboundQueues are the queues (and weights) of the inbound server: webhook updates first,
+// then housekeeping (sweeps).
+var InboundQueues = map[string]int{
+	telegram.QueueUpdates: 6,
+	telegram.QueueDefault: 1,
+}
+
+// SendQueues are the queues (and weights) of the sending server: single messages and
+// replies before broadcast runs.
+var SendQueues = map[string]int{
+	telegram.QueueOutbound: 3,
+	"broadcast":            1,
 }
 
 // IsFailure reports whether err counts as a task failure. A *telegram.RetryAfterError (a
 // rate-limit wait, Telegram's 429 retry_after, a daily-limit deferral) does not: waiting
-// is not failing, so it never uses up a retry (asynq server.go IsFailure).
+// is not failing, so it never uses up a retry (asynq server.go IsFailure). Neither does a
+// cancelled context: the worker is shutting down, the task runs again elsewhere.
 func IsFailure(err error) bool {
 	var ra *telegram.RetryAfterError
-	return !errors.As(err, &ra)
+	return !errors.As(err, &ra) && !errors.Is(err, context.Canceled)
 }
 
 // RetryDelay is the asynq RetryDelayFunc: a *telegram.RetryAfterError is retried after its
-// RetryAfter (plus up to 50 ms jitter); other errors after 1s·2^(n) (n = retries so far),
-// capped at 10 min, with ±20% jitter.
+// RetryAfter (plus up to 50 ms jitter), a task interrupted by shutdown after 1 s; other
+// errors after 1s·2^(n) (n = retries so far), capped at 10 min, with ±20% jitter.
 func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	var ra *telegram.RetryAfterError
 	if errors.As(err, &ra) {
 		return ra.RetryAfter + time.Duration(rand.IntN(50))*time.Millisecond
+	}
+	if errors.Is(err, context.Canceled) {
+		return time.Second
 	}
 	if n > 10 {
 		n = 10
@@ -75,64 +97,123 @@ func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	return d + jitter
 }
 
-// Run runs the asynq server (and the scheduler of periodic tasks) until ctx is done, then
-// shuts down gracefully.
+// Run runs the asynq servers (inbound and sending), the scheduler of periodic tasks and the
+// loops until ctx is done, then shuts down gracefully within ShutdownTimeout (see Deps).
 func Run(ctx context.Context, d Deps) error {
 	log := d.Log
 	if log == nil {
 		log = slog.Default()
 	}
-	if d.ShutdownTimeout == 0 {
-		d.ShutdownTimeout = 25 * time.Second
+	if d.ShutdownTimeout <= 0 {
+		d.ShutdownTimeout = 30 * time.Second
 	}
-	srv := asynq.NewServerFromRedisClient(d.Redis, asynq.Config{
-		Concurrency:              d.Concurrency,
-		Queues:                   Queues,
-		IsFailure:                IsFailure,
-		RetryDelayFunc:           RetryDelay,
-		ShutdownTimeout:          d.ShutdownTimeout,
-		DelayedTaskCheckInterval: time.Second,
-		TaskCheckInterval:        200 * time.Millisecond,
-		Logger:                   asynqLogger{log},
-		LogLevel:                 asynq.WarnLevel,
-		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
-			if !IsFailure(err) {
-				return
-			}
-			id, _ := asynq.GetTaskID(ctx)
-			retried, _ := asynq.GetRetryCount(ctx)
-			log.Warn("task failed", "task_type", t.Type(), "task_id", id, "retry", retried, "err", err)
-		}),
-	})
+	if d.SendConcurrency <= 0 {
+		d.SendConcurrency = 64
+	}
+	// Task contexts derive from base, cancelled as soon as shutdown starts (asynq only
+	// cancels them at its ShutdownTimeout otherwise; TECH-NOTES pitfall 13).
+	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBase()
+	var running sync.WaitGroup // handlers still running (asynq stops waiting on cancel)
 	mux := asynq.NewServeMux()
+	mux.Use(func(h asynq.Handler) asynq.Handler {
+		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			running.Add(1)
+			defer running.Done()
+			return h.ProcessTask(ctx, t)
+		})
+	})
 	for _, s := range d.Services {
 		s.RegisterTasks(mux)
 	}
-	if err := srv.Start(mux); err != nil {
-		return fmt.Errorf("worker: start: %w", err)
+	newServer := func(concurrency int, queues map[string]int) *asynq.Server {
+		return asynq.NewServerFromRedisClient(d.Redis, asynq.Config{
+			Concurrency:              concurrency,
+			Queues:                   queues,
+			BaseContext:              func() context.Context { return base },
+			IsFailure:                IsFailure,
+			RetryDelayFunc:           RetryDelay,
+			ShutdownTimeout:          d.ShutdownTimeout,
+			DelayedTaskCheckInterval: time.Second,
+			TaskCheckInterval:        100 * time.Millisecond,
+			Logger:                   asynqLogger{log},
+			LogLevel:                 asynq.WarnLevel,
+			ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
+				if !IsFailure(err) {
+					return
+				}
+				id, _ := asynq.GetTaskID(ctx)
+				retried, _ := asynq.GetRetryCount(ctx)
+				log.Warn("task failed", "task_type", t.Type(), "task_id", id, "retry", retried, "err", err)
+			}),
+		})
+	}
+	servers := []*asynq.Server{newServer(d.Concurrency, InboundQueues), newServer(d.SendConcurrency, SendQueues)}
+	shutdownServers := func() {
+		var wg sync.WaitGroup
+		for _, srv := range servers {
+			wg.Go(srv.Shutdown)
+		}
+		wg.Wait()
+	}
+	for i, srv := range servers {
+		if err := srv.Start(mux); err != nil {
+			for _, started := range servers[:i] {
+				started.Shutdown()
+			}
+			return fmt.Errorf("worker: start: %w", err)
+		}
 	}
 	var sched *asynq.Scheduler
 	if len(d.Periodic) > 0 {
 		sched = asynq.NewSchedulerFromRedisClient(d.Redis, &asynq.SchedulerOpts{Logger: asynqLogger{log}, LogLevel: asynq.WarnLevel})
 		for _, p := range d.Periodic {
 			if _, err := sched.Register(p.Spec, p.Task); err != nil {
-				srv.Shutdown()
+				shutdownServers()
 				return fmt.Errorf("worker: schedule %s: %w", p.Task.Type(), err)
 			}
 		}
 		if err := sched.Start(); err != nil {
-			srv.Shutdown()
+			shutdownServers()
 			return fmt.Errorf("worker: start scheduler: %w", err)
 		}
 	}
-	log.Info("worker started", "concurrency", d.Concurrency)
-	<-ctx.Done()
-	log.Info("worker stopping")
+	loopErr := make(chan error, len(d.Loops))
+	var loops sync.WaitGroup
+	for _, loop := range d.Loops {
+		loops.Go(func() {
+			if err := loop(base); err != nil && !errors.Is(err, context.Canceled) {
+				loopErr <- err
+			}
+		})
+	}
+	log.Info("worker started", "concurrency", d.Concurrency, "send_concurrency", d.SendConcurrency, "loops", len(d.Loops))
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-loopErr:
+		log.Error("worker: loop failed", "err", runErr)
+	}
+	log.Info("worker stopping", "shutdown_timeout", d.ShutdownTimeout)
+	deadline := time.Now().Add(d.ShutdownTimeout)
+	cancelBase()
 	if sched != nil {
 		sched.Shutdown()
 	}
-	srv.Shutdown()
-	return nil
+	shutdownServers()
+	done := make(chan struct{})
+	go func() {
+		running.Wait()
+		loops.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		log.Info("worker stopped")
+	case <-time.After(time.Until(deadline)):
+		log.Warn("worker: shutdown timeout; tasks still running are abandoned (asynq runs them again)")
+	}
+	return runErr
 }
 
 // asynqLogger adapts slog to asynq.Logger.

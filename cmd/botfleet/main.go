@@ -18,6 +18,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -47,6 +48,12 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// After the first signal, restore the default behaviour: a second one exits at once
+		// (TECH-NOTES pitfall 13).
+		<-ctx.Done()
+		stop()
+	}()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "botfleet:", err)
 		os.Exit(1)
@@ -238,6 +245,9 @@ func withApp(ctx context.Context, getenv func(string) string, stderr io.Writer, 
 		log.Warn("Redis not reachable at start; requests needing it answer 503 until it is", "err", err)
 	}
 	cancel()
+	if cfg.PprofAddr != "" {
+		startPprof(ctx, cfg.PprofAddr, log)
+	}
 	queue := asynq.NewClientFromRedisClient(rdb)
 	a := &app{cfg: cfg, log: log, db: db, rdb: rdb, queue: queue}
 	a.tenants = tenant.New(db)
@@ -291,7 +301,7 @@ func (a *app) serve(ctx context.Context) error {
 		return fmt.Errorf("http: %w", err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	a.log.Info("http stopping")
 	return srv.Shutdown(sctx)
@@ -299,13 +309,37 @@ func (a *app) serve(ctx context.Context) error {
 
 func (a *app) work(ctx context.Context) error {
 	return worker.Run(ctx, worker.Deps{
-		Redis:       a.rdb,
-		Concurrency: a.cfg.WorkerConcurrency,
-		Log:         a.log,
+		Redis:           a.rdb,
+		Concurrency:     a.cfg.WorkerConcurrency,
+		SendConcurrency: a.cfg.WorkerSendConcurrency,
+		ShutdownTimeout: a.cfg.ShutdownTimeout,
+		Log:             a.log,
 		Services:    []worker.Registrar{a.telegram, a.broadcasts},
 		Periodic: []worker.Periodic{
 			{Spec: "@every " + a.cfg.SweepInterval.String(), Task: telegram.NewSweepTask()},
 			{Spec: "@every " + a.cfg.SweepInterval.String(), Task: broadcast.NewSweepTask()},
 		},
 	})
+}
+
+// startPprof serves net/http/pprof on addr (PPROF_ADDR) until ctx ends. The address must be
+// private (loopback or an admin network): profiles reveal internals.
+func startPprof(ctx context.Context, addr string, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		log.Info("pprof listening", "addr", addr)
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("pprof listener failed", "err", err)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
 }

@@ -123,18 +123,34 @@ type Config struct {
 	EncryptionKey Secret `env:"ENCRYPTION_KEY" envDefault:"ZGV2LWVuY3J5cHRpb24ta2V5LTMyLWJ5dGVzLWxvbmc="`
 	// TelegramRateLimit caps sends across all bots and all workers. Default: 30/min.
 	TelegramRateLimit Rate `env:"TELEGRAM_RATE_LIMIT" envDefault:"30/min"`
-	// TelegramBotRateLimit caps sends per bot across all workers; Telegram allows about 30/s
-	// per bot (core.telegram.org/bots/faq) and the default keeps a margin for arrival jitter. Default: 25/s.
-	TelegramBotRateLimit Rate `env:"TELEGRAM_BOT_RATE_LIMIT" envDefault:"25/s"`
-	// TelegramChatInterval is the minimum time between two sends to one chat; Telegram allows
-	// about 1 message/s per chat (core.telegram.org/bots/faq), plus a margin. Default: 1100ms.
-	TelegramChatInterval time.Duration `env:"TELEGRAM_CHAT_INTERVAL" envDefault:"1100ms"`
+	// TelegramBotRateLimit is the most messages of one bot, across all workers, that can
+	// arrive at Telegram in any window of the rate's period: Telegram allows about 30/s per
+	// bot (core.telegram.org/bots/faq). A send counts from its start until its answer, so
+	// arrival jitter cannot push a window over the limit. Default: 30/s.
+	TelegramBotRateLimit Rate `env:"TELEGRAM_BOT_RATE_LIMIT" envDefault:"30/s"`
+	// TelegramChatInterval is the window in which at most one message may arrive in one
+	// private chat; Telegram allows about 1 message/s per chat (core.telegram.org/bots/faq).
+	// Groups get 20 per minute. Default: 1s.
+	TelegramChatInterval time.Duration `env:"TELEGRAM_CHAT_INTERVAL" envDefault:"1s"`
 	// TelegramMaxRetries is how many times a retryable send failure is retried. Default: 3.
 	TelegramMaxRetries int `env:"TELEGRAM_MAX_RETRIES" envDefault:"3"`
 	// TelegramRequestTimeout bounds one Bot API call. Default: 30s.
 	TelegramRequestTimeout time.Duration `env:"TELEGRAM_REQUEST_TIMEOUT" envDefault:"30s"`
-	// WorkerConcurrency is the number of asynq tasks a worker runs at once. Default: 20.
+	// WorkerConcurrency is the number of inbound and housekeeping asynq tasks a worker runs at
+	// once. Default: 20.
 	WorkerConcurrency int `env:"WORKER_CONCURRENCY" envDefault:"20"`
+	// WorkerSendConcurrency is the number of sending tasks (messages, replies, broadcast
+	// runs) a worker runs at once, on their own asynq server so that they never hold inbound
+	// slots. A broadcast run holds one for as long as it sends. Default: 100.
+	WorkerSendConcurrency int `env:"WORKER_SEND_CONCURRENCY" envDefault:"100"`
+	// EventProcessors is the number of webhook event processor loops per worker. Default: 2.
+	EventProcessors int `env:"EVENT_PROCESSORS" envDefault:"2"`
+	// ShutdownTimeout bounds a graceful shutdown after SIGTERM or SIGINT: waits stop at once,
+	// sends in flight finish and are recorded; a second signal exits at once. Default: 30s.
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s"`
+	// PprofAddr, when set, serves net/http/pprof on this address (keep it private: loopback
+	// or an admin network). Default: "" (off).
+	PprofAddr string `env:"PPROF_ADDR"`
 	// SweepInterval is how often stored-but-unprocessed updates and queued messages are
 	// re-enqueued. Default: 1m.
 	SweepInterval time.Duration `env:"SWEEP_INTERVAL" envDefault:"1m"`
@@ -148,7 +164,8 @@ func Load(getenv func(string) string) (Config, error) {
 	vars := map[string]string{}
 	for _, k := range []string{"APP_ENV", "DATABASE_URL", "REDIS_URL", "HTTP_ADDR", "PUBLIC_BASE_URL", "TELEGRAM_API_URL",
 		"ADMIN_TOKEN", "ENCRYPTION_KEY", "TELEGRAM_RATE_LIMIT", "TELEGRAM_BOT_RATE_LIMIT", "TELEGRAM_CHAT_INTERVAL",
-		"TELEGRAM_MAX_RETRIES", "TELEGRAM_REQUEST_TIMEOUT", "WORKER_CONCURRENCY", "SWEEP_INTERVAL", "LOG_LEVEL"} {
+		"TELEGRAM_MAX_RETRIES", "TELEGRAM_REQUEST_TIMEOUT", "WORKER_CONCURRENCY", "WORKER_SEND_CONCURRENCY",
+		"EVENT_PROCESSORS", "SHUTDOWN_TIMEOUT", "PPROF_ADDR", "SWEEP_INTERVAL", "LOG_LEVEL"} {
 		if v := getenv(k); v != "" {
 			vars[k] = v
 		}
@@ -206,6 +223,15 @@ func (c Config) Validate() error {
 	if c.WorkerConcurrency <= 0 {
 		errs = append(errs, errors.New("WORKER_CONCURRENCY must be > 0"))
 	}
+	if c.WorkerSendConcurrency <= 0 {
+		errs = append(errs, errors.New("WORKER_SEND_CONCURRENCY must be > 0"))
+	}
+	if c.EventProcessors <= 0 {
+		errs = append(errs, errors.New("EVENT_PROCESSORS must be > 0"))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("SHUTDOWN_TIMEOUT must be > 0"))
+	}
 	if c.Production() {
 		if c.EncryptionKey == DevEncryptionKey {
 			errs = append(errs, errors.New("ENCRYPTION_KEY must be set in production (the development key is refused)"))
@@ -262,6 +288,10 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("telegram_max_retries", c.TelegramMaxRetries),
 		slog.Duration("telegram_request_timeout", c.TelegramRequestTimeout),
 		slog.Int("worker_concurrency", c.WorkerConcurrency),
+		slog.Int("worker_send_concurrency", c.WorkerSendConcurrency),
+		slog.Int("event_processors", c.EventProcessors),
+		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+		slog.String("pprof_addr", c.PprofAddr),
 		slog.String("encryption_key_fingerprint", c.KeyFingerprint()),
 		slog.String("log_level", c.LogLevel),
 	)
