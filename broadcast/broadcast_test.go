@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"os"
 	"strconv"
+	"sync"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -778,4 +780,61 @@ func BenchmarkBroadcast(b *testing.B) {
 	}
 	b.ReportMetric(float64(benchRecipients*iters)/elapsed.Seconds(), "recipients/s")
 	b.ReportMetric(float64(runs)/float64(iters), "runs/op")
+}
+
+// BenchmarkBroadcastManyBots runs one broadcast per bot at once (each run in its own
+// goroutine, as worker slots would), with Telegram's limits on in the emulator (30/s per bot
+// in sliding 1-second windows, 1/s per chat) and the platform's defaults (30/s per bot,
+// 1 s per chat). It reports the total rate, the rate per bot and the emulator's violations.
+//
+// BENCH_BOTS and BENCH_PER_BOT change the shape (default 20 x 150).
+func BenchmarkBroadcastManyBots(b *testing.B) {
+	bots, perBot := envInt("BENCH_BOTS", 20), envInt("BENCH_PER_BOT", 150)
+	e := newEnv(b, envOptions{
+		maxRetries: 3,
+		tgCfg: func(c *telegram.Config) {
+			c.GlobalRate = config.Rate{N: 1_000_000, Per: time.Second}
+			c.BotRate = config.Rate{N: 30, Per: time.Second}
+			c.ChatInterval = time.Second
+		},
+	})
+	tn := e.tenant("bench")
+	type target struct {
+		bot testBot
+		cs  []contacts.Contact
+	}
+	targets := make([]target, bots)
+	for i := range targets {
+		bt := e.bot(tn, 0)
+		targets[i] = target{bt, e.contactsOf(bt, perBot)}
+	}
+	b.ResetTimer()
+	var elapsed time.Duration
+	for b.Loop() {
+		start := time.Now()
+		var wg sync.WaitGroup
+		for _, tg := range targets {
+			bc := e.create(tg.bot, tg.cs)
+			wg.Go(func() { e.runToEnd(bc.ID, false, 100) })
+		}
+		wg.Wait()
+		elapsed += time.Since(start)
+	}
+	total, viol := 0, 0
+	for _, tg := range targets {
+		total += len(e.emu.Sent(tg.bot.emuID))
+		v := e.emu.Violations(tg.bot.emuID)
+		viol += v.PerBot + v.PerChat
+	}
+	b.ReportMetric(float64(total)/elapsed.Seconds(), "msgs/s")
+	b.ReportMetric(float64(total)/elapsed.Seconds()/float64(bots), "msgs/s/bot")
+	b.ReportMetric(float64(viol), "violations")
+}
+
+// envInt returns the integer in environment variable name, or def.
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
 }
