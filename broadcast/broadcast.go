@@ -198,6 +198,7 @@ type Service struct {
 	chunkBudget time.Duration // a chunk stops starting sends after this long
 	runBudget   time.Duration // a run stops claiming after this long and reschedules itself
 	stuckAfter  time.Duration // a "sending" claim older than this is given back by the sweep
+	sweepPage   int           // broadcasts read per sweep query
 }
 
 // Run loop defaults.
@@ -206,7 +207,7 @@ const (
 	ChunkSize = 200
 	// ChunkBudget is how long one chunk keeps starting sends; the rows it did not reach are
 	// given back. It bounds how long a claim lasts (see Service.ClaimLease).
-	ChunkBudget = 15 * time.Second
+	ChunkBudget = 10 * time.Second
 	// RunBudget is how long one HandleRun keeps claiming before it reschedules itself
 	// (well under the task Timeout of 10 min), so that runs of many broadcasts take turns.
 	RunBudget = 3 * time.Minute
@@ -230,7 +231,7 @@ func New(d Deps) *Service {
 	s := &Service{
 		db: d.DB, queue: d.Queue, tg: d.Telegram, log: d.Log,
 		maxRetries: d.MaxRetries, senders: d.Senders,
-		chunkSize: ChunkSize, chunkBudget: ChunkBudget, runBudget: RunBudget,
+		chunkSize: ChunkSize, chunkBudget: ChunkBudget, runBudget: RunBudget, sweepPage: SweepPage,
 	}
 	if d.Telegram != nil {
 		s.insp = d.Telegram.Inspector()
@@ -243,7 +244,7 @@ func New(d Deps) *Service {
 // worker: ChunkBudget (the chunk stops starting sends), plus the longest one send can take
 // (telegram.Service.SendLease: waiting for a slot and TELEGRAM_REQUEST_TIMEOUT), plus the
 // time to write the results. A claim older than this belongs to a worker that died; the
-// sweep gives its recipients back. With the defaults: 15s + 60s + 30s = 1m45s.
+// sweep gives its recipients back. With the defaults: 10s + (15s + 30s + 5s) + 10s = 70s.
 func (s *Service) ClaimLease() time.Duration {
 	lease := s.chunkBudget + writeTimeout
 	if s.tg != nil {

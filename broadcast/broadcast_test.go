@@ -704,7 +704,7 @@ func TestService_HandleSweep(t *testing.T) {
 	if _, err := e.db.NewRaw("UPDATE broadcast_recipients SET status = 'sending', claimed_at = now() - interval '10 minutes' WHERE id = ?", rs[0].ID).Exec(e.ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.db.NewRaw("UPDATE broadcast_recipients SET status = 'sending', claimed_at = now() - interval '1 minute', due_at = now() + interval '1 hour' WHERE id = ?", rs[1].ID).Exec(e.ctx); err != nil {
+	if _, err := e.db.NewRaw("UPDATE broadcast_recipients SET status = 'sending', claimed_at = now() - interval '5 seconds', due_at = now() + interval '1 hour' WHERE id = ?", rs[1].ID).Exec(e.ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.svc.HandleSweep(e.ctx, NewSweepTask()); err != nil {
@@ -723,6 +723,67 @@ func TestService_HandleSweep(t *testing.T) {
 	// A second sweep finds the task scheduled (TaskID conflict) and is fine with it.
 	if err := e.svc.HandleSweep(e.ctx, NewSweepTask()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestService_HandleSweep_NothingStuck checks that the sweep leaves no broadcast behind:
+// it pages through every runnable broadcast (more than one page), replaces a run task that
+// asynq archived after its retries (which would otherwise block the TaskID), and starts a
+// new run at once for a broadcast whose recipients it took back from a dead worker while
+// that worker's task still looks active.
+func TestService_HandleSweep_NothingStuck(t *testing.T) {
+	e := newEnv(t, envOptions{maxRetries: 3})
+	e.svc.sweepPage = 2
+	tn := e.tenant("a")
+	b := e.bot(tn, 0)
+	cs := e.contactsOf(b, 1)
+	ins := asynq.NewInspectorFromRedisClient(e.rdb)
+	var bcs []Broadcast
+	for range 5 {
+		bc := e.create(b, cs)
+		bcs = append(bcs, bc)
+		taskID := runTaskID(bc.ID)
+		if err := ins.ArchiveTask(QueueBroadcast, taskID); err != nil {
+			t.Fatalf("archive: %v", err)
+		}
+	}
+	if err := e.svc.HandleSweep(e.ctx, NewSweepTask()); err != nil {
+		t.Fatal(err)
+	}
+	for i, bc := range bcs {
+		info, err := ins.GetTaskInfo(QueueBroadcast, runTaskID(bc.ID))
+		if err != nil || info.State == asynq.TaskStateArchived {
+			t.Errorf("broadcast %d: run task %v (%v), want a live task replacing the archived one", i, info, err)
+		}
+	}
+
+	// A dead worker's claim: the rows come back and a rescue run is enqueued at once.
+	bc := bcs[0]
+	if _, err := e.db.NewRaw("UPDATE broadcasts SET status = 'running' WHERE id = ?", bc.ID).Exec(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.NewRaw("UPDATE broadcast_recipients SET status = 'sending', attempts = 1, claimed_at = now() - interval '10 minutes' WHERE broadcast_id = ?", bc.ID).Exec(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.HandleSweep(e.ctx, NewSweepTask()); err != nil {
+		t.Fatal(err)
+	}
+	r := e.recipients(bc.ID)[0]
+	if r.Status != RecipientQueued || r.Attempts != 1 || r.Error != errInterrupted {
+		t.Errorf("released recipient: %s attempts %d error %q, want queued with its attempt and %q", r.Status, r.Attempts, r.Error, errInterrupted)
+	}
+	pending, err := ins.ListPendingTasks(QueueBroadcast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rescue := 0
+	for _, ti := range pending {
+		if strings.HasPrefix(ti.ID, runTaskID(bc.ID)+":rescue:") {
+			rescue++
+		}
+	}
+	if rescue != 1 {
+		t.Errorf("rescue runs enqueued = %d, want 1", rescue)
 	}
 }
 

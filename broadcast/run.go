@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -21,7 +22,9 @@ const errBotDeleted = "bot deleted"
 
 // writeTimeout bounds the writes that record sends already made; they run even when the
 // task's context has ended (shutdown, timeout) so that no sent message is forgotten.
-const writeTimeout = 30 * time.Second
+// A write still failing after it (a PostgreSQL outage) leaves the chunk "sending" until the
+// sweep gives it back, which may send those recipients again.
+const writeTimeout = 10 * time.Second
 
 // HandleRun runs broadcast:run for the broadcast in the payload (RunPayload); a bad payload
 // is not retried (asynq.SkipRetry).
@@ -98,11 +101,11 @@ func (s *Service) run(ctx context.Context, id uuid.UUID) error {
 		if len(rows) == 0 {
 			break
 		}
-		cr := s.sendChunk(ctx, bot, msg, rows, minTime(deadline, time.Now().Add(s.chunkBudget)))
+		cr, err := s.sendChunk(ctx, id, bot, msg, rows, minTime(deadline, time.Now().Add(s.chunkBudget)))
 		sent += cr.sent
-		if err := s.writeResultsRetrying(ctx, id, cr); err != nil {
-			// The claimed rows stay "sending" until the sweep gives them back (StuckAfter);
-			// those already sent will then be sent again.
+		if err != nil {
+			// The rows not recorded stay "sending" until the sweep gives them back
+			// (ClaimLease); those already sent will then be sent again.
 			log.Error("broadcast: write results failed", "recipients", len(rows), "sent", cr.sent, "err", err)
 			return err
 		}
@@ -144,14 +147,15 @@ func (s *Service) run(ctx context.Context, id uuid.UUID) error {
 	}
 }
 
-// writeResultsRetrying writes a chunk's results, retrying for up to writeTimeout (even after
-// ctx has ended): the messages are sent, and a lost write would send them again.
-func (s *Service) writeResultsRetrying(ctx context.Context, id uuid.UUID, cr chunkResult) error {
+// writeResultsRetrying writes results (and the daily-limit deferral, see writeResults),
+// retrying for up to writeTimeout (even after ctx has ended): the messages are sent, and a
+// lost write would send them again.
+func (s *Service) writeResultsRetrying(ctx context.Context, id uuid.UUID, rs []result, deferUntil time.Time) error {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 	defer cancel()
 	delay := 250 * time.Millisecond
 	for {
-		err := s.writeResults(wctx, id, cr.results, cr.deferUntil)
+		err := s.writeResults(wctx, id, rs, deferUntil)
 		if err == nil {
 			return nil
 		}
@@ -167,28 +171,35 @@ func (s *Service) writeResultsRetrying(ctx context.Context, id uuid.UUID, cr chu
 
 // chunkResult is what sendChunk did with a chunk.
 type chunkResult struct {
-	results    []result
 	sent       int
 	waitUntil  time.Time // latest end of a bot-wide wait (429 pause, slots too far), zero if none
 	deferUntil time.Time // the daily limit resets then, zero if it was not hit
 }
 
-// sendChunk sends msg to the claimed rows through telegram.SendBatch (one permit acquirer,
-// up to s.senders sends in flight, the bot's pace shared by all workers) and maps each
-// Outcome to the row to write. SendBatch stops starting sends when ctx ends, the chunk's
-// deadline passes, the bot is paused or its daily limit is used up; the rows it did not
-// attempt are given back: deferred to the reset, or queued after the wait. A send that has
-// started always finishes and is recorded: aborting a sendMessage that Telegram may already
-// have delivered would send a second copy later.
-func (s *Service) sendChunk(ctx context.Context, bot telegram.Bot, msg telegram.Outgoing, rows []claimed, deadline time.Time) chunkResult {
+// sendChunk sends msg to the claimed rows of broadcast id through telegram.SendBatch (one
+// permit acquirer, up to s.senders sends in flight, the bot's pace shared by all workers)
+// and records each row's result as soon as it is known, in small batches (flushEvery rows or
+// flushInterval), so that a worker killed mid-chunk leaves unrecorded only the sends that
+// were in flight or just finished: only those can be sent twice after the sweep gives the
+// chunk back. SendBatch stops starting sends when ctx ends, the chunk's deadline passes, the
+// bot is paused or its daily limit is used up; the rows it did not attempt are given back:
+// deferred to the reset, or queued after the wait. A send that has started always finishes
+// and is recorded. The error is that of a write that failed even after writeTimeout.
+func (s *Service) sendChunk(ctx context.Context, id uuid.UUID, bot telegram.Bot, msg telegram.Outgoing, rows []claimed, deadline time.Time) (chunkResult, error) {
 	chats := make([]int64, len(rows))
 	for i, r := range rows {
 		chats[i] = r.ChatID
 	}
-	outs := s.tg.SendBatch(ctx, bot, chats, msg, telegram.BatchOptions{Concurrency: s.senders, Deadline: deadline})
-	cr := chunkResult{results: make([]result, len(rows))}
-	for i, out := range outs {
-		cr.results[i] = s.resultOf(rows[i], out)
+	var (
+		mu  sync.Mutex
+		cr  chunkResult
+		buf []result
+	)
+	ready := make(chan struct{}, 1)
+	onResult := func(i int, out telegram.Outcome) {
+		res := s.resultOf(rows[i], out)
+		mu.Lock()
+		buf = append(buf, res)
 		switch out.Status {
 		case telegram.OutcomeSent:
 			cr.sent++
@@ -200,13 +211,66 @@ func (s *Service) sendChunk(ctx context.Context, bot telegram.Bot, msg telegram.
 				}
 			}
 		case telegram.OutcomeDeferred:
-			if u := cr.results[i].DueAt; u.After(cr.deferUntil) {
-				cr.deferUntil = u
+			if res.DueAt.After(cr.deferUntil) {
+				cr.deferUntil = res.DueAt
+			}
+		}
+		full := len(buf) >= flushEvery
+		mu.Unlock()
+		if full {
+			select {
+			case ready <- struct{}{}:
+			default:
 			}
 		}
 	}
-	return cr
+	take := func() []result {
+		mu.Lock()
+		defer mu.Unlock()
+		out := buf
+		buf = nil
+		return out
+	}
+	done := make(chan struct{})
+	var writeErr error
+	var flushed sync.WaitGroup
+	flushed.Go(func() {
+		t := time.NewTicker(flushInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ready:
+			case <-t.C:
+			case <-done:
+				return
+			}
+			if rs := take(); len(rs) > 0 && writeErr == nil {
+				writeErr = s.writeResultsRetrying(ctx, id, rs, time.Time{})
+			}
+		}
+	})
+	s.tg.SendBatch(ctx, bot, chats, msg, telegram.BatchOptions{Concurrency: s.senders, Deadline: deadline, OnResult: onResult})
+	close(done)
+	flushed.Wait()
+	if writeErr != nil {
+		return cr, writeErr
+	}
+	// The last results; with the daily limit hit, every other recipient due before the
+	// reset is deferred with them.
+	if rs := take(); len(rs) > 0 || !cr.deferUntil.IsZero() {
+		if err := s.writeResultsRetrying(ctx, id, rs, cr.deferUntil); err != nil {
+			return cr, err
+		}
+	}
+	return cr, nil
 }
+
+// Result flushing of sendChunk: a batch is written when it has flushEvery rows or every
+// flushInterval, whichever comes first.
+const (
+	flushEvery    = 100
+	flushInterval = 100 * time.Millisecond
+)
 
 // resultOf maps the Outcome of sending to claimed recipient r to the row to write. The claim
 // counted an attempt (r.Attempts includes it); outcomes that sent nothing give it back.
@@ -260,26 +324,37 @@ func backoff(attempts int) time.Duration {
 
 // HandleSweep runs broadcast:sweep (periodic): recipients stuck in "sending" for more than
 // the claim lease (ClaimLease: their worker died) are queued again (cancelled or failed in a
-// cancelled or failed broadcast), and every queued or running broadcast with a recipient due
+// cancelled or failed broadcast) and their broadcast gets a new run at once, and every queued or running broadcast with a recipient due
 // now, or with nothing left to send, gets its run enqueued, paging through all of them. A
 // live run task is left alone; an archived one (its retries ran out, e.g. during a long
 // PostgreSQL outage) is replaced (queue.Enqueue), so no broadcast stays stuck. It returns
 // the first enqueue error after trying them all.
 func (s *Service) HandleSweep(ctx context.Context, _ *asynq.Task) error {
-	n, err := releaseStuck(ctx, s.db, s.stuckAfter)
-	if err != nil {
-		return err
-	}
-	if n > 0 {
-		s.log.Warn("broadcast: released recipients of a dead worker", "recipients", n)
-	}
 	if s.queue == nil {
 		return errors.New("broadcast: sweep needs Deps.Queue")
 	}
+	released, err := releaseStuck(ctx, s.db, s.stuckAfter)
+	if err != nil {
+		return err
+	}
 	var firstErr error
+	for _, id := range released {
+		// The run that held these recipients died with its worker; asynq recovers its task
+		// only after its own lease and recoverer interval (up to 1.5 min). Start another run
+		// now: runs of one broadcast never send a recipient twice (they claim with SKIP LOCKED).
+		s.log.Warn("broadcast: released recipients of a dead worker; starting a new run", "broadcast_id", id.String())
+		t, err := NewRunTask(id)
+		if err != nil {
+			return err
+		}
+		rescueID := fmt.Sprintf("%s:rescue:%d", runTaskID(id), time.Now().UnixNano())
+		if _, err := queue.Enqueue(ctx, s.queue, s.insp, t, QueueBroadcast, rescueID, asynq.TaskID(rescueID)); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
 	after := uuid.Nil
 	for {
-		ids, err := runnable(ctx, s.db, after, sweepPage)
+		ids, err := runnable(ctx, s.db, after, s.sweepPage)
 		if err != nil {
 			return err
 		}
@@ -291,15 +366,15 @@ func (s *Service) HandleSweep(ctx context.Context, _ *asynq.Task) error {
 				}
 			}
 		}
-		if len(ids) < sweepPage {
+		if len(ids) < s.sweepPage {
 			return firstErr
 		}
 		after = ids[len(ids)-1]
 	}
 }
 
-// sweepPage is how many broadcasts HandleSweep reads per query.
-const sweepPage = 500
+// SweepPage is how many broadcasts HandleSweep reads per query.
+const SweepPage = 500
 
 // enqueueRun enqueues the run task of broadcast id (queue.Enqueue: a live task is kept, an
 // archived or completed one replaced).

@@ -301,7 +301,8 @@ func (s *Service) writeResults(ctx context.Context, id uuid.UUID, rs []result, d
 					cancelled, RecipientQueued, RecipientDeferred, final).
 				Set("attempts = _data.attempts").
 				Set("due_at = COALESCE(_data.due_at, now() + _data.due_in_ms * interval '1 millisecond')").
-				Set("error = CASE WHEN _data.keep_error THEN r.error ELSE _data.error END").
+				// A sent recipient keeps errInterrupted: an earlier attempt may have been delivered.
+				Set("error = CASE WHEN _data.keep_error OR (_data.sent AND r.error = ?) THEN r.error ELSE _data.error END", errInterrupted).
 				Set("telegram_message_id = COALESCE(_data.telegram_message_id, r.telegram_message_id)").
 				Set("chat_id = _data.chat_id").
 				Set("sent_at = CASE WHEN _data.sent THEN now() ELSE r.sent_at END").
@@ -397,22 +398,25 @@ func failBroadcast(ctx context.Context, db *bun.DB, id uuid.UUID, reason string)
 // releaseStuck gives back recipients claimed (sending) more than age ago (by the database's
 // clock), whose worker presumably died: queued again in a queued or running broadcast,
 // cancelled or failed in a cancelled or failed one, with their attempt still counted and
-// errInterrupted as error (the send may have reached Telegram). It returns how many it
-// released.
-func releaseStuck(ctx context.Context, idb bun.IDB, age time.Duration) (int, error) {
-	res, err := idb.NewRaw(`UPDATE broadcast_recipients AS r
+// errInterrupted as error (the send may have reached Telegram). It returns the broadcasts
+// it released recipients of.
+func releaseStuck(ctx context.Context, idb bun.IDB, age time.Duration) ([]uuid.UUID, error) {
+	var ids []uuid.UUID
+	err := idb.NewRaw(`WITH released AS (
+UPDATE broadcast_recipients AS r
 SET status = CASE b.status WHEN ? THEN ? WHEN ? THEN ? ELSE ? END,
     error = CASE WHEN b.status = ? THEN b.error ELSE ? END,
     claimed_at = NULL, updated_at = now()
 FROM broadcasts b
-WHERE b.id = r.broadcast_id AND r.status = ? AND r.claimed_at < now() - ? * interval '1 millisecond'`,
+WHERE b.id = r.broadcast_id AND r.status = ? AND r.claimed_at < now() - ? * interval '1 millisecond'
+RETURNING r.broadcast_id)
+SELECT DISTINCT broadcast_id FROM released`,
 		StatusCancelled, RecipientCancelled, StatusFailed, RecipientFailed, RecipientQueued,
-		StatusFailed, errInterrupted, RecipientSending, age.Milliseconds()).Exec(ctx)
-	if err != nil {
-		return 0, apperr.Classify(fmt.Errorf("release stuck recipients: %w", err))
+		StatusFailed, errInterrupted, RecipientSending, age.Milliseconds()).Scan(ctx, &ids)
+	if err != nil && !database.IsNoRows(err) {
+		return nil, apperr.Classify(fmt.Errorf("release stuck recipients: %w", err))
 	}
-	n, _ := res.RowsAffected()
-	return int(n), nil
+	return ids, nil
 }
 
 // runnable returns up to limit queued or running broadcasts with an id after afterID

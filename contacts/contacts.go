@@ -276,11 +276,14 @@ func (s *Service) MessageByID(ctx context.Context, id uuid.UUID) (Message, error
 	return m, nil
 }
 
-// MarkSent records a successful send of message id with Telegram's message_id.
+// MarkSent records a successful send of message id with Telegram's message_id. The error
+// is cleared, except ErrTextInterrupted, which stays as the record that an earlier attempt
+// may have been delivered too.
 func (s *Service) MarkSent(ctx context.Context, id uuid.UUID, telegramMessageID int64, attempts int) error {
 	_, err := s.db.NewUpdate().Model((*Message)(nil)).
 		Set("status = ?", StatusSent).Set("telegram_message_id = ?", telegramMessageID).
-		Set("attempts = ?", attempts).Set("error = ''").Set("sent_at = now()").Set("updated_at = now()").
+		Set("attempts = ?", attempts).Set("error = CASE WHEN error = ? THEN error ELSE '' END", ErrTextInterrupted).
+		Set("sent_at = now()").Set("updated_at = now()").
 		Where("id = ?", id).Exec(ctx)
 	return apperr.Classify(err)
 }

@@ -73,6 +73,8 @@ type platform struct {
 	base  string // http://HTTP_ADDR
 	admin string
 	emu   *tgemu.Server
+	// workers are the worker processes, in start order.
+	workers []*proc
 }
 
 type options struct {
@@ -122,7 +124,7 @@ func newPlatform(t *testing.T, opts options) *platform {
 		workers = 1
 	}
 	for i := 0; i < workers; i++ {
-		p.start("worker")
+		p.workers = append(p.workers, p.start("worker"))
 	}
 	p.waitHealthy()
 	return p
@@ -158,30 +160,46 @@ func (p *platform) cmd(args ...string) *exec.Cmd {
 	return cmd
 }
 
+// proc is a long-lived botfleet process started by platform.start.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has exited
+	out  *syncBuffer
+}
+
+// exited reports whether the process has exited within d.
+func (pr *proc) exited(d time.Duration) bool {
+	select {
+	case <-pr.done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
 // start runs a long-lived subcommand, stopped with SIGTERM at cleanup; its output is kept
 // and printed when the test fails.
-func (p *platform) start(args ...string) {
+func (p *platform) start(args ...string) *proc {
 	p.t.Helper()
 	cmd := p.cmd(args...)
-	var buf syncBuffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
+	buf := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = buf, buf
 	if err := cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
+	pr := &proc{cmd: cmd, done: make(chan struct{}), out: buf}
+	go func() { _ = cmd.Wait(); close(pr.done) }()
 	p.t.Cleanup(func() {
 		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
+		if !pr.exited(40 * time.Second) {
 			_ = cmd.Process.Kill()
-			<-done
+			<-pr.done
 		}
 		if p.t.Failed() {
 			p.t.Logf("--- botfleet %s output ---\n%s", strings.Join(args, " "), buf.String())
 		}
 	})
+	return pr
 }
 
 type syncBuffer struct {

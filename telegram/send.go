@@ -229,6 +229,10 @@ type BatchOptions struct {
 	Concurrency int
 	// Deadline stops starting new sends once passed (zero: none).
 	Deadline time.Time
+	// OnResult, when set, is called once per chat as soon as its Outcome is known (from
+	// several goroutines at once; it must be safe for concurrent use), so that the caller can
+	// record each send right after it happened rather than at the end of the batch.
+	OnResult func(i int, out Outcome)
 }
 
 // SendBatch sends msg to each of chatIDs through bot with PriorityBulk (a broadcast's
@@ -266,6 +270,12 @@ func (s *Service) SendBatch(ctx context.Context, bot Bot, chatIDs []int64, msg O
 		return stop != nil
 	}
 	acq := AcquireOpts{Priority: PriorityBulk, MaxWait: s.cfg.MaxWait}
+	report := func(i int, out Outcome) {
+		outs[i] = out
+		if opts.OnResult != nil {
+			opts.OnResult(i, out)
+		}
+	}
 	i := 0
 	for ; i < len(chatIDs); i++ {
 		if stopped() {
@@ -286,7 +296,7 @@ func (s *Service) SendBatch(ctx context.Context, bot Bot, chatIDs []int64, msg O
 		if out, ok := acquireOutcome(ctx, chatID, refused, err, clog); !ok {
 			s.releaseDaily(ctx, bot, now, clog)
 			if refused != nil && refused.Reason == RefusedChat {
-				outs[i] = out // this chat only: move on
+				report(i, out) // this chat only: move on
 				continue
 			}
 			stopWith(out)
@@ -309,14 +319,14 @@ func (s *Service) SendBatch(ctx context.Context, bot Bot, chatIDs []int64, msg O
 			if out.Status == OutcomeWait { // 429: the bot is paused for every worker
 				stopWith(Outcome{Status: OutcomeWait, RetryAfter: out.RetryAfter, Err: out.Err})
 			}
-			outs[i] = out
+			report(i, out)
 		}(i, chatID, permit, now, clog)
 	}
 	wg.Wait()
 	for j := i; j < len(chatIDs); j++ {
 		o := *stop
 		o.ChatID = chatIDs[j]
-		outs[j] = o
+		report(j, o)
 	}
 	return outs
 }

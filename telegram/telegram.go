@@ -95,7 +95,8 @@ type Config struct {
 	// ChatInterval is the minimum spacing of sends to one chat (TELEGRAM_CHAT_INTERVAL).
 	ChatInterval time.Duration
 	// MaxWait is how long Send and SendBatch may wait in-process for a rate slot; longer
-	// waits return OutcomeWait so that the task is rescheduled. Default 15s.
+	// waits return OutcomeWait so that the task is rescheduled (TELEGRAM_MAX_WAIT).
+	// Default 15s.
 	MaxWait time.Duration
 	// EncryptionKey is the 32-byte AES-256 key for bot tokens.
 	EncryptionKey []byte
@@ -160,7 +161,7 @@ func New(d Deps) (*Service, error) {
 // Config.RequestTimeout for the call, plus a margin. A message or broadcast recipient
 // claimed ("sending") for longer than this belongs to a worker that died.
 func (s *Service) SendLease() time.Duration {
-	return s.cfg.MaxWait + s.cfg.RequestTimeout + 15*time.Second
+	return s.cfg.MaxWait + s.cfg.RequestTimeout + 5*time.Second
 }
 
 // Inspector returns the asynq inspector on the service's Redis (nil without Redis).

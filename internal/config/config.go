@@ -134,6 +134,9 @@ type Config struct {
 	TelegramChatInterval time.Duration `env:"TELEGRAM_CHAT_INTERVAL" envDefault:"1s"`
 	// TelegramMaxRetries is how many times a retryable send failure is retried. Default: 3.
 	TelegramMaxRetries int `env:"TELEGRAM_MAX_RETRIES" envDefault:"3"`
+	// TelegramMaxWait is how long a send may wait in a worker for a rate slot (the bot's
+	// window, the chat, a 429 pause) before its task is rescheduled instead. Default: 15s.
+	TelegramMaxWait time.Duration `env:"TELEGRAM_MAX_WAIT" envDefault:"15s"`
 	// TelegramRequestTimeout bounds one Bot API call. Default: 30s.
 	TelegramRequestTimeout time.Duration `env:"TELEGRAM_REQUEST_TIMEOUT" envDefault:"30s"`
 	// WorkerConcurrency is the number of inbound and housekeeping asynq tasks a worker runs at
@@ -164,7 +167,7 @@ func Load(getenv func(string) string) (Config, error) {
 	vars := map[string]string{}
 	for _, k := range []string{"APP_ENV", "DATABASE_URL", "REDIS_URL", "HTTP_ADDR", "PUBLIC_BASE_URL", "TELEGRAM_API_URL",
 		"ADMIN_TOKEN", "ENCRYPTION_KEY", "TELEGRAM_RATE_LIMIT", "TELEGRAM_BOT_RATE_LIMIT", "TELEGRAM_CHAT_INTERVAL",
-		"TELEGRAM_MAX_RETRIES", "TELEGRAM_REQUEST_TIMEOUT", "WORKER_CONCURRENCY", "WORKER_SEND_CONCURRENCY",
+		"TELEGRAM_MAX_RETRIES", "TELEGRAM_MAX_WAIT", "TELEGRAM_REQUEST_TIMEOUT", "WORKER_CONCURRENCY", "WORKER_SEND_CONCURRENCY",
 		"EVENT_PROCESSORS", "SHUTDOWN_TIMEOUT", "PPROF_ADDR", "SWEEP_INTERVAL", "LOG_LEVEL"} {
 		if v := getenv(k); v != "" {
 			vars[k] = v
@@ -216,6 +219,9 @@ func (c Config) Validate() error {
 	}
 	if c.TelegramMaxRetries < 0 {
 		errs = append(errs, errors.New("TELEGRAM_MAX_RETRIES must be >= 0"))
+	}
+	if c.TelegramMaxWait <= 0 {
+		errs = append(errs, errors.New("TELEGRAM_MAX_WAIT must be > 0"))
 	}
 	if c.TelegramRequestTimeout <= 0 {
 		errs = append(errs, errors.New("TELEGRAM_REQUEST_TIMEOUT must be > 0"))
@@ -286,6 +292,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("telegram_bot_rate_limit", c.TelegramBotRateLimit.String()),
 		slog.Duration("telegram_chat_interval", c.TelegramChatInterval),
 		slog.Int("telegram_max_retries", c.TelegramMaxRetries),
+		slog.Duration("telegram_max_wait", c.TelegramMaxWait),
 		slog.Duration("telegram_request_timeout", c.TelegramRequestTimeout),
 		slog.Int("worker_concurrency", c.WorkerConcurrency),
 		slog.Int("worker_send_concurrency", c.WorkerSendConcurrency),

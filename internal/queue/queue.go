@@ -23,11 +23,14 @@ const EnqueueTimeout = 5 * time.Second
 // covers the work, so enqueued is false and err nil; an archived or completed task is not
 // live, and would block the id for as long as it is kept (asynq issue #492), so it is
 // deleted and the task enqueued again. Errors: Redis failures.
-func Enqueue(ctx context.Context, c *asynq.Client, insp *asynq.Inspector, task *asynq.Task, queueName, taskID string) (enqueued bool, err error) {
+//
+// opts are added to the task's own options (e.g. a different TaskID, which must then be
+// taskID).
+func Enqueue(ctx context.Context, c *asynq.Client, insp *asynq.Inspector, task *asynq.Task, queueName, taskID string, opts ...asynq.Option) (enqueued bool, err error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), EnqueueTimeout)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
-		_, err := c.EnqueueContext(ctx, task)
+		_, err := c.EnqueueContext(ctx, task, opts...)
 		if err == nil {
 			return true, nil
 		}
