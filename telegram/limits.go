@@ -88,6 +88,7 @@ type LimiterConfig struct {
 //	tg:{<botID>}:chat:<chatID>            sorted set: sends to one chat of the bot
 //	tg:{<botID>}:pause                    time until which the bot is paused after a 429
 //	tg:{<botID>}:prio                     set while an interactive send of the bot waits
+//	tg:{<botID>}:next                     earliest start of the bot's next send (spacing)
 //	tg:daily:<botID>:<YYYYMMDD>           sends reserved on that UTC day
 //
 // Redis Cluster: Acquire touches the global key and the bot's keys in one script; on
@@ -124,9 +125,11 @@ func NewLimiter(rdb redis.UniversalClient, cfg LimiterConfig) *Limiter {
 // limAcquireScript grants one send permit if every limit allows it now.
 //
 //	KEYS[1] pause  KEYS[2] prio  KEYS[3] chat window  KEYS[4] bot window  KEYS[5] global
+//	KEYS[6] the bot's next start
 //	ARGV[1] member (unique per permit)   ARGV[2] priority (0 interactive, 1 bulk)
 //	ARGV[3] chat N    ARGV[4] chat window µs   ARGV[5] bot N   ARGV[6] bot window µs
 //	ARGV[7] global interval µs   ARGV[8] in-flight bound µs   ARGV[9] max wait µs (global)
+//	ARGV[10] the bot's spacing µs (0: none)
 //
 // Returns {code, wait µs}: code 0 granted (wait = time until the global slot), 1 paused,
 // 2 chat window full, 3 bot window full (or yielding to an interactive send), 4 global slot
@@ -169,6 +172,10 @@ if botN > 0 then
     if w < 1000 then w = 1000 end
     return {3, w}
   end
+  local nx = tonumber(redis.call('GET', KEYS[6]) or '0') or 0
+  if nx > now then
+    return {3, nx - now}
+  end
 end
 local slot = now
 local gi = tonumber(ARGV[7])
@@ -192,6 +199,10 @@ end
 if botN > 0 then
   redis.call('ZADD', KEYS[4], score, ARGV[1])
   redis.call('PEXPIRE', KEYS[4], math.floor((slot + tonumber(ARGV[8]) + botW - now) / 1000) + 1000)
+  local sp = tonumber(ARGV[10])
+  if sp > 0 then
+    redis.call('SET', KEYS[6], string.format('%.0f', slot + sp), 'PX', math.floor((slot + sp - now) / 1000) + 1000)
+  end
 end
 return {0, slot - now}
 `)
@@ -245,6 +256,7 @@ func limBotTag(botID uuid.UUID) string   { return "tg:{" + botID.String() + "}" 
 func limBotKey(botID uuid.UUID) string   { return limBotTag(botID) + ":win" }
 func limPauseKey(botID uuid.UUID) string { return limBotTag(botID) + ":pause" }
 func limPrioKey(botID uuid.UUID) string  { return limBotTag(botID) + ":prio" }
+func limNextKey(botID uuid.UUID) string  { return limBotTag(botID) + ":next" }
 func limChatKey(botID uuid.UUID, chatID int64) string {
 	return limBotTag(botID) + ":chat:" + strconv.FormatInt(chatID, 10)
 }
@@ -357,11 +369,11 @@ func (l *Limiter) Acquire(ctx context.Context, botID uuid.UUID, chatID int64, op
 		l.leaveGate(g)
 	}
 	chatN, chatW := l.chatLimit(chatID)
-	keys := []string{limPauseKey(botID), limPrioKey(botID), limChatKey(botID, chatID), limBotKey(botID), limGlobalKey()}
+	keys := []string{limPauseKey(botID), limPrioKey(botID), limChatKey(botID, chatID), limBotKey(botID), limGlobalKey(), limNextKey(botID)}
 	member := newPermitID()
 	args := []any{member, int(opts.Priority), chatN, chatW.Microseconds(), max(l.cfg.BotRate.N, 0),
 		l.cfg.BotRate.Per.Microseconds(), max(l.cfg.GlobalRate.Interval(), 0).Microseconds(),
-		l.cfg.InFlight.Microseconds(), 0}
+		l.cfg.InFlight.Microseconds(), 0, l.spacing().Microseconds()}
 	for {
 		args[8] = max(time.Until(deadline), 0).Microseconds()
 		res, err := limAcquireScript.Run(ctx, l.rdb, keys, args...).Int64Slice()
@@ -420,6 +432,13 @@ func (l *Limiter) Acquire(ctx context.Context, botID uuid.UUID, chatID int64, op
 			return Permit{}, nil, ctx.Err()
 		}
 	}
+}
+
+// spacing is the least time between two sends of one bot: 90% of BotRate's interval, so
+// that a bot's sends are spread over its window rather than sent in bursts (fewer sends in
+// flight at once, smoother arrivals), while the window stays the binding limit.
+func (l *Limiter) spacing() time.Duration {
+	return l.cfg.BotRate.Interval() * 9 / 10
 }
 
 // enterGate registers a waiter for botID's gate; false when MaxWaiters already wait.

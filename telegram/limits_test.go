@@ -178,9 +178,9 @@ func TestLimiter_InteractiveFirst(t *testing.T) {
 	ctx := context.Background()
 	bot := uuid.New()
 	for chat := range int64(2) {
-		p, r := acquireNow(t, l1, bot, chat+1, PriorityBulk)
-		if r != nil {
-			t.Fatalf("fill: %+v", r)
+		p, r, err := l1.Acquire(ctx, bot, chat+1, AcquireOpts{Priority: PriorityBulk, MaxWait: time.Second})
+		if err != nil || r != nil {
+			t.Fatalf("fill: %+v %v", r, err)
 		}
 		_ = p.Done(ctx)
 	}
