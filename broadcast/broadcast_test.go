@@ -848,15 +848,26 @@ func BenchmarkBroadcast(b *testing.B) {
 // in sliding 1-second windows, 1/s per chat) and the platform's defaults (30/s per bot,
 // 1 s per chat). It reports the total rate, the rate per bot and the emulator's violations.
 //
-// BENCH_BOTS and BENCH_PER_BOT change the shape (default 20 x 150).
+// BENCH_BOTS and BENCH_PER_BOT change the shape (default 20 x 150); BENCH_UNLIMITED=1
+// raises Telegram's limits in the emulator and the platform.
 func BenchmarkBroadcastManyBots(b *testing.B) {
 	bots, perBot := envInt("BENCH_BOTS", 20), envInt("BENCH_PER_BOT", 150)
+	unlimited := os.Getenv("BENCH_UNLIMITED") != "" // Telegram's limits raised (paid broadcasts)
 	e := newEnv(b, envOptions{
 		maxRetries: 3,
+		emu: func() tgemu.Options {
+			if unlimited {
+				return tgemu.Options{PerBotPerSecond: -1, PerChatInterval: -1}
+			}
+			return tgemu.Options{}
+		}(),
 		tgCfg: func(c *telegram.Config) {
 			c.GlobalRate = config.Rate{N: 1_000_000, Per: time.Second}
 			c.BotRate = config.Rate{N: 30, Per: time.Second}
 			c.ChatInterval = time.Second
+			if unlimited {
+				c.BotRate = config.Rate{N: 1_000_000, Per: time.Second}
+			}
 		},
 	})
 	tn := e.tenant("bench")

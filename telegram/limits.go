@@ -99,7 +99,19 @@ type Limiter struct {
 
 	mu    sync.Mutex
 	gates map[uuid.UUID]*botGate
+
+	doneMu      sync.Mutex
+	donePending []Permit // completions not yet recorded
+	doneRunning bool     // a flusher goroutine is running
 }
+
+// Completions are recorded in batches: at most doneBatch permits per script call, at most
+// doneDelay after the send completed. Recording a completion later than it happened only
+// keeps the send in its windows a little longer: it can never let a window overflow.
+const (
+	doneBatch = 256
+	doneDelay = 2 * time.Millisecond
+)
 
 // botGate lets one goroutine of this process at a time ask Redis for a bot's slots, so that
 // many waiters of one bot do not poll Redis together.
@@ -207,13 +219,15 @@ end
 return {0, slot - now}
 `)
 
-// limDoneScript records the completion of permit ARGV[1] (now, Redis time) in the windows
-// KEYS[1..n] that still hold it.
+// limDoneScript records the completion (now, Redis time) of permits in the windows that
+// still hold them: permit ARGV[i] is in KEYS[2i-1] and KEYS[2i] (the same key twice when it
+// has one window).
 var limDoneScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2]))
-for i = 1, #KEYS do
-  redis.call('ZADD', KEYS[i], 'XX', now, ARGV[1])
+for i = 1, #ARGV do
+  redis.call('ZADD', KEYS[2 * i - 1], 'XX', now, ARGV[i])
+  redis.call('ZADD', KEYS[2 * i], 'XX', now, ARGV[i])
 end
 return 1
 `)
@@ -287,17 +301,53 @@ type Permit struct {
 	member string
 }
 
-// Done records that the send of p has completed, now (Redis time): from then on it leaves
-// the windows one window later. Errors are Redis errors; the permit then simply counts until
-// its in-flight bound.
+// Done records that the send of p has completed: within doneDelay its completion time
+// (Redis time) is written, and the send leaves the windows one window after it. Done does
+// not wait for Redis; if the write fails, the permit simply counts until its in-flight
+// bound. The error is always nil (kept for callers that check it).
 func (p Permit) Done(ctx context.Context) error {
 	if p.l == nil || len(p.keys) == 0 {
 		return nil
 	}
-	if err := limDoneScript.Run(context.WithoutCancel(ctx), p.l.rdb, p.keys, p.member).Err(); err != nil {
-		return fmt.Errorf("record send completion: %w", err)
+	l := p.l
+	l.doneMu.Lock()
+	l.donePending = append(l.donePending, p)
+	start := !l.doneRunning
+	l.doneRunning = true
+	l.doneMu.Unlock()
+	if start {
+		go l.flushDone()
 	}
 	return nil
+}
+
+// flushDone writes pending completions every doneDelay until none is left.
+func (l *Limiter) flushDone() {
+	for {
+		time.Sleep(doneDelay)
+		l.doneMu.Lock()
+		batch := l.donePending
+		if len(batch) > doneBatch {
+			batch = batch[:doneBatch]
+		}
+		l.donePending = l.donePending[len(batch):]
+		if len(batch) == 0 {
+			l.doneRunning = false
+			l.donePending = nil
+			l.doneMu.Unlock()
+			return
+		}
+		l.doneMu.Unlock()
+		keys := make([]string, 0, 2*len(batch))
+		members := make([]any, 0, len(batch))
+		for _, p := range batch {
+			keys = append(keys, p.keys[0], p.keys[len(p.keys)-1])
+			members = append(members, p.member)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = limDoneScript.Run(ctx, l.rdb, keys, members...).Err() // on failure: counted until InFlight
+		cancel()
+	}
 }
 
 // Cancel gives the slot of p back: use it only when the Bot API was not called.

@@ -143,7 +143,7 @@ func New(d Deps) (*Service, error) {
 	}
 	if d.HTTPClient == nil {
 		d.HTTPClient = &http.Client{Transport: &http.Transport{
-			Proxy: http.ProxyFromEnvironment, MaxIdleConns: 256, MaxIdleConnsPerHost: 128, IdleConnTimeout: 90 * time.Second,
+			Proxy: http.ProxyFromEnvironment, MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: 90 * time.Second,
 		}}
 	}
 	s := &Service{db: d.DB, rdb: d.Redis, queue: d.Queue, contacts: d.Contacts, cfg: d.Cfg, log: d.Log, http: d.HTTPClient}

@@ -235,6 +235,11 @@ func withApp(ctx context.Context, getenv func(string) string, stderr io.Writer, 
 	if err != nil {
 		return fmt.Errorf("parse REDIS_URL: %w", err)
 	}
+	if ropt.PoolSize == 0 {
+		// Every running send task and webhook request may use a connection at once (the
+		// default, 10 per CPU, makes them queue for Redis). REDIS_URL's pool_size wins.
+		ropt.PoolSize = 2*cfg.WorkerSendConcurrency + 64
+	}
 	rdb := redis.NewClient(ropt)
 	defer rdb.Close()
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)

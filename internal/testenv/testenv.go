@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -242,6 +243,9 @@ func Redis(t testing.TB) *redis.Client {
 	opt, err := redis.ParseURL(RedisDBURL(t))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if n, _ := strconv.Atoi(os.Getenv("TESTENV_REDIS_POOL")); n > 0 {
+		opt.PoolSize = n
 	}
 	c := redis.NewClient(opt)
 	t.Cleanup(func() { c.Close() })
