@@ -60,6 +60,10 @@ const (
 	MaxNameLen       = 200
 	MaxTextLen       = 4096 // Telegram's sendMessage limit (core.telegram.org/bots/api#sendmessage)
 	MaxRecipients    = 100_000
+	// SyncRecipients is the largest broadcast whose recipient rows Create writes itself;
+	// a larger one stores its audience and the worker writes the rows (materialize), so
+	// that Create answers within a second or two whatever the size.
+	SyncRecipients = 5_000
 	PlatformTelegram = "TELEGRAM"
 )
 
@@ -108,7 +112,10 @@ type Broadcast struct {
 	Status      string    `bun:",notnull"`
 	Error       string    `bun:",notnull"`
 	Total       int       `bun:",notnull"`
-	CreatedAt   time.Time `bun:",nullzero,notnull,default:now()"`
+	// Materialized is false while the recipients of a large broadcast are still only an
+	// audience list that the worker's first run turns into recipient rows.
+	Materialized bool      `bun:",notnull"`
+	CreatedAt    time.Time `bun:",nullzero,notnull,default:now()"`
 	UpdatedAt   time.Time `bun:",nullzero,notnull,default:now()"`
 	StartedAt   time.Time `bun:",nullzero"`
 	CompletedAt time.Time `bun:",nullzero"`
@@ -199,6 +206,8 @@ type Service struct {
 	runBudget   time.Duration // a run stops claiming after this long and reschedules itself
 	stuckAfter  time.Duration // a "sending" claim older than this is given back by the sweep
 	sweepPage   int           // broadcasts read per sweep query
+	// syncRecipients is the largest broadcast whose recipients Create writes (SyncRecipients).
+	syncRecipients int
 }
 
 // Run loop defaults.
@@ -232,6 +241,7 @@ func New(d Deps) *Service {
 		db: d.DB, queue: d.Queue, tg: d.Telegram, log: d.Log,
 		maxRetries: d.MaxRetries, senders: d.Senders,
 		chunkSize: ChunkSize, chunkBudget: ChunkBudget, runBudget: RunBudget, sweepPage: SweepPage,
+		syncRecipients: SyncRecipients,
 	}
 	if d.Telegram != nil {
 		s.insp = d.Telegram.Inspector()
@@ -311,7 +321,9 @@ func idsError(e *apperr.Error, ids []uuid.UUID) error {
 }
 
 // Create validates nb, stores the broadcast (status queued) and its recipients in one
-// transaction, and enqueues its run. Recipients whose contact has blocked the bot are stored
+// transaction, and enqueues its run. A broadcast of more than SyncRecipients stores its
+// validated audience instead, and its first run writes the recipient rows (its counts show
+// every recipient pending until then), so that Create stays fast at 100,000 recipients. Recipients whose contact has blocked the bot are stored
 // as failed ("contact has blocked the bot") and never sent. The API answers 202.
 //
 // Errors: ErrInvalidName, ErrInvalidPlatform, ErrInvalidMessageText, ErrInvalidParseMode,
@@ -330,19 +342,9 @@ func (s *Service) Create(ctx context.Context, tenantID uuid.UUID, nb NewBroadcas
 	if err != nil {
 		return Broadcast{}, Counts{}, err
 	}
-	owners, err := contactBots(ctx, s.db, tenantID, ids)
+	unknown, otherBot, err := foreignRecipients(ctx, s.db, tenantID, bot.ID, ids)
 	if err != nil {
 		return Broadcast{}, Counts{}, err
-	}
-	var unknown, otherBot []uuid.UUID
-	for _, id := range ids {
-		botID, ok := owners[id]
-		switch {
-		case !ok:
-			unknown = append(unknown, id)
-		case botID != bot.ID:
-			otherBot = append(otherBot, id)
-		}
 	}
 	if len(unknown) > 0 {
 		return Broadcast{}, Counts{}, idsError(ErrUnknownRecipients, unknown)
@@ -354,15 +356,20 @@ func (s *Service) Create(ctx context.Context, tenantID uuid.UUID, nb NewBroadcas
 	b := Broadcast{
 		TenantID: tenantID, BotID: bot.ID, Name: nb.Name, Platform: nb.Platform,
 		MessageText: nb.MessageText, ParseMode: nb.ParseMode, Status: StatusQueued, Total: len(ids),
+		Materialized: len(ids) <= s.syncRecipients,
 	}
-	err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		return insertBroadcast(ctx, tx, &b, ids)
-	})
+	if b.Materialized {
+		err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+			return insertBroadcast(ctx, tx, &b, ids)
+		})
+	} else {
+		err = insertAudience(ctx, s.db, &b, ids)
+	}
 	if err != nil {
 		return Broadcast{}, Counts{}, apperr.Classify(err)
 	}
 	s.startRun(ctx, b.ID)
-	counts, err := countsOf(ctx, s.db, b.ID)
+	counts, err := countsOfBroadcast(ctx, s.db, b)
 	if err != nil {
 		return Broadcast{}, Counts{}, err
 	}
@@ -388,7 +395,7 @@ func (s *Service) Get(ctx context.Context, tenantID, id uuid.UUID) (Broadcast, C
 	if err != nil {
 		return Broadcast{}, Counts{}, err
 	}
-	c, err := countsOf(ctx, s.db, id)
+	c, err := countsOfBroadcast(ctx, s.db, b)
 	if err != nil {
 		return Broadcast{}, Counts{}, err
 	}
@@ -419,6 +426,9 @@ func (s *Service) List(ctx context.Context, tenantID uuid.UUID, f Filter) ([]Bro
 	counts := make([]Counts, len(bs))
 	for i, b := range bs {
 		counts[i] = byID[b.ID]
+		if !b.Materialized {
+			counts[i] = unmaterializedCounts(b)
+		}
 	}
 	return bs, counts, next, nil
 }
@@ -446,7 +456,7 @@ func (s *Service) Cancel(ctx context.Context, tenantID, id uuid.UUID) (Broadcast
 	if err != nil {
 		return Broadcast{}, Counts{}, apperr.Classify(err)
 	}
-	c, err := countsOf(ctx, s.db, id)
+	c, err := countsOfBroadcast(ctx, s.db, b)
 	if err != nil {
 		return Broadcast{}, Counts{}, err
 	}

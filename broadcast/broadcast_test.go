@@ -787,6 +787,50 @@ func TestService_HandleSweep_NothingStuck(t *testing.T) {
 	}
 }
 
+// TestService_Create_LargeAudience checks a broadcast larger than SyncRecipients: Create
+// answers with every recipient pending before any row exists, the first run writes the rows
+// (a contact blocked meanwhile is failed, not sent) and sends them all once; a cancelled one
+// is never written nor sent.
+func TestService_Create_LargeAudience(t *testing.T) {
+	e := newEnv(t, envOptions{maxRetries: 3})
+	e.svc.syncRecipients = 2
+	tn := e.tenant("a")
+	b := e.bot(tn, 0)
+	cs := e.contactsOf(b, 5)
+	bc := e.create(b, cs)
+	got, counts := e.get(b, bc.ID)
+	if got.Materialized || counts != (Counts{Total: 5, Pending: 5}) || len(e.recipients(bc.ID)) != 0 {
+		t.Fatalf("after Create: materialized %v counts %+v rows %d, want pending audience", got.Materialized, counts, len(e.recipients(bc.ID)))
+	}
+	if _, err := e.contacts.SetBlocked(e.ctx, e.db, b.ID, cs[0].TelegramChatID, true); err != nil {
+		t.Fatal(err)
+	}
+	e.runToEnd(bc.ID, false, 10)
+	got, counts = e.get(b, bc.ID)
+	if !got.Materialized || got.Status != StatusCompleted || counts != (Counts{Total: 5, Sent: 4, Failed: 1}) {
+		t.Fatalf("after the run: %s materialized %v counts %+v", got.Status, got.Materialized, counts)
+	}
+	for _, c := range cs[1:] {
+		if n := len(e.emu.SentTo(b.emuID, c.TelegramChatID)); n != 1 {
+			t.Errorf("chat %d got %d copies", c.TelegramChatID, n)
+		}
+	}
+	if n := len(e.emu.SentTo(b.emuID, cs[0].TelegramChatID)); n != 0 {
+		t.Errorf("blocked chat got %d copies", n)
+	}
+
+	bc2 := e.create(b, cs[1:])
+	if _, c, err := e.svc.Cancel(e.ctx, tn, bc2.ID); err != nil || c != (Counts{Total: 4, Cancelled: 4}) {
+		t.Fatalf("cancel before the run: %+v %v", c, err)
+	}
+	if err := e.run(bc2.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.recipients(bc2.ID)); n != 0 {
+		t.Errorf("a cancelled audience got %d recipient rows", n)
+	}
+}
+
 func TestNewRunTask(t *testing.T) {
 	id := uuid.New()
 	task, err := NewRunTask(id)

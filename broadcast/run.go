@@ -84,6 +84,13 @@ func (s *Service) run(ctx context.Context, id uuid.UUID) error {
 	if ok, err := markRunning(ctx, s.db, id); err != nil || !ok {
 		return apperr.Classify(err)
 	}
+	if !b.Materialized {
+		start := time.Now()
+		if err := materialize(ctx, s.db, id); err != nil {
+			return err
+		}
+		log.Info("broadcast: recipients written", "total", b.Total, "took", time.Since(start))
+	}
 
 	msg := telegram.Outgoing{Text: b.MessageText, ParseMode: b.ParseMode}
 	deadline := time.Now().Add(s.runBudget)

@@ -23,23 +23,74 @@ func uuidArray(ids []uuid.UUID) any {
 	return pgdialect.Array(strs)
 }
 
-// contactBots returns the bot of each of ids that is a contact of tenantID (others absent).
-func contactBots(ctx context.Context, idb bun.IDB, tenantID uuid.UUID, ids []uuid.UUID) (map[uuid.UUID]uuid.UUID, error) {
+// foreignRecipients returns the ids that are not contacts of tenantID (unknown) and those
+// that are contacts of another of its bots than botID (otherBot), in one query that returns
+// nothing in the common case.
+func foreignRecipients(ctx context.Context, idb bun.IDB, tenantID, botID uuid.UUID, ids []uuid.UUID) (unknown, otherBot []uuid.UUID, err error) {
 	var rows []struct {
-		ID    uuid.UUID `bun:"id,type:uuid"`
-		BotID uuid.UUID `bun:"bot_id,type:uuid"`
+		ID    uuid.UUID  `bun:"id,type:uuid"`
+		BotID *uuid.UUID `bun:"bot_id,type:uuid"`
 	}
-	err := idb.NewSelect().Table("contacts").Column("id", "bot_id").
-		Where("tenant_id = ?", tenantID).Where("id = ANY(?::uuid[])", uuidArray(ids)).
-		Scan(ctx, &rows)
-	if err != nil {
-		return nil, apperr.Classify(fmt.Errorf("look up recipients: %w", err))
+	err = idb.NewRaw(`SELECT u.id, c.bot_id
+FROM unnest(?::uuid[]) AS u(id)
+LEFT JOIN contacts c ON c.id = u.id AND c.tenant_id = ?
+WHERE c.bot_id IS DISTINCT FROM ?`, uuidArray(ids), tenantID, botID).Scan(ctx, &rows)
+	if err != nil && !database.IsNoRows(err) {
+		return nil, nil, apperr.Classify(fmt.Errorf("look up recipients: %w", err))
 	}
-	m := make(map[uuid.UUID]uuid.UUID, len(rows))
 	for _, r := range rows {
-		m[r.ID] = r.BotID
+		if r.BotID == nil {
+			unknown = append(unknown, r.ID)
+		} else {
+			otherBot = append(otherBot, r.ID)
+		}
 	}
-	return m, nil
+	return unknown, otherBot, nil
+}
+
+// insertAudience inserts broadcast b (not materialized) with its audience ids: the worker's
+// first run writes the recipient rows (materialize).
+func insertAudience(ctx context.Context, idb bun.IDB, b *Broadcast, ids []uuid.UUID) error {
+	var id uuid.UUID
+	err := idb.NewRaw(`INSERT INTO broadcasts (tenant_id, bot_id, name, platform, message_text, parse_mode, status, total, materialized, audience)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, false, ?::uuid[]) RETURNING id`,
+		b.TenantID, b.BotID, b.Name, b.Platform, b.MessageText, b.ParseMode, b.Status, b.Total, uuidArray(ids)).Scan(ctx, &id)
+	if err != nil {
+		return fmt.Errorf("insert broadcast: %w", err)
+	}
+	return idb.NewSelect().Model(b).Where("b.id = ?", id).Scan(ctx)
+}
+
+// materialize writes the recipient rows of broadcast id from its audience, in one
+// server-side INSERT … SELECT (blocked contacts stored as failed, contacts deleted since
+// Create left out and Total corrected), and marks it materialized. It is a no-op for a
+// materialized broadcast, so concurrent runs are safe.
+func materialize(ctx context.Context, db *bun.DB, id uuid.UUID) error {
+	err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		var done bool
+		if err := tx.NewRaw("SELECT materialized FROM broadcasts WHERE id = ? FOR UPDATE", id).Scan(ctx, &done); err != nil {
+			return fmt.Errorf("lock broadcast: %w", err)
+		}
+		if done {
+			return nil
+		}
+		res, err := tx.NewRaw(`INSERT INTO broadcast_recipients (broadcast_id, contact_id, chat_id, status, error)
+SELECT b.id, c.id, c.telegram_chat_id,
+       CASE WHEN c.blocked THEN ? ELSE ? END,
+       CASE WHEN c.blocked THEN ? ELSE '' END
+FROM broadcasts b, unnest(b.audience) AS u(id)
+JOIN contacts c ON c.id = u.id
+WHERE b.id = ? AND c.tenant_id = b.tenant_id AND c.bot_id = b.bot_id
+ON CONFLICT (broadcast_id, contact_id) DO NOTHING`,
+			RecipientFailed, RecipientQueued, errContactBlocked, id).Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("insert recipients: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		_, err = tx.NewRaw("UPDATE broadcasts SET materialized = true, audience = NULL, total = ?, updated_at = now() WHERE id = ?", n, id).Exec(ctx)
+		return err
+	})
+	return apperr.Classify(err)
 }
 
 // insertBroadcast inserts b and one recipient per contact in ids (all of them contacts of
@@ -170,6 +221,29 @@ func (c *Counts) add(status string, n int) {
 	case RecipientCancelled:
 		c.Cancelled += n
 	}
+}
+
+// countsOfBroadcast returns the counts of b: from its recipient rows, or, before they are
+// written (not materialized), all pending (cancelled or failed with the broadcast).
+func countsOfBroadcast(ctx context.Context, idb bun.IDB, b Broadcast) (Counts, error) {
+	if b.Materialized {
+		return countsOf(ctx, idb, b.ID)
+	}
+	return unmaterializedCounts(b), nil
+}
+
+// unmaterializedCounts are the counts of a broadcast whose recipients are not written yet.
+func unmaterializedCounts(b Broadcast) Counts {
+	c := Counts{Total: b.Total}
+	switch b.Status {
+	case StatusCancelled:
+		c.Cancelled = b.Total
+	case StatusFailed:
+		c.Failed = b.Total
+	default:
+		c.Pending = b.Total
+	}
+	return c
 }
 
 // countsOf returns the counts of broadcast id.
