@@ -57,13 +57,13 @@ func invalidField(code, field, message string) *apperr.Error {
 
 // Validation limits of NewBroadcast.
 const (
-	MaxNameLen       = 200
-	MaxTextLen       = 4096 // Telegram's sendMessage limit (core.telegram.org/bots/api#sendmessage)
-	MaxRecipients    = 100_000
+	MaxNameLen    = 200
+	MaxTextLen    = 4096 // Telegram's sendMessage limit (core.telegram.org/bots/api#sendmessage)
+	MaxRecipients = 100_000
 	// SyncRecipients is the largest broadcast whose recipient rows Create writes itself;
 	// a larger one stores its audience and the worker writes the rows (materialize), so
 	// that Create answers within a second or two whatever the size.
-	SyncRecipients = 5_000
+	SyncRecipients   = 5_000
 	PlatformTelegram = "TELEGRAM"
 )
 
@@ -116,9 +116,9 @@ type Broadcast struct {
 	// audience list that the worker's first run turns into recipient rows.
 	Materialized bool      `bun:",notnull"`
 	CreatedAt    time.Time `bun:",nullzero,notnull,default:now()"`
-	UpdatedAt   time.Time `bun:",nullzero,notnull,default:now()"`
-	StartedAt   time.Time `bun:",nullzero"`
-	CompletedAt time.Time `bun:",nullzero"`
+	UpdatedAt    time.Time `bun:",nullzero,notnull,default:now()"`
+	StartedAt    time.Time `bun:",nullzero"`
+	CompletedAt  time.Time `bun:",nullzero"`
 }
 
 // Recipient is a row of broadcast_recipients: the delivery of one broadcast to one contact.

@@ -320,7 +320,7 @@ func (a *app) work(ctx context.Context) error {
 		SendConcurrency: a.cfg.WorkerSendConcurrency,
 		ShutdownTimeout: a.cfg.ShutdownTimeout,
 		Log:             a.log,
-		Services:    []worker.Registrar{a.telegram, a.broadcasts},
+		Services:        []worker.Registrar{a.telegram, a.broadcasts},
 		Periodic: []worker.Periodic{
 			{Spec: "@every " + a.cfg.SweepInterval.String(), Task: telegram.NewSweepTask()},
 			{Spec: "@every " + a.cfg.SweepInterval.String(), Task: broadcast.NewSweepTask()},
