@@ -831,6 +831,40 @@ func TestService_Create_LargeAudience(t *testing.T) {
 	}
 }
 
+// TestService_ReplyDuringBroadcast sends a reply (telegram.Send, interactive) while three
+// broadcasts of the same bot keep it at Telegram's 30/s: the reply must not queue behind
+// them (answered well within 2 s), and the emulator, enforcing Telegram's limits, must count
+// no violation.
+func TestService_ReplyDuringBroadcast(t *testing.T) {
+	e := newEnv(t, envOptions{maxRetries: 3, tgCfg: func(c *telegram.Config) {
+		c.BotRate = config.Rate{N: 30, Per: time.Second}
+		c.ChatInterval = time.Second
+	}})
+	tn := e.tenant("a")
+	b := e.bot(tn, 0)
+	var wg sync.WaitGroup
+	for range 3 {
+		bc := e.create(b, e.contactsOf(b, 40))
+		wg.Go(func() { e.runToEnd(bc.ID, false, 20) })
+	}
+	reply := e.contact(b)
+	time.Sleep(time.Second) // the bot's window is full of broadcast sends now
+	start := time.Now()
+	out := e.tg.Send(e.ctx, b.Bot, reply.TelegramChatID, telegram.Outgoing{Text: "Hi! Welcome."})
+	took := time.Since(start)
+	wg.Wait()
+	if out.Status != telegram.OutcomeSent {
+		t.Fatalf("reply: %+v", out)
+	}
+	if took > 500*time.Millisecond {
+		t.Errorf("the reply took %s during the broadcasts, want well under 2 s", took)
+	}
+	if v := e.emu.Violations(b.emuID); v != (tgemu.Violations{}) {
+		t.Errorf("violations %+v", v)
+	}
+	t.Logf("reply during 3 broadcasts at the bot's cap: %s", took)
+}
+
 func TestNewRunTask(t *testing.T) {
 	id := uuid.New()
 	task, err := NewRunTask(id)
