@@ -276,7 +276,7 @@ func (s *Service) sendChunk(ctx context.Context, id uuid.UUID, bot telegram.Bot,
 // flushInterval, whichever comes first.
 const (
 	flushEvery    = 100
-	flushInterval = 100 * time.Millisecond
+	flushInterval = 250 * time.Millisecond
 )
 
 // resultOf maps the Outcome of sending to claimed recipient r to the row to write. The claim
