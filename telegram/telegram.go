@@ -123,6 +123,9 @@ type Service struct {
 	log      *slog.Logger
 	http     *http.Client
 	limits   *Limiter
+	// in is the inbound path's state: bot cache, ingest group commit, event processors
+	// (botcache.go, ingest.go, process.go).
+	in *inbound
 }
 
 // New returns a Service. It fails when the encryption key is not 32 bytes.
@@ -146,6 +149,7 @@ func New(d Deps) (*Service, error) {
 	}
 	s := &Service{db: d.DB, rdb: d.Redis, queue: d.Queue, contacts: d.Contacts, cfg: d.Cfg, log: d.Log, http: d.HTTPClient}
 	s.limits = NewLimiter(d.Redis, LimiterConfig{GlobalRate: d.Cfg.GlobalRate, BotRate: d.Cfg.BotRate, ChatInterval: d.Cfg.ChatInterval})
+	s.in = newInbound(s)
 	return s, nil
 }
 
