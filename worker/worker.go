@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -37,6 +38,11 @@ type Deps struct {
 	// ShutdownTimeout is how long running tasks get to finish on shutdown before asynq
 	// requeues them. Default 25s.
 	ShutdownTimeout time.Duration
+	// Loops run alongside the asynq server (e.g. telegram.Service.RunEventProcessors), each
+	// in its own goroutine, until the worker stops: their context is cancelled when
+	// shutdown starts and Run waits for them to return. A loop that returns an error
+	// before then is logged; the others keep running.
+	Loops []func(context.Context) error
 }
 
 // Queues and their weights: webhook updates first (replies stay snappy), then single
@@ -125,9 +131,20 @@ func Run(ctx context.Context, d Deps) error {
 			return fmt.Errorf("worker: start scheduler: %w", err)
 		}
 	}
-	log.Info("worker started", "concurrency", d.Concurrency)
+	loopCtx, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
+	var loops sync.WaitGroup
+	for _, loop := range d.Loops {
+		loops.Go(func() {
+			if err := loop(loopCtx); err != nil && loopCtx.Err() == nil {
+				log.Error("worker loop stopped", "err", err)
+			}
+		})
+	}
+	log.Info("worker started", "concurrency", d.Concurrency, "loops", len(d.Loops))
 	<-ctx.Done()
 	log.Info("worker stopping")
+	stopLoops()
+	loops.Wait()
 	if sched != nil {
 		sched.Shutdown()
 	}

@@ -297,12 +297,19 @@ func (a *app) serve(ctx context.Context) error {
 	return srv.Shutdown(sctx)
 }
 
+// eventProcessors is the number of telegram event processors per worker process: two keep
+// PostgreSQL busy on a small machine (one processes while the other waits on a round trip).
+const eventProcessors = 2
+
 func (a *app) work(ctx context.Context) error {
 	return worker.Run(ctx, worker.Deps{
 		Redis:       a.rdb,
 		Concurrency: a.cfg.WorkerConcurrency,
 		Log:         a.log,
 		Services:    []worker.Registrar{a.telegram, a.broadcasts},
+		Loops: []func(context.Context) error{
+			func(ctx context.Context) error { return a.telegram.RunEventProcessors(ctx, eventProcessors) },
+		},
 		Periodic: []worker.Periodic{
 			{Spec: "@every " + a.cfg.SweepInterval.String(), Task: telegram.NewSweepTask()},
 			{Spec: "@every " + a.cfg.SweepInterval.String(), Task: broadcast.NewSweepTask()},
