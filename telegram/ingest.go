@@ -190,6 +190,8 @@ type ingestBatcher struct {
 	log      *slog.Logger
 	onStored func() // called after rows were inserted
 
+	maxFlushers int // IngestFlushers
+
 	mu       sync.Mutex
 	pending  []*ingestRow
 	flushers int
@@ -200,7 +202,7 @@ type ingestBatcher struct {
 }
 
 func newIngestBatcher(db *bun.DB, log *slog.Logger, onStored func()) *ingestBatcher {
-	return &ingestBatcher{db: db, log: log, onStored: onStored}
+	return &ingestBatcher{db: db, log: log, onStored: onStored, maxFlushers: IngestFlushers}
 }
 
 // store queues r and waits until its row is committed (nil: inserted, or the same
@@ -210,7 +212,7 @@ func (b *ingestBatcher) store(ctx context.Context, r *ingestRow) error {
 	r.done = make(chan error, 1)
 	b.mu.Lock()
 	b.pending = append(b.pending, r)
-	start := b.flushers < IngestFlushers
+	start := b.flushers < b.maxFlushers
 	if start {
 		b.flushers++
 	}

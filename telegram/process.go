@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/PaulSonOfLars/gotgbot/v2"
@@ -72,6 +73,8 @@ const (
 	eventTxAttempts = 3
 	// maxCallbacksInFlight bounds the answerCallbackQuery calls of one process in flight.
 	maxCallbacksInFlight = 64
+	// replyEnqueuers is how many telegram:send enqueues of a batch's replies run at once.
+	replyEnqueuers = 8
 )
 
 // Process errors stored in webhook_events.process_error for events that were skipped or
@@ -315,17 +318,32 @@ func claimEvents(ctx context.Context, q *bun.SelectQuery) ([]WebhookEvent, error
 	return evs, nil
 }
 
-// afterCommit enqueues the replies' telegram:send tasks (a failure leaves the message
-// queued in PostgreSQL, where the sweep finds it) and answers the callback queries in the
-// background (best effort).
+// afterCommit enqueues the replies' telegram:send tasks, replyEnqueuers at a time (a failure
+// stops the rest: the messages stay queued in PostgreSQL, where the sweep finds them), and
+// answers the callback queries in the background (best effort).
 func (s *Service) afterCommit(ctx context.Context, post postCommit) {
-	for i, r := range post.replies {
-		if err := s.enqueueTask(ctx, mustSendTask(r.id)); err != nil {
-			s.log.Warn("telegram: enqueue replies failed; the sweep will retry", "bot_app_id", r.botID.String(),
-				"message_id", r.id.String(), "replies_left", len(post.replies)-i, "error", err)
-			break
-		}
+	var failed atomic.Bool
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(replyEnqueuers, len(post.replies)) {
+		wg.Go(func() {
+			for !failed.Load() {
+				i := int(next.Add(1)) - 1
+				if i >= len(post.replies) {
+					return
+				}
+				r := post.replies[i]
+				if err := s.enqueueTask(ctx, mustSendTask(r.id)); err != nil {
+					if !failed.Swap(true) {
+						s.log.Warn("telegram: enqueue replies failed; the sweep will retry", "bot_app_id", r.botID.String(),
+							"message_id", r.id.String(), "error", err)
+					}
+					return
+				}
+			}
+		})
 	}
+	wg.Wait()
 	for _, cb := range post.callbacks {
 		s.in.callbacks <- struct{}{}
 		go func() {
@@ -535,7 +553,7 @@ func (s *Service) processBatch(ctx context.Context, tx bun.Tx, evs []WebhookEven
 			})
 			if reply != "" {
 				out := contacts.Message{
-					ID: uuid.New(), TenantID: p.ev.TenantID, BotID: p.ev.BotID, ContactID: &st.contact.ID, ChatID: p.msg.Chat.Id,
+					ID: contacts.NewMessageID(), TenantID: p.ev.TenantID, BotID: p.ev.BotID, ContactID: &st.contact.ID, ChatID: p.msg.Chat.Id,
 					Direction: contacts.DirectionOutbound, Kind: contacts.KindReply, Status: contacts.StatusQueued, Text: reply,
 				}
 				msgs = append(msgs, out)
