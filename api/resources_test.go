@@ -148,6 +148,13 @@ func TestWebhook(t *testing.T) {
 		mustStatus(t, hook(uuid.NewString(), secret, update), http.StatusNotFound)
 		mustStatus(t, hook("not-a-uuid", secret, update), http.StatusNotFound)
 	})
+	t.Run("400 data PostgreSQL refuses", func(t *testing.T) {
+		// jsonb cannot hold \u0000: a retry would fail the same way, so 400, nothing stored.
+		r := hook(bot.BotAppID.String(), secret, `{"update_id": 1002, "message": {"text": "\u0000"}}`)
+		if r.Code != http.StatusBadRequest || r.errorCode(t) != "malformed_request" {
+			t.Fatalf("%d %s", r.Code, r.Body)
+		}
+	})
 	t.Run("200 stored once", func(t *testing.T) {
 		for i := 0; i < 2; i++ { // a redelivery is accepted and stored once
 			r := hook(bot.BotAppID.String(), secret, update)

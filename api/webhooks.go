@@ -15,9 +15,11 @@ import (
 var webhookOK = map[string]bool{"ok": true}
 
 // webhook receives one update from Telegram for bot_app_id. The body is capped at 1 MiB
-// (413); telegram.Ingest checks the secret header in constant time (401, nothing stored),
-// stores the event and enqueues it; 200 only once the update is durable, 503 when
-// PostgreSQL or Redis is down (Telegram retries). A bot_app_id that is not a UUID is 404.
+// (413); telegram.Ingest checks the secret header in constant time (401, nothing stored)
+// and stores the event in webhook_events, which the event processors consume; 200 only
+// once the row is committed (group commit with concurrent deliveries), 400 when the
+// update is malformed or PostgreSQL refuses its data, 503 when PostgreSQL is down
+// (Telegram retries). Redis plays no part. A bot_app_id that is not a UUID is 404.
 func (s *server) webhook(c echo.Context) error {
 	id, err := pathID(c, "bot_app_id", telegram.ErrBotNotFound)
 	if err != nil {
@@ -28,7 +30,7 @@ func (s *server) webhook(c echo.Context) error {
 		return err
 	}
 	// Ingest bounds its own work on a context detached from the request's cancellation: a
-	// stored update must get its task even if Telegram hung up meanwhile.
+	// client that hangs up must not abort a group-commit batch holding other requests' rows.
 	if err := s.d.Telegram.Ingest(c.Request().Context(), id, c.Request().Header.Get(telegram.SecretHeader), body); err != nil {
 		return err
 	}

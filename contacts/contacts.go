@@ -7,8 +7,12 @@
 package contacts
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -350,4 +354,176 @@ func (s *Service) StaleOutbound(ctx context.Context, status string, olderThan ti
 		Where("updated_at < ?", olderThan).Where("id > ?", afterID).
 		OrderExpr("id").Limit(int64(limit)).Scan(ctx, &ids)
 	return ids, apperr.Classify(err)
+}
+
+// TelegramUpsert is one contact refresh of UpsertManyFromTelegram: the contact of
+// (BotID, Identity.ChatID) under TenantID, seen at SeenAt.
+type TelegramUpsert struct {
+	TenantID uuid.UUID
+	BotID    uuid.UUID
+	Identity Identity
+	SeenAt   time.Time
+}
+
+// MergeIdentity returns what UpsertFromTelegram stores when an update with identity next
+// follows one with identity cur for the same chat: a sender (UserID ≠ 0) replaces the user
+// id, username and last name; a non-empty first name or language code replaces the stored
+// one; anything else is kept.
+func MergeIdentity(cur, next Identity) Identity {
+	if next.UserID != 0 {
+		cur.UserID, cur.Username, cur.LastName = next.UserID, next.Username, next.LastName
+	}
+	if next.FirstName != "" {
+		cur.FirstName = next.FirstName
+	}
+	if next.LanguageCode != "" {
+		cur.LanguageCode = next.LanguageCode
+	}
+	cur.ChatID = next.ChatID
+	return cur
+}
+
+// UpsertManyFromTelegram is UpsertFromTelegram for many chats in one statement: an INSERT ...
+// ON CONFLICT (bot_id, telegram_chat_id) DO UPDATE with the same rules, RETURNING the stored
+// rows. Rows of the same (bot, chat) are merged first in slice order (MergeIdentity, latest
+// SeenAt), since one statement cannot update a row twice. Rows are written, and so locked,
+// in (bot_id, telegram_chat_id) order, so that concurrent callers cannot deadlock on each
+// other. It returns the contacts in that order. It runs on idb (a *bun.DB or a bun.Tx).
+func (s *Service) UpsertManyFromTelegram(ctx context.Context, idb bun.IDB, rows []TelegramUpsert) ([]Contact, error) {
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	type key struct {
+		bot  uuid.UUID
+		chat int64
+	}
+	merged := make([]TelegramUpsert, 0, len(rows))
+	at := make(map[key]int, len(rows))
+	for _, r := range rows {
+		k := key{r.BotID, r.Identity.ChatID}
+		i, ok := at[k]
+		if !ok {
+			at[k] = len(merged)
+			merged = append(merged, r)
+			continue
+		}
+		m := &merged[i]
+		m.Identity = MergeIdentity(m.Identity, r.Identity)
+		if r.SeenAt.After(m.SeenAt) {
+			m.SeenAt = r.SeenAt
+		}
+	}
+	slices.SortFunc(merged, func(a, b TelegramUpsert) int {
+		if c := bytes.Compare(a.BotID[:], b.BotID[:]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Identity.ChatID, b.Identity.ChatID)
+	})
+	var q strings.Builder
+	q.WriteString(`INSERT INTO contacts AS c (tenant_id, bot_id, telegram_chat_id, telegram_user_id, telegram_username,
+		first_name, last_name, language_code, last_seen_at) VALUES `)
+	args := make([]any, 0, 9*len(merged))
+	for i, r := range merged {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+		id := r.Identity
+		args = append(args, r.TenantID, r.BotID, id.ChatID, id.UserID, id.Username, id.FirstName, id.LastName, id.LanguageCode, r.SeenAt)
+	}
+	q.WriteString(` ON CONFLICT (bot_id, telegram_chat_id) DO UPDATE SET
+		telegram_user_id = CASE WHEN EXCLUDED.telegram_user_id <> 0 THEN EXCLUDED.telegram_user_id ELSE c.telegram_user_id END,
+		telegram_username = CASE WHEN EXCLUDED.telegram_user_id <> 0 THEN EXCLUDED.telegram_username ELSE c.telegram_username END,
+		first_name = COALESCE(NULLIF(EXCLUDED.first_name, ''), c.first_name),
+		last_name = CASE WHEN EXCLUDED.telegram_user_id <> 0 THEN EXCLUDED.last_name ELSE c.last_name END,
+		language_code = COALESCE(NULLIF(EXCLUDED.language_code, ''), c.language_code),
+		last_seen_at = GREATEST(c.last_seen_at, EXCLUDED.last_seen_at),
+		updated_at = now()
+		RETURNING c.*`)
+	cs := make([]Contact, 0, len(merged))
+	if err := idb.NewRaw(q.String(), args...).Scan(ctx, &cs); err != nil {
+		return nil, apperr.Classify(fmt.Errorf("upsert contacts: %w", err))
+	}
+	slices.SortFunc(cs, func(a, b Contact) int {
+		if c := bytes.Compare(a.BotID[:], b.BotID[:]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.TelegramChatID, b.TelegramChatID)
+	})
+	return cs, nil
+}
+
+// InsertMessages stores ms (inbound or outbound, as given: direction, kind, status, text...)
+// in one INSERT on idb. A message whose ID is uuid.Nil gets a NewMessageID, written back
+// into ms. created_at and updated_at are the transaction's now() plus i microseconds for
+// ms[i], so that the messages of one transaction keep the slice's order in conversations;
+// telegram_message_id and sent_at are NULL.
+func (s *Service) InsertMessages(ctx context.Context, idb bun.IDB, ms []Message) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	var q strings.Builder
+	q.WriteString(`INSERT INTO messages (id, tenant_id, bot_id, contact_id, chat_id, direction, kind, text, parse_mode,
+		status, error, attempts, update_id, created_at, updated_at) VALUES `)
+	args := make([]any, 0, 14*len(ms))
+	for i := range ms {
+		m := &ms[i]
+		if m.ID == uuid.Nil {
+			m.ID = NewMessageID()
+		}
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now() + ? * interval '1 microsecond', now() + ? * interval '1 microsecond')")
+		args = append(args, m.ID, m.TenantID, m.BotID, m.ContactID, m.ChatID, m.Direction, m.Kind, m.Text, m.ParseMode,
+			m.Status, m.Error, m.Attempts, m.UpdateID, i, i)
+	}
+	if _, err := idb.NewRaw(q.String(), args...).Exec(ctx); err != nil {
+		return apperr.Classify(fmt.Errorf("insert messages: %w", err))
+	}
+	return nil
+}
+
+// BlockedChange is one change of SetBlockedMany.
+type BlockedChange struct {
+	ContactID uuid.UUID
+	Blocked   bool
+}
+
+// SetBlockedMany sets blocked of each listed contact in one UPDATE, with blocked_at = now()
+// when blocked and NULL when not (as SetBlocked does on a change; the caller lists only
+// contacts whose state changed). It returns the number of contacts updated.
+func (s *Service) SetBlockedMany(ctx context.Context, idb bun.IDB, changes []BlockedChange) (int, error) {
+	if len(changes) == 0 {
+		return 0, nil
+	}
+	var q strings.Builder
+	q.WriteString(`UPDATE contacts AS c SET blocked = v.blocked,
+		blocked_at = CASE WHEN v.blocked THEN now() ELSE NULL END, updated_at = now() FROM (VALUES `)
+	args := make([]any, 0, 2*len(changes))
+	for i, ch := range changes {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteString("(?::uuid, ?::boolean)")
+		args = append(args, ch.ContactID, ch.Blocked)
+	}
+	q.WriteString(") AS v (id, blocked) WHERE c.id = v.id")
+	res, err := idb.NewRaw(q.String(), args...).Exec(ctx)
+	if err != nil {
+		return 0, apperr.Classify(fmt.Errorf("set blocked: %w", err))
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
+// NewMessageID returns a new message id: a UUIDv7 (RFC 9562), time-ordered, so that
+// messages inserted together land at the right edge of the primary key's B-tree instead of
+// on random pages; with a v4 (random) id every insert touches a random leaf page. It falls
+// back to a random v4 id if the clock source fails.
+func NewMessageID() uuid.UUID {
+	if id, err := uuid.NewV7(); err == nil {
+		return id
+	}
+	return uuid.New()
 }

@@ -199,6 +199,7 @@ func (s *Service) RegisterBot(ctx context.Context, tenantID uuid.UUID, nb NewBot
 	if err != nil {
 		return Bot{}, apperr.Classify(fmt.Errorf("update webhook status: %w", err))
 	}
+	s.invalidateBot(ctx, b.ID)
 	log.Info("telegram: bot registered", "webhook_status", status)
 	return b, nil
 }
@@ -265,6 +266,7 @@ func (s *Service) UpdateBot(ctx context.Context, tenantID, botID uuid.UUID, u Up
 		}
 		return Bot{}, apperr.Classify(fmt.Errorf("update bot: %w", err))
 	}
+	s.invalidateBot(ctx, botID)
 	return b, nil
 }
 
@@ -295,6 +297,7 @@ func (s *Service) DeleteBot(ctx context.Context, tenantID, botID uuid.UUID) erro
 	if n, _ := res.RowsAffected(); n == 0 {
 		return ErrBotNotFound // deleted concurrently
 	}
+	s.invalidateBot(ctx, botID)
 	log.Info("telegram: bot deleted")
 	return nil
 }
@@ -320,9 +323,13 @@ func (s *Service) BotForTenant(ctx context.Context, tenantID uuid.UUID, botID *u
 }
 
 // BotByID returns the active bot botID whatever its tenant (worker use; never expose it to
-// an API client without a tenant check). Errors: ErrBotNotFound, apperr.ErrUnavailable.
+// an API client without a tenant check). It reads the process's bot cache (cachedBot): a
+// change made through this package (InvalidateBot) is seen at once in this process and
+// within milliseconds in others, any change within 1 s while Redis pub/sub is down. The
+// returned Bot's byte slices are shared with the cache: do not modify them. Errors:
+// ErrBotNotFound, apperr.ErrUnavailable.
 func (s *Service) BotByID(ctx context.Context, botID uuid.UUID) (Bot, error) {
-	return botByID(ctx, s.db, botID, false)
+	return s.cachedBot(ctx, botID)
 }
 
 // botByID loads bot botID on idb; withDeleted also returns a deleted bot.

@@ -71,3 +71,33 @@ func (s *Service) ListEvents(ctx context.Context, tenantID uuid.UUID, f EventFil
 	}
 	return events, next, nil
 }
+
+// inbound is the Service's state for the inbound path: the bot cache (botcache.go), the
+// webhook's group commit (ingest.go) and the event processors' wake-up and callback
+// answering (process.go).
+type inbound struct {
+	bots   *botCache
+	ingest *ingestBatcher
+	// wake nudges an idle event processor of this process after Ingest stored events.
+	wake chan struct{}
+	// callbacks bounds the answerCallbackQuery calls in flight (best effort, after commit).
+	callbacks chan struct{}
+}
+
+func newInbound(s *Service) *inbound {
+	in := &inbound{
+		bots:      newBotCache(s.rdb, s.log, func(ctx context.Context, id uuid.UUID) (Bot, error) { return botByID(ctx, s.db, id, true) }),
+		wake:      make(chan struct{}, 1),
+		callbacks: make(chan struct{}, maxCallbacksInFlight),
+	}
+	in.ingest = newIngestBatcher(s.db, s.log, in.nudge)
+	return in
+}
+
+// nudge wakes one idle event processor of this process, if any is waiting.
+func (in *inbound) nudge() {
+	select {
+	case in.wake <- struct{}{}:
+	default:
+	}
+}

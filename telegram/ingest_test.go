@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/botfleet/botfleet/contacts"
 	"github.com/botfleet/botfleet/internal/apperr"
 	"github.com/botfleet/botfleet/internal/database"
 	"github.com/botfleet/botfleet/internal/page"
@@ -110,7 +114,7 @@ func TestService_Ingest(t *testing.T) {
 		}
 	})
 
-	t.Run("200 stores once and enqueues", func(t *testing.T) {
+	t.Run("200 stores once, enqueues nothing", func(t *testing.T) {
 		body := textUpdate(100, "hello")
 		for range 3 {
 			if err := e.svc.Ingest(ctx, b.ID, b.secret, body); err != nil {
@@ -128,35 +132,20 @@ func TestService_Ingest(t *testing.T) {
 		if err := json.Unmarshal(ev.Payload, &payload); err != nil || payload["message"].(map[string]any)["text"] != "hello" {
 			t.Fatalf("payload = %s (%v)", ev.Payload, err)
 		}
-		if st := e.updateTask(t, ev.ID); st != "pending" {
-			t.Fatalf("task state %q, want pending", st)
-		}
-		pending, err := e.insp.ListPendingTasks(telegram.QueueUpdates)
-		if err != nil || len(pending) != 1 {
-			t.Fatalf("pending update tasks = %d, %v", len(pending), err)
-		}
-		// A redelivery of an unprocessed event whose task was lost enqueues it again.
-		if err := e.insp.DeleteTask(telegram.QueueUpdates, pending[0].ID); err != nil {
-			t.Fatal(err)
-		}
-		if err := e.svc.Ingest(ctx, b.ID, b.secret, body); err != nil {
-			t.Fatal(err)
-		}
-		if st := e.updateTask(t, ev.ID); st != "pending" {
-			t.Fatalf("task state after redelivery %q, want pending", st)
-		}
-		// Once processed, a redelivery is acknowledged and not enqueued again.
-		if err := e.insp.DeleteTask(telegram.QueueUpdates, pending[0].ID); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := e.db.NewRaw("UPDATE webhook_events SET processed_at = now() WHERE id = ?", ev.ID).Exec(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := e.svc.Ingest(ctx, b.ID, b.secret, body); err != nil {
-			t.Fatal(err)
-		}
+		// The stored events are the queue: no telegram:update task.
 		if st := e.updateTask(t, ev.ID); st != "" {
-			t.Fatalf("processed event enqueued again (%s)", st)
+			t.Fatalf("task %s enqueued", st)
+		}
+		// Once processed, a redelivery is acknowledged and changes nothing.
+		if _, err := e.svc.ProcessPending(ctx); err != nil {
+			t.Fatal(err)
+		}
+		processed := e.event(t, b.ID, 100)
+		if err := e.svc.Ingest(ctx, b.ID, b.secret, body); err != nil {
+			t.Fatal(err)
+		}
+		if again := e.event(t, b.ID, 100); !again.ProcessedAt.Equal(processed.ProcessedAt) || e.eventCount(t, b.ID) != 1 {
+			t.Fatalf("redelivery changed the event: %+v", again)
 		}
 	})
 
@@ -195,25 +184,22 @@ func TestService_Ingest(t *testing.T) {
 		wantErr(t, err, apperr.ErrUnavailable, http.StatusServiceUnavailable)
 	})
 
-	t.Run("503 Redis down, stored, swept later", func(t *testing.T) {
+	t.Run("200 Redis down", func(t *testing.T) {
+		// The acknowledgement needs PostgreSQL only: with Redis down (no queue, no bot cache
+		// subscription) the update is stored and acknowledged.
 		rdb := redis.NewClient(&redis.Options{Addr: strings.TrimPrefix(closedURL(t, "tcp"), "tcp://"), MaxRetries: -1, DialTimeout: time.Second})
 		defer rdb.Close()
-		svc := e.newService(t, e.db, asynq.NewClientFromRedisClient(rdb))
-		err := svc.Ingest(ctx, b.ID, b.secret, textUpdate(400, "hi"))
-		wantErr(t, err, apperr.ErrUnavailable, http.StatusServiceUnavailable)
-		ev := e.event(t, b.ID, 400)
-		if st := e.updateTask(t, ev.ID); st != "" {
-			t.Fatalf("task %s exists", st)
-		}
-		// Telegram retries the delivery: with Redis back, the stored event is enqueued.
-		if err := e.svc.Ingest(ctx, b.ID, b.secret, textUpdate(400, "hi")); err != nil {
+		svc, err := telegram.New(telegram.Deps{DB: e.db, Redis: rdb, Queue: asynq.NewClientFromRedisClient(rdb),
+			Contacts: contacts.New(e.db), Cfg: e.cfg, Log: discardLogger()})
+		if err != nil {
 			t.Fatal(err)
 		}
-		if st := e.updateTask(t, ev.ID); st != "pending" {
-			t.Fatalf("task state %q, want pending", st)
+		defer svc.Close()
+		if err := svc.Ingest(ctx, b.ID, b.secret, textUpdate(400, "hi")); err != nil {
+			t.Fatal(err)
 		}
-		if n := e.eventCount(t, b.ID); n < 1 {
-			t.Fatal("event lost")
+		if ev := e.event(t, b.ID, 400); ev.UpdateType != "message" {
+			t.Fatalf("event = %+v", ev)
 		}
 	})
 }
@@ -237,7 +223,7 @@ func TestService_IngestThroughWebhook(t *testing.T) {
 		t.Fatalf("delivery error: %+v", wi)
 	}
 	ev := e.event(t, b.ID, updateID)
-	if ev.UpdateType != "message" || e.updateTask(t, ev.ID) != "pending" {
+	if ev.UpdateType != "message" || !ev.ProcessedAt.IsZero() || e.updateTask(t, ev.ID) != "" {
 		t.Fatalf("event %+v, task %q", ev, e.updateTask(t, ev.ID))
 	}
 	// Telegram redelivers (e.g. our 200 was lost): still one event.
@@ -300,4 +286,104 @@ func TestService_ListEvents(t *testing.T) {
 	}
 	_, _, err := e.svc.ListEvents(ctx, tn, telegram.EventFilter{Cursor: "zz"})
 	wantErr(t, err, page.ErrBadCursor, http.StatusUnprocessableEntity)
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestService_IngestGroupCommit sends many concurrent deliveries, with duplicates and one
+// row PostgreSQL refuses, while the table is locked so that they gather into multi-row
+// batches; every caller must get its own row's outcome, and a nil only once its row is
+// committed.
+func TestService_IngestGroupCommit(t *testing.T) {
+	e := newBotEnv(t)
+	ctx := context.Background()
+	tn := e.tenant(t, "acme")
+	bots := []hookedBot{e.hookedBot(t, tn, "One"), e.hookedBot(t, tn, "Two"), e.hookedBot(t, tn, "Three")}
+
+	// Block INSERTs on webhook_events until the requests are all waiting.
+	lockTx, err := e.db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lockTx.ExecContext(ctx, "LOCK TABLE webhook_events IN SHARE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	b0, rows0, fb0 := e.svc.IngestStats()
+
+	type call struct {
+		bot      hookedBot
+		updateID int64
+		body     string
+		poison   bool
+	}
+	var calls []call
+	for i := range 150 {
+		b := bots[i%len(bots)]
+		id := int64(1000 + i)
+		calls = append(calls, call{bot: b, updateID: id, body: string(textUpdate(id, fmt.Sprintf("msg %d", i)))})
+		if i%10 == 0 { // the same update delivered three times at once
+			calls = append(calls, calls[len(calls)-1], calls[len(calls)-1])
+		}
+	}
+	poison := call{bot: bots[1], updateID: 5000, body: `{"update_id":5000,"message":{"text":"\u0000"}}`, poison: true}
+	calls = append(calls[:70], append([]call{poison}, calls[70:]...)...)
+
+	errs := make([]error, len(calls))
+	durable := make([]bool, len(calls))
+	var wg sync.WaitGroup
+	for i, c := range calls {
+		wg.Go(func() {
+			errs[i] = e.svc.Ingest(ctx, c.bot.ID, c.bot.secret, []byte(c.body))
+			if errs[i] == nil { // acknowledged: the row must be visible (committed) now
+				err := e.db.NewRaw("SELECT EXISTS (SELECT 1 FROM webhook_events WHERE bot_id = ? AND update_id = ?)",
+					c.bot.ID, c.updateID).Scan(ctx, &durable[i])
+				if err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond) // let them all queue behind the lock
+	if err := lockTx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+
+	for i, c := range calls {
+		if c.poison {
+			wantErr(t, errs[i], apperr.ErrMalformed, http.StatusBadRequest)
+			continue
+		}
+		if errs[i] != nil {
+			t.Fatalf("call %d (update %d): %v", i, c.updateID, errs[i])
+		}
+		if !durable[i] {
+			t.Fatalf("call %d (update %d) acknowledged before its row was committed", i, c.updateID)
+		}
+	}
+	total := 0
+	for _, b := range bots {
+		total += e.eventCount(t, b.ID)
+	}
+	if total != 150 {
+		t.Fatalf("%d events stored, want 150 (duplicates once, the refused row not at all)", total)
+	}
+	b1, rows1, fb1 := e.svc.IngestStats()
+	batches, rows, fallbacks := b1-b0, rows1-rows0, fb1-fb0
+	t.Logf("%d calls → %d INSERT batches, %d rows, %d fallbacks", len(calls), batches, rows, fallbacks)
+	if batches >= int64(len(calls))/4 {
+		t.Fatalf("%d batches for %d concurrent calls: no group commit", batches, len(calls))
+	}
+	if fallbacks != 1 {
+		t.Fatalf("fallbacks = %d, want 1 (the batch with the refused row)", fallbacks)
+	}
+
+	// A lone request is written at once, in a batch of its own.
+	start := time.Now()
+	if err := e.svc.Ingest(ctx, bots[0].ID, bots[0].secret, textUpdate(9000, "alone")); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Fatalf("a lone Ingest took %s", d)
+	}
 }

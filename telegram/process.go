@@ -1,17 +1,24 @@
 package telegram
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/PaulSonOfLars/gotgbot/v2"
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/uptrace/bun"
 
 	"github.com/botfleet/botfleet/contacts"
@@ -44,51 +51,328 @@ func HelpReplyText() string {
 	return b.String()
 }
 
+// Event processing settings (ProcessEvents).
+const (
+	// EventBatchSize is the most events one processing transaction claims.
+	EventBatchSize = 200
+	// EventPollInterval is how long an idle event processor waits before it looks for
+	// events again; Ingest in the same process wakes it sooner.
+	EventPollInterval = 25 * time.Millisecond
+
+	// eventBatchTimeout bounds one batch's transaction.
+	eventBatchTimeout = 60 * time.Second
+	// eventShutdownGrace is how long a batch in progress may still run once its processor's
+	// context is cancelled; after that its transaction is rolled back (nothing is lost).
+	eventShutdownGrace = 5 * time.Second
+	// eventBackoffMin and eventBackoffMax bound the wait after a failed batch
+	// (PostgreSQL unreachable), doubling in between.
+	eventBackoffMin = 100 * time.Millisecond
+	eventBackoffMax = 5 * time.Second
+	// eventTxAttempts is how many times a batch's transaction is tried when PostgreSQL
+	// aborts it for a deadlock or a serialization failure.
+	eventTxAttempts = 3
+	// maxCallbacksInFlight bounds the answerCallbackQuery calls of one process in flight.
+	maxCallbacksInFlight = 64
+	// replyEnqueuers is how many telegram:send enqueues of a batch's replies run at once.
+	replyEnqueuers = 8
+)
+
 // Process errors stored in webhook_events.process_error for events that were skipped or
 // failed for good. An event handled normally has "".
 const (
 	processErrBotDeleted = "bot deleted"
 )
 
-// processResult is what must happen after the processing transaction commits.
-type processResult struct {
-	bot        Bot
-	replies    []uuid.UUID // outbound messages to enqueue on telegram:send
-	callbackID string      // callback query to answer
+// RunEventProcessors runs n event processors (ProcessEvents; n < 1 means 1) until ctx is
+// done, then waits for them and returns nil. Run it in every worker process: processors in
+// any number of processes share the work through row locks.
+func (s *Service) RunEventProcessors(ctx context.Context, n int) error {
+	var wg sync.WaitGroup
+	for range max(n, 1) {
+		wg.Go(func() { _ = s.ProcessEvents(ctx) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// ProcessEvents is one event processor: it processes stored webhook events (webhook_events,
+// the queue Ingest writes to) until ctx is done and then returns nil.
+//
+// Each iteration claims up to EventBatchSize unprocessed events, oldest first, in one
+// transaction (SELECT ... FOR UPDATE SKIP LOCKED: processors never wait for each other),
+// processes them in bulk in that transaction (see processBatch), commits, and only then
+// enqueues the replies' telegram:send tasks and answers callback queries. A full batch is
+// followed at once by the next claim; otherwise the processor waits EventPollInterval or
+// until Ingest in this process stores events.
+//
+// Nothing is lost: a processor that dies mid-batch takes its transaction with it, so
+// PostgreSQL releases the claimed events and another processor claims them. When
+// PostgreSQL is unreachable the processor backs off (100 ms doubling to 5 s) and tries
+// again. When a batch fails for another reason (a poison event), its events are processed
+// one at a time and the one that fails is marked processed with a "failed: ..."
+// process_error, so one bad event never blocks the queue.
+func (s *Service) ProcessEvents(ctx context.Context) error {
+	backoff := time.Duration(0)
+	idle := false
+	for ctx.Err() == nil {
+		if idle && !s.eventsWaiting(ctx) {
+			s.waitForEvents(ctx, EventPollInterval)
+			continue
+		}
+		res, err := s.processNext(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			backoff = min(max(2*backoff, eventBackoffMin), eventBackoffMax)
+			s.log.Warn("telegram: event processing failed; retrying", "error", err, "retry_in", backoff.String())
+			s.waitForEvents(ctx, backoff)
+			continue
+		}
+		backoff = 0
+		switch {
+		case res.claimed >= EventBatchSize && res.processed > 0:
+			idle = false // more may be waiting: claim again at once
+		case res.claimed > 0 && res.processed == 0:
+			// Everything claimed waits for another processor's batch of the same chats.
+			idle = false
+			s.waitForEvents(ctx, EventPollInterval)
+		default:
+			idle = res.claimed == 0
+			if res.claimed < EventBatchSize {
+				s.waitForEvents(ctx, EventPollInterval)
+			}
+		}
+	}
+	return nil
+}
+
+// ProcessPending processes stored events until none is left to claim and returns how
+// many it processed. It is ProcessEvents without the waiting, for tests and tools.
+func (s *Service) ProcessPending(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		res, err := s.processNext(ctx)
+		total += res.processed
+		if err != nil {
+			return total, err
+		}
+		if res.claimed == 0 || res.processed == 0 {
+			return total, nil
+		}
+	}
+}
+
+// waitForEvents waits d, or less when Ingest in this process stores events or ctx ends.
+func (s *Service) waitForEvents(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-s.in.wake:
+	case <-t.C:
+	}
+}
+
+// eventsWaiting reports whether an unprocessed event may be claimable: one cheap query
+// instead of a claim transaction (three round trips) when the processor has been idle.
+// It answers true on errors, so that the claim reports them.
+func (s *Service) eventsWaiting(ctx context.Context) bool {
+	ok, err := s.db.NewSelect().Model((*WebhookEvent)(nil)).Where("processed_at IS NULL").Exists(ctx)
+	return ok || err != nil
+}
+
+// batchResult is what one claim did: events claimed, processed (marked processed, also as
+// skipped or failed) and deferred (left for later: an earlier event of the same chat was
+// being processed elsewhere).
+type batchResult struct {
+	claimed, processed, deferred int
+}
+
+// postCommit is the work of a batch that must wait for its commit.
+type postCommit struct {
+	replies   []replyRef
+	callbacks []callbackRef
+}
+
+type replyRef struct {
+	id    uuid.UUID
+	botID uuid.UUID
+}
+
+type callbackRef struct {
+	bot Bot
+	id  string
+}
+
+// batchContext returns the context of one batch: detached from ctx so that a shutdown
+// does not abort a batch that is about to commit, but cancelled eventShutdownGrace after ctx
+// ends, and bounded by eventBatchTimeout.
+func batchContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), eventBatchTimeout)
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(eventShutdownGrace, cancel)
+		context.AfterFunc(bctx, func() { t.Stop() })
+	})
+	return bctx, func() { stop(); cancel() }
+}
+
+// processNext claims and processes one batch; see ProcessEvents.
+func (s *Service) processNext(ctx context.Context) (batchResult, error) {
+	bctx, cancel := batchContext(ctx)
+	defer cancel()
+	var ids []int64
+	res, post, err := s.runBatch(bctx, func(ctx context.Context, tx bun.Tx) ([]WebhookEvent, error) {
+		evs, err := claimEvents(ctx, tx.NewSelect().Where("processed_at IS NULL").OrderExpr("id").
+			Limit(EventBatchSize).For("UPDATE SKIP LOCKED"))
+		ids = ids[:0]
+		for _, ev := range evs {
+			ids = append(ids, ev.ID)
+		}
+		return evs, err
+	}, true)
+	if err == nil {
+		s.afterCommit(bctx, post)
+		return res, nil
+	}
+	if s.retryable(bctx, err) || len(ids) == 0 {
+		return batchResult{}, err
+	}
+	s.log.Warn("telegram: event batch failed; processing its events one by one", "events", len(ids), "error", err)
+	return s.processOneByOne(bctx, ids)
+}
+
+// processOneByOne processes events ids one transaction each, in order, and marks the one
+// whose processing fails (other than for connectivity) processed with a "failed: ..."
+// process_error.
+func (s *Service) processOneByOne(ctx context.Context, ids []int64) (batchResult, error) {
+	var total batchResult
+	for _, id := range ids {
+		res, post, err := s.runBatch(ctx, func(ctx context.Context, tx bun.Tx) ([]WebhookEvent, error) {
+			return claimEvents(ctx, tx.NewSelect().Where("id = ?", id).Where("processed_at IS NULL").For("UPDATE SKIP LOCKED"))
+		}, true)
+		if err == nil {
+			s.afterCommit(ctx, post)
+		} else {
+			if s.retryable(ctx, err) {
+				return total, err
+			}
+			s.log.Error("telegram: event processing failed for good", "event_id", id, "error", err)
+			if merr := s.markFailed(ctx, id, err); merr != nil {
+				return total, merr
+			}
+			res = batchResult{claimed: 1, processed: 1}
+		}
+		total.claimed += res.claimed
+		total.processed += res.processed
+		total.deferred += res.deferred
+	}
+	return total, nil
+}
+
+// retryable reports whether a failed batch should be retried as a whole later rather than
+// split: ctx ended (shutdown) or PostgreSQL could not be reached.
+func (s *Service) retryable(ctx context.Context, err error) bool {
+	return ctx.Err() != nil || apperr.KindOf(err) == apperr.KindUnavailable
+}
+
+// runBatch runs claim and processBatch in one transaction, retried up to eventTxAttempts
+// times on a deadlock or serialization failure.
+func (s *Service) runBatch(ctx context.Context, claim func(context.Context, bun.Tx) ([]WebhookEvent, error), deferBusy bool) (batchResult, postCommit, error) {
+	var res batchResult
+	var post postCommit
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+			evs, err := claim(ctx, tx)
+			if err != nil {
+				return err
+			}
+			res, post, err = s.processBatch(ctx, tx, evs, deferBusy)
+			return err
+		})
+		if err == nil || attempt >= eventTxAttempts || !isTxConflict(err) {
+			break
+		}
+	}
+	if err != nil {
+		return batchResult{}, postCommit{}, apperr.Classify(err)
+	}
+	return res, post, nil
+}
+
+// isTxConflict reports a deadlock (40P01) or serialization failure (40001): PostgreSQL
+// aborted the transaction because of a concurrent one; running it again may succeed.
+func isTxConflict(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+}
+
+// claimEvents scans the events selected by q (a SELECT on webhook_events).
+func claimEvents(ctx context.Context, q *bun.SelectQuery) ([]WebhookEvent, error) {
+	var evs []WebhookEvent
+	err := q.Model(&evs).Column("id", "tenant_id", "bot_id", "update_id", "update_type", "payload").Scan(ctx)
+	if err != nil && !database.IsNoRows(err) {
+		return nil, apperr.Classify(fmt.Errorf("claim events: %w", err))
+	}
+	return evs, nil
+}
+
+// afterCommit enqueues the replies' telegram:send tasks, replyEnqueuers at a time (a failure
+// stops the rest: the messages stay queued in PostgreSQL, where the sweep finds them), and
+// answers the callback queries in the background (best effort).
+func (s *Service) afterCommit(ctx context.Context, post postCommit) {
+	var failed atomic.Bool
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(replyEnqueuers, len(post.replies)) {
+		wg.Go(func() {
+			for !failed.Load() {
+				i := int(next.Add(1)) - 1
+				if i >= len(post.replies) {
+					return
+				}
+				r := post.replies[i]
+				if err := s.enqueueTask(ctx, mustSendTask(r.id)); err != nil {
+					if !failed.Swap(true) {
+						s.log.Warn("telegram: enqueue replies failed; the sweep will retry", "bot_app_id", r.botID.String(),
+							"message_id", r.id.String(), "error", err)
+					}
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, cb := range post.callbacks {
+		s.in.callbacks <- struct{}{}
+		go func() {
+			defer func() { <-s.in.callbacks }()
+			s.answerCallback(context.WithoutCancel(ctx), cb.bot, cb.id, s.log.With("bot_app_id", cb.bot.ID.String()))
+		}()
+	}
 }
 
 // HandleUpdate processes one stored webhook event (task TypeUpdate, payload UpdatePayload).
+// It is kept for telegram:update tasks enqueued before the events table became the queue
+// (ProcessEvents): new events get no task. It processes the event as ProcessEvents would,
+// alone in its transaction, unless it is processed already.
 //
-// In one transaction it locks the event (SELECT ... FOR UPDATE), returns at once if the event
-// is processed already (asynq delivers at least once), and otherwise:
-//   - message: upserts the contact of the chat (identity from `from`), records the inbound
-//     message (text or caption) and answers the commands of BotCommands: /start greets by
-//     first name and unblocks a contact that had opted out, /help lists the commands, /stop
-//     blocks the contact (opted out of broadcasts) and confirms. Commands addressed to
-//     another bot ("/start@other_bot") and plain text get no reply. Replies are queued
-//     outbound messages (kind "reply"), sent by the telegram:send task after the commit:
-//     Telegram is never called inside the transaction.
-//   - edited_message: upserts the contact.
-//   - callback_query: upserts the contact and, after the commit, answers the query
-//     (core.telegram.org/bots/api#answercallbackquery; best effort).
-//   - my_chat_member in a private chat: new status "kicked" blocks the contact (the user
-//     blocked the bot), "member" unblocks it.
-//   - anything else is marked processed with a "skipped: ..." process_error.
-//
-// The event is marked processed (processed_at, process_error) in the same transaction.
 // Errors: a bad task payload is asynq.SkipRetry; PostgreSQL connectivity errors are returned
 // as is so that asynq retries. Other errors are retried too, and on the task's last attempt
 // (or outside asynq) they are recorded as the event's process_error and asynq.SkipRetry is
-// returned, so that the sweep does not pick the event up again.
+// returned.
 func (s *Service) HandleUpdate(ctx context.Context, t *asynq.Task) error {
 	var p UpdatePayload
 	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.EventID <= 0 {
 		return fmt.Errorf("decode: %w", asynq.SkipRetry)
 	}
 	log := s.log.With("event_id", p.EventID)
-	res, err := s.processEvent(ctx, p.EventID)
+	_, post, err := s.runBatch(ctx, func(ctx context.Context, tx bun.Tx) ([]WebhookEvent, error) {
+		return claimEvents(ctx, tx.NewSelect().Where("id = ?", p.EventID).Where("processed_at IS NULL").For("UPDATE"))
+	}, false)
 	if err != nil {
-		if apperr.KindOf(err) == apperr.KindUnavailable || ctx.Err() != nil {
+		if s.retryable(ctx, err) {
 			return fmt.Errorf("process event %d: %w", p.EventID, err)
 		}
 		retried, ok1 := asynq.GetRetryCount(ctx)
@@ -102,19 +386,7 @@ func (s *Service) HandleUpdate(ctx context.Context, t *asynq.Task) error {
 		}
 		return fmt.Errorf("process event %d: %v: %w", p.EventID, err, asynq.SkipRetry)
 	}
-	if res == nil {
-		return nil
-	}
-	log = log.With("bot_app_id", res.bot.ID.String())
-	for _, id := range res.replies {
-		if err := s.enqueueTask(ctx, mustSendTask(id)); err != nil {
-			// The message stays queued in PostgreSQL; the sweep enqueues it again.
-			log.Warn("telegram: enqueue reply failed; the sweep will retry", "message_id", id.String(), "error", err)
-		}
-	}
-	if res.callbackID != "" {
-		s.answerCallback(ctx, res.bot, res.callbackID, log)
-	}
+	s.afterCommit(ctx, post)
 	return nil
 }
 
@@ -127,7 +399,8 @@ func mustSendTask(id uuid.UUID) *asynq.Task {
 }
 
 // answerCallback answers callback query id so that the user's client stops its progress
-// indicator. Best effort: a failure is logged only.
+// indicator (core.telegram.org/bots/api#answercallbackquery). Best effort: a failure is
+// logged only.
 func (s *Service) answerCallback(ctx context.Context, bot Bot, id string, log *slog.Logger) {
 	api, err := s.apiBotFor(bot)
 	if err != nil {
@@ -151,154 +424,381 @@ func (s *Service) markFailed(ctx context.Context, id int64, cause error) error {
 	return apperr.Classify(err)
 }
 
-// processEvent handles event id in one transaction; see HandleUpdate. A nil result means
-// there is nothing to do after the commit.
-func (s *Service) processEvent(ctx context.Context, id int64) (*processResult, error) {
-	var res *processResult
-	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		res = nil
-		var ev WebhookEvent
-		err := tx.NewSelect().Model(&ev).Where("e.id = ?", id).For("UPDATE").Scan(ctx)
-		if database.IsNoRows(err) {
-			s.log.Warn("telegram: event to process does not exist", "event_id", id)
-			return nil
+// Kinds of event plans.
+const (
+	planSkip = iota
+	planMessage
+	planEdited
+	planCallback
+	planMember
+)
+
+// chatKey is a contact: a chat of a bot.
+type chatKey struct {
+	botID  uuid.UUID
+	chatID int64
+}
+
+// eventPlan is what processing one event will do, decided from its payload alone.
+type eventPlan struct {
+	ev      *WebhookEvent
+	bot     *Bot
+	kind    int
+	procErr string // process_error of a skipped event
+	key     chatKey
+	ident   contacts.Identity
+	seen    time.Time
+	msg     *gotgbot.Message           // planMessage
+	cbID    string                     // planCallback
+	member  *gotgbot.ChatMemberUpdated // planMember
+	block   bool                       // planMember: the new blocked state
+}
+
+// contactState follows one contact through a batch.
+type contactState struct {
+	contact contacts.Contact
+	blocked bool
+	changed bool // blocked changed at least once (sets blocked_at like SetBlocked)
+}
+
+// processBatch processes evs inside tx, in bulk:
+//   - bots come from the bot cache; events of a deleted bot are marked "bot deleted";
+//   - each payload is decoded into a gotgbot.Update; an undecodable one is skipped
+//     ("skipped: cannot decode update: ..."), as is a type that is not handled;
+//   - with deferBusy, events of a chat that has an earlier unprocessed event outside evs
+//     (claimed by another processor right now) are left unprocessed for a later claim, so
+//     that a chat's updates take effect in order even across processors;
+//   - the rest are taken in update order per bot (update_id, core.telegram.org/bots/api#update),
+//     so that /stop then /start ends subscribed;
+//   - contacts are upserted with one multi-row INSERT ... ON CONFLICT (several events of a
+//     chat merged into one row, the latest identity winning, as one upsert after the other
+//     would leave it); inbound messages and replies are inserted with one INSERT; blocked
+//     changes with one UPDATE; the events are marked processed with one UPDATE.
+//
+// The semantics per update are those of DESIGN.md "Inbound update":
+//   - message: upserts the contact of the chat (identity from `from`), records the inbound
+//     message (text or caption) and answers the commands of BotCommands: /start greets by
+//     first name and unblocks a contact that had opted out, /help lists the commands, /stop
+//     blocks the contact (opted out of broadcasts) and confirms. Commands addressed to
+//     another bot ("/start@other_bot") and plain text get no reply. Replies are queued
+//     outbound messages (kind "reply"), sent by the telegram:send task after the commit:
+//     Telegram is never called inside the transaction.
+//   - edited_message: upserts the contact.
+//   - callback_query: upserts the contact and, after the commit, answers the query.
+//   - my_chat_member in a private chat: new status "kicked" blocks the contact (the user
+//     blocked the bot), "member" unblocks it; other chats and statuses are skipped.
+//
+// Errors abort the transaction: connectivity errors are apperr.ErrUnavailable.
+func (s *Service) processBatch(ctx context.Context, tx bun.Tx, evs []WebhookEvent, deferBusy bool) (batchResult, postCommit, error) {
+	res := batchResult{claimed: len(evs)}
+	var post postCommit
+	if len(evs) == 0 {
+		return res, post, nil
+	}
+	plans, err := s.planEvents(ctx, evs)
+	if err != nil {
+		return res, post, err
+	}
+	if deferBusy {
+		if plans, res.deferred, err = deferBusyChats(ctx, tx, evs, plans); err != nil {
+			return res, post, err
 		}
-		if err != nil {
-			return apperr.Classify(fmt.Errorf("lock event: %w", err))
+	}
+	res.processed = len(plans)
+	slices.SortStableFunc(plans, func(a, b *eventPlan) int {
+		if c := bytes.Compare(a.ev.BotID[:], b.ev.BotID[:]); c != 0 {
+			return c
 		}
-		if !ev.ProcessedAt.IsZero() {
-			return nil // processed by an earlier delivery of the task
-		}
-		bot, err := botByID(ctx, tx, ev.BotID, true)
-		if err != nil && !errors.Is(err, ErrBotNotFound) {
-			return err
-		}
-		if errors.Is(err, ErrBotNotFound) || !bot.DeletedAt.IsZero() {
-			return markProcessed(ctx, tx, ev.ID, processErrBotDeleted)
-		}
-		r := &processResult{bot: bot}
-		procErr, err := s.dispatch(ctx, tx, ev, bot, r)
-		if err != nil {
-			return err
-		}
-		if err := markProcessed(ctx, tx, ev.ID, procErr); err != nil {
-			return err
-		}
-		res = r
-		return nil
+		return cmp.Compare(a.ev.UpdateID, b.ev.UpdateID)
 	})
-	if err != nil {
-		return nil, apperr.Classify(err)
+
+	// Contacts, one upsert for the batch.
+	var ups []contacts.TelegramUpsert
+	for _, p := range plans {
+		if p.kind != planSkip {
+			ups = append(ups, contacts.TelegramUpsert{TenantID: p.ev.TenantID, BotID: p.ev.BotID, Identity: p.ident, SeenAt: p.seen})
+		}
 	}
-	return res, nil
+	cs, err := s.contacts.UpsertManyFromTelegram(ctx, tx, ups)
+	if err != nil {
+		return res, post, err
+	}
+	states := make(map[chatKey]*contactState, len(cs))
+	for _, c := range cs {
+		states[chatKey{c.BotID, c.TelegramChatID}] = &contactState{contact: c, blocked: c.Blocked}
+	}
+
+	// Walk the events in order: messages, replies, blocked changes, callbacks.
+	var msgs []contacts.Message
+	for _, p := range plans {
+		if p.kind == planSkip {
+			continue
+		}
+		st := states[p.key]
+		if st == nil {
+			return res, post, fmt.Errorf("contact of chat %d of bot %s missing after upsert", p.key.chatID, p.key.botID)
+		}
+		switch p.kind {
+		case planMessage:
+			reply := s.onMessage(p, st)
+			updateID := p.ev.UpdateID
+			text := p.msg.Text
+			if text == "" {
+				text = p.msg.Caption
+			}
+			msgs = append(msgs, contacts.Message{
+				TenantID: p.ev.TenantID, BotID: p.ev.BotID, ContactID: &st.contact.ID, ChatID: p.msg.Chat.Id,
+				Direction: contacts.DirectionInbound, Kind: contacts.KindInbound, Status: contacts.StatusReceived,
+				Text: text, UpdateID: &updateID,
+			})
+			if reply != "" {
+				out := contacts.Message{
+					ID: contacts.NewMessageID(), TenantID: p.ev.TenantID, BotID: p.ev.BotID, ContactID: &st.contact.ID, ChatID: p.msg.Chat.Id,
+					Direction: contacts.DirectionOutbound, Kind: contacts.KindReply, Status: contacts.StatusQueued, Text: reply,
+				}
+				msgs = append(msgs, out)
+				post.replies = append(post.replies, replyRef{id: out.ID, botID: p.ev.BotID})
+			}
+		case planCallback:
+			post.callbacks = append(post.callbacks, callbackRef{bot: *p.bot, id: p.cbID})
+		case planMember:
+			if st.blocked != p.block {
+				st.blocked, st.changed = p.block, true
+			}
+			s.log.Info("telegram: contact membership changed", "bot_app_id", p.ev.BotID.String(), "update_id", p.ev.UpdateID,
+				"chat_id", p.key.chatID, "blocked", p.block)
+		}
+	}
+	if err := s.contacts.InsertMessages(ctx, tx, msgs); err != nil {
+		return res, post, err
+	}
+	var changes []contacts.BlockedChange
+	for _, c := range cs {
+		if st := states[chatKey{c.BotID, c.TelegramChatID}]; st.changed {
+			changes = append(changes, contacts.BlockedChange{ContactID: c.ID, Blocked: st.blocked})
+		}
+	}
+	if _, err := s.contacts.SetBlockedMany(ctx, tx, changes); err != nil {
+		return res, post, err
+	}
+	if err := markProcessed(ctx, tx, plans); err != nil {
+		return res, post, err
+	}
+	return res, post, nil
 }
 
-func markProcessed(ctx context.Context, tx bun.Tx, id int64, procErr string) error {
-	_, err := tx.NewUpdate().Model((*WebhookEvent)(nil)).
-		Set("processed_at = now()").Set("process_error = ?", procErr).Where("id = ?", id).Exec(ctx)
-	if err != nil {
-		return apperr.Classify(fmt.Errorf("mark event processed: %w", err))
+// onMessage applies the commands of message plan p to its contact's state and returns the
+// reply text ("" for none).
+func (s *Service) onMessage(p *eventPlan, st *contactState) string {
+	cmd, _, ok := parseCommand(p.msg, p.bot.Username)
+	if !ok {
+		return ""
 	}
-	return nil
+	switch cmd {
+	case "start":
+		if st.blocked {
+			st.blocked, st.changed = false, true
+			s.log.Info("telegram: contact resubscribed with /start", "bot_app_id", p.ev.BotID.String(),
+				"update_id", p.ev.UpdateID, "chat_id", p.key.chatID)
+		}
+		firstName := ""
+		if p.msg.From != nil {
+			firstName = p.msg.From.FirstName
+		}
+		return StartReplyText(firstName, p.bot.Name)
+	case "help":
+		return HelpReplyText()
+	case "stop":
+		if !st.blocked {
+			st.blocked, st.changed = true, true
+		}
+		s.log.Info("telegram: contact opted out with /stop", "bot_app_id", p.ev.BotID.String(),
+			"update_id", p.ev.UpdateID, "chat_id", p.key.chatID)
+		return StopReplyText
+	}
+	return ""
 }
 
-// dispatch handles the update of ev inside tx. It returns the process_error to store ("" when
-// the update was handled), or an error that aborts the transaction.
-func (s *Service) dispatch(ctx context.Context, tx bun.Tx, ev WebhookEvent, bot Bot, r *processResult) (string, error) {
-	var u gotgbot.Update
-	if err := json.Unmarshal(ev.Payload, &u); err != nil {
-		// Permanent: the same bytes will never decode. Keep the raw payload, move on.
-		s.log.Warn("telegram: undecodable update", "bot_app_id", bot.ID.String(), "update_id", ev.UpdateID, "error", err)
-		return "skipped: cannot decode update: " + err.Error(), nil
+// planEvents decides what each event will do (see processBatch).
+func (s *Service) planEvents(ctx context.Context, evs []WebhookEvent) ([]*eventPlan, error) {
+	bots := map[uuid.UUID]*Bot{}
+	plans := make([]*eventPlan, 0, len(evs))
+	updates := make([]gotgbot.Update, len(evs))
+	for i := range evs {
+		ev := &evs[i]
+		bot, ok := bots[ev.BotID]
+		if !ok {
+			b, err := s.in.bots.get(ctx, ev.BotID)
+			switch {
+			case err == nil && b.DeletedAt.IsZero():
+				bot = &b
+			case err == nil, errors.Is(err, ErrBotNotFound):
+			default:
+				return nil, err
+			}
+			bots[ev.BotID] = bot
+		}
+		p := &eventPlan{ev: ev, bot: bot}
+		plans = append(plans, p)
+		if bot == nil {
+			p.procErr = processErrBotDeleted
+			continue
+		}
+		u := &updates[i]
+		if err := json.Unmarshal(ev.Payload, u); err != nil {
+			// Permanent: the same bytes will never decode. Keep the raw payload, move on.
+			s.log.Warn("telegram: undecodable update", "bot_app_id", ev.BotID.String(), "update_id", ev.UpdateID, "error", err)
+			p.procErr = "skipped: cannot decode update: " + err.Error()
+			continue
+		}
+		planUpdate(p, u)
+	}
+	return plans, nil
+}
+
+// planUpdate fills p from its decoded update u.
+func planUpdate(p *eventPlan, u *gotgbot.Update) {
+	contact := func(chat gotgbot.Chat, from *gotgbot.User, date int64) {
+		p.key = chatKey{p.ev.BotID, chat.Id}
+		p.ident = contacts.Identity{ChatID: chat.Id}
+		if from != nil {
+			p.ident.UserID, p.ident.Username, p.ident.FirstName, p.ident.LastName, p.ident.LanguageCode =
+				from.Id, from.Username, from.FirstName, from.LastName, from.LanguageCode
+		}
+		p.seen = time.Now()
+		if date > 0 {
+			p.seen = time.Unix(date, 0)
+		}
 	}
 	switch {
 	case u.Message != nil:
-		return "", s.onMessage(ctx, tx, ev, bot, u.Message, r)
+		p.kind, p.msg = planMessage, u.Message
+		contact(u.Message.Chat, u.Message.From, u.Message.Date)
 	case u.EditedMessage != nil:
-		_, err := s.upsertContact(ctx, tx, ev, u.EditedMessage.Chat, u.EditedMessage.From, u.EditedMessage.Date)
-		return "", err
+		p.kind = planEdited
+		contact(u.EditedMessage.Chat, u.EditedMessage.From, u.EditedMessage.Date)
 	case u.CallbackQuery != nil:
 		cq := u.CallbackQuery
 		chat := gotgbot.Chat{Id: cq.From.Id, Type: gotgbot.ChatTypePrivate}
 		if cq.Message != nil {
 			chat = cq.Message.GetChat()
 		}
-		if _, err := s.upsertContact(ctx, tx, ev, chat, &cq.From, 0); err != nil {
-			return "", err
-		}
-		r.callbackID = cq.Id
-		return "", nil
+		p.kind, p.cbID = planCallback, cq.Id
+		contact(chat, &cq.From, 0)
 	case u.MyChatMember != nil:
-		return s.onMyChatMember(ctx, tx, ev, bot, u.MyChatMember)
-	}
-	return "skipped: update type " + ev.UpdateType + " is not handled", nil
-}
-
-// upsertContact creates or refreshes the contact of chat for ev's bot, with the identity of
-// from (may be nil) and last_seen_at = date (unix seconds; 0 = now).
-func (s *Service) upsertContact(ctx context.Context, tx bun.Tx, ev WebhookEvent, chat gotgbot.Chat, from *gotgbot.User, date int64) (contacts.Contact, error) {
-	id := contacts.Identity{ChatID: chat.Id}
-	if from != nil {
-		id.UserID, id.Username, id.FirstName, id.LastName, id.LanguageCode =
-			from.Id, from.Username, from.FirstName, from.LastName, from.LanguageCode
-	}
-	seen := time.Now()
-	if date > 0 {
-		seen = time.Unix(date, 0)
-	}
-	return s.contacts.UpsertFromTelegram(ctx, tx, ev.TenantID, ev.BotID, id, seen)
-}
-
-// onMessage records an inbound message and answers the built-in commands.
-func (s *Service) onMessage(ctx context.Context, tx bun.Tx, ev WebhookEvent, bot Bot, msg *gotgbot.Message, r *processResult) error {
-	c, err := s.upsertContact(ctx, tx, ev, msg.Chat, msg.From, msg.Date)
-	if err != nil {
-		return err
-	}
-	text := msg.Text
-	if text == "" {
-		text = msg.Caption
-	}
-	updateID := ev.UpdateID
-	in := contacts.Message{TenantID: ev.TenantID, BotID: ev.BotID, ContactID: &c.ID, ChatID: msg.Chat.Id, Text: text, UpdateID: &updateID}
-	if err := s.contacts.RecordInbound(ctx, tx, &in); err != nil {
-		return err
-	}
-	cmd, _, ok := parseCommand(msg, bot.Username)
-	if !ok {
-		return nil
-	}
-	log := s.log.With("bot_app_id", bot.ID.String(), "update_id", ev.UpdateID, "chat_id", msg.Chat.Id)
-	var reply string
-	switch cmd {
-	case "start":
-		if c.Blocked {
-			if _, err := s.contacts.SetBlocked(ctx, tx, ev.BotID, msg.Chat.Id, false); err != nil {
-				return err
-			}
-			log.Info("telegram: contact resubscribed with /start")
+		cm := u.MyChatMember
+		if cm.Chat.Type != gotgbot.ChatTypePrivate {
+			p.procErr = "skipped: my_chat_member in a " + cm.Chat.Type + " chat is not handled"
+			return
 		}
-		firstName := ""
-		if msg.From != nil {
-			firstName = msg.From.FirstName
+		if cm.NewChatMember == nil {
+			p.procErr = "skipped: my_chat_member without new_chat_member"
+			return
 		}
-		reply = StartReplyText(firstName, bot.Name)
-	case "help":
-		reply = HelpReplyText()
-	case "stop":
-		if _, err := s.contacts.SetBlocked(ctx, tx, ev.BotID, msg.Chat.Id, true); err != nil {
-			return err
+		switch status := cm.NewChatMember.GetStatus(); status {
+		case "kicked":
+			p.block = true
+		case "member":
+			p.block = false
+		default:
+			p.procErr = "skipped: my_chat_member status " + status + " is not handled"
+			return
 		}
-		log.Info("telegram: contact opted out with /stop")
-		reply = StopReplyText
+		p.kind, p.member = planMember, cm
+		contact(cm.Chat, &cm.From, cm.Date)
 	default:
+		p.procErr = "skipped: update type " + p.ev.UpdateType + " is not handled"
+	}
+}
+
+// eventChatSQL extracts an event's chat id (as text) from its payload, with the precedence
+// of planUpdate: message, edited_message, callback_query (its message's chat, else its
+// sender), my_chat_member.
+const eventChatSQL = `COALESCE(payload->'message'->'chat'->>'id', payload->'edited_message'->'chat'->>'id',
+	payload->'callback_query'->'message'->'chat'->>'id', payload->'callback_query'->'from'->>'id',
+	payload->'my_chat_member'->'chat'->>'id')`
+
+// deferBusyChats removes from plans the events of chats that have an unprocessed event
+// with a smaller id outside evs. Such an event is being processed by another processor
+// right now (a claim takes the oldest unlocked events, so it would otherwise be in evs), or
+// was committed late; processing the later events first could apply a chat's updates out of
+// order (a /start before the /stop that preceded it). The deferred events stay unprocessed;
+// their locks go with this transaction and a later claim takes them. It returns the plans
+// kept and the number deferred.
+func deferBusyChats(ctx context.Context, tx bun.Tx, evs []WebhookEvent, plans []*eventPlan) ([]*eventPlan, int, error) {
+	maxID := int64(0)
+	ids := make([]int64, 0, len(evs))
+	botSet := map[uuid.UUID]struct{}{}
+	for _, p := range plans {
+		if p.kind != planSkip {
+			botSet[p.ev.BotID] = struct{}{}
+		}
+	}
+	for _, ev := range evs {
+		ids = append(ids, ev.ID)
+		maxID = max(maxID, ev.ID)
+	}
+	if len(botSet) == 0 {
+		return plans, 0, nil
+	}
+	bots := make([]uuid.UUID, 0, len(botSet))
+	for id := range botSet {
+		bots = append(bots, id)
+	}
+	var busy []struct {
+		BotID uuid.UUID
+		Chat  *string
+	}
+	err := tx.NewRaw(`SELECT bot_id, `+eventChatSQL+` AS chat FROM webhook_events
+		WHERE processed_at IS NULL AND id < ? AND id NOT IN (?) AND bot_id IN (?)`,
+		maxID, bun.In(ids), bun.In(bots)).Scan(ctx, &busy)
+	if err != nil && !database.IsNoRows(err) {
+		return nil, 0, apperr.Classify(fmt.Errorf("find busy chats: %w", err))
+	}
+	if len(busy) == 0 {
+		return plans, 0, nil
+	}
+	busyKeys := make(map[chatKey]struct{}, len(busy))
+	for _, b := range busy {
+		if b.Chat == nil {
+			continue
+		}
+		if chat, err := strconv.ParseInt(*b.Chat, 10, 64); err == nil {
+			busyKeys[chatKey{b.BotID, chat}] = struct{}{}
+		}
+	}
+	kept := plans[:0]
+	deferred := 0
+	for _, p := range plans {
+		if _, ok := busyKeys[p.key]; ok && p.kind != planSkip {
+			deferred++
+			continue
+		}
+		kept = append(kept, p)
+	}
+	return kept, deferred, nil
+}
+
+// markProcessed marks the events of plans processed, with their process_error, in one
+// UPDATE.
+func markProcessed(ctx context.Context, tx bun.Tx, plans []*eventPlan) error {
+	if len(plans) == 0 {
 		return nil
 	}
-	out := contacts.Message{TenantID: ev.TenantID, BotID: ev.BotID, ContactID: &c.ID, ChatID: msg.Chat.Id, Kind: contacts.KindReply, Text: reply}
-	if err := s.contacts.CreateOutbound(ctx, tx, &out); err != nil {
-		return err
+	var q strings.Builder
+	q.WriteString("UPDATE webhook_events AS e SET processed_at = now(), process_error = v.err FROM (VALUES ")
+	args := make([]any, 0, 2*len(plans))
+	for i, p := range plans {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteString("(?::bigint, ?::text)")
+		args = append(args, p.ev.ID, p.procErr)
 	}
-	r.replies = append(r.replies, out.ID)
+	q.WriteString(") AS v (id, err) WHERE e.id = v.id")
+	if _, err := tx.NewRaw(q.String(), args...).Exec(ctx); err != nil {
+		return apperr.Classify(fmt.Errorf("mark events processed: %w", err))
+	}
 	return nil
 }
 
@@ -336,33 +836,4 @@ func parseCommand(msg *gotgbot.Message, botUsername string) (cmd, args string, o
 		return "", "", false
 	}
 	return strings.ToLower(cmd), strings.TrimSpace(rest), true
-}
-
-// onMyChatMember follows the bot's membership in a private chat: "kicked" means the user
-// blocked the bot, "member" that they restarted it (core.telegram.org/bots/api#chatmemberupdated).
-func (s *Service) onMyChatMember(ctx context.Context, tx bun.Tx, ev WebhookEvent, bot Bot, cm *gotgbot.ChatMemberUpdated) (string, error) {
-	if cm.Chat.Type != gotgbot.ChatTypePrivate {
-		return "skipped: my_chat_member in a " + cm.Chat.Type + " chat is not handled", nil
-	}
-	if cm.NewChatMember == nil {
-		return "skipped: my_chat_member without new_chat_member", nil
-	}
-	var blocked bool
-	switch status := cm.NewChatMember.GetStatus(); status {
-	case "kicked":
-		blocked = true
-	case "member":
-		blocked = false
-	default:
-		return "skipped: my_chat_member status " + status + " is not handled", nil
-	}
-	if _, err := s.upsertContact(ctx, tx, ev, cm.Chat, &cm.From, cm.Date); err != nil {
-		return "", err
-	}
-	if _, err := s.contacts.SetBlocked(ctx, tx, ev.BotID, cm.Chat.Id, blocked); err != nil {
-		return "", err
-	}
-	s.log.Info("telegram: contact membership changed", "bot_app_id", bot.ID.String(), "update_id", ev.UpdateID,
-		"chat_id", cm.Chat.Id, "blocked", blocked)
-	return "", nil
 }

@@ -26,17 +26,34 @@ func (e *botEnv) ingest(t *testing.T, b hookedBot, updateID int64, body string) 
 	return e.event(t, b.ID, updateID)
 }
 
-// process runs the telegram:update task of eventID.
+// process runs the legacy telegram:update task of eventID.
 func (e *botEnv) process(t *testing.T, eventID int64) error {
 	t.Helper()
 	payload, _ := json.Marshal(telegram.UpdatePayload{EventID: eventID})
 	return e.svc.HandleUpdate(context.Background(), asynq.NewTask(telegram.TypeUpdate, payload))
 }
 
+// processAll runs the event processor until no event is left and returns how many it
+// processed.
+func (e *botEnv) processAll(t *testing.T) int {
+	t.Helper()
+	n, err := e.svc.ProcessPending(context.Background())
+	if err != nil {
+		t.Fatalf("ProcessPending: %v", err)
+	}
+	return n
+}
+
+// mustProcess runs the event processor and checks that event eventID is processed.
 func (e *botEnv) mustProcess(t *testing.T, eventID int64) {
 	t.Helper()
-	if err := e.process(t, eventID); err != nil {
-		t.Fatalf("HandleUpdate(%d): %v", eventID, err)
+	e.processAll(t)
+	var processed bool
+	if err := e.db.NewRaw("SELECT processed_at IS NOT NULL FROM webhook_events WHERE id = ?", eventID).Scan(context.Background(), &processed); err != nil {
+		t.Fatal(err)
+	}
+	if !processed {
+		t.Fatalf("event %d not processed", eventID)
 	}
 }
 
@@ -287,6 +304,8 @@ func TestService_HandleUpdate_Other(t *testing.T) {
 		if c := e.contact(t, b.ID, 66); c.FirstName != "Cal" {
 			t.Fatalf("contact = %+v", c)
 		}
+		// Answered after the commit, in the background.
+		waitFor(t, 5*time.Second, "answerCallbackQuery", func() bool { return len(e.emu.Calls(b.info.ID, "answerCallbackQuery")) > 0 })
 		calls := e.emu.Calls(b.info.ID, "answerCallbackQuery")
 		if len(calls) != 1 || calls[0].Params["callback_query_id"] != "cb-1" {
 			t.Fatalf("answerCallbackQuery calls = %+v", calls)
@@ -303,6 +322,25 @@ func TestService_HandleUpdate_Other(t *testing.T) {
 	t.Run("missing event", func(t *testing.T) {
 		if err := e.process(t, 987654); err != nil {
 			t.Fatal(err)
+		}
+	})
+
+	t.Run("legacy telegram:update task", func(t *testing.T) {
+		ev := e.ingest(t, b, 10, messageUpdate(10, 77, "private", ann, "/help", cmdEntity("/help")))
+		for range 2 { // at least once: the second delivery changes nothing
+			if err := e.process(t, ev.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if ev = e.event(t, b.ID, 10); ev.ProcessedAt.IsZero() || ev.ProcessError != "" {
+			t.Fatalf("event = %+v", ev)
+		}
+		ms := e.messages(t, b.ID, 77)
+		if len(ms) != 2 || ms[1].Text != telegram.HelpReplyText() || e.sendTask(t, ms[1].ID) != "pending" {
+			t.Fatalf("messages = %+v", ms)
+		}
+		if n := e.processAll(t); n != 0 {
+			t.Fatalf("the processor found %d events after the task", n)
 		}
 	})
 
@@ -328,15 +366,12 @@ func TestService_Sweep(t *testing.T) {
 	tn := e.tenant(t, "acme")
 	b := e.hookedBot(t, tn, "Shop")
 
-	// An event whose task was lost, an old processed one (a /start, whose reply is queued),
-	// and a fresh one.
-	lost := e.ingest(t, b, 1, messageUpdate(1, 42, "private", ann, "hi", "[]"))
+	// An old processed event (a /start, whose reply is queued), an old unprocessed one and a
+	// fresh one.
 	done := e.ingest(t, b, 2, messageUpdate(2, 42, "private", ann, "/start", cmdEntity("/start")))
 	e.mustProcess(t, done.ID)
+	old := e.ingest(t, b, 1, messageUpdate(1, 42, "private", ann, "hi", "[]"))
 	fresh := e.ingest(t, b, 3, messageUpdate(3, 42, "private", ann, "hey", "[]"))
-	for _, id := range []int64{lost.ID, done.ID, fresh.ID} {
-		_ = e.insp.DeleteTask(telegram.QueueUpdates, fmt.Sprintf("%s:%d", telegram.TypeUpdate, id))
-	}
 	// A reply queued long ago whose send task was lost.
 	var reply contacts.Message
 	for _, m := range e.messages(t, b.ID, 42) {
@@ -350,21 +385,19 @@ func TestService_Sweep(t *testing.T) {
 	if err := e.insp.DeleteTask(telegram.QueueOutbound, telegram.TypeSend+":"+reply.ID.String()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.db.NewRaw("UPDATE webhook_events SET received_at = now() - interval '5 minutes' WHERE id IN (?, ?)", lost.ID, done.ID).Exec(ctx); err != nil {
+	if _, err := e.db.NewRaw("UPDATE webhook_events SET received_at = now() - interval '5 minutes' WHERE id IN (?, ?)", old.ID, done.ID).Exec(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.db.NewRaw("UPDATE messages SET updated_at = now() - interval '5 minutes' WHERE id = ?", reply.ID).Exec(ctx); err != nil {
 		t.Fatal(err)
 	}
 
+	// Events are counted (a backlog), never enqueued: the processors claim them.
 	events, msgs, err := e.svc.Sweep(ctx, time.Minute)
 	if err != nil || events != 1 || msgs != 1 {
 		t.Fatalf("Sweep = %d events, %d messages, %v; want 1, 1", events, msgs, err)
 	}
-	if st := e.updateTask(t, lost.ID); st != "pending" {
-		t.Fatalf("lost event task %q, want pending", st)
-	}
-	for _, id := range []int64{done.ID, fresh.ID} {
+	for _, id := range []int64{old.ID, done.ID, fresh.ID} {
 		if st := e.updateTask(t, id); st != "" {
 			t.Fatalf("event %d enqueued (%s)", id, st)
 		}
@@ -373,15 +406,18 @@ func TestService_Sweep(t *testing.T) {
 		t.Fatalf("reply send task %q, want pending", st)
 	}
 	// Tasks that exist are not enqueued twice.
-	events, msgs, err = e.svc.Sweep(ctx, time.Minute)
-	if err != nil || events != 0 || msgs != 0 {
-		t.Fatalf("second Sweep = %d, %d, %v; want 0, 0", events, msgs, err)
+	_, msgs, err = e.svc.Sweep(ctx, time.Minute)
+	if err != nil || msgs != 0 {
+		t.Fatalf("second Sweep = %d messages, %v; want 0", msgs, err)
 	}
-	// The sweep task itself uses a 30 s age: the fresh event is left alone.
 	if err := e.svc.HandleSweep(ctx, telegram.NewSweepTask()); err != nil {
 		t.Fatal(err)
 	}
-	if st := e.updateTask(t, fresh.ID); st != "" {
-		t.Fatalf("fresh event enqueued by HandleSweep (%s)", st)
+	// The processor takes the old and the fresh event alike.
+	if n := e.processAll(t); n != 2 {
+		t.Fatalf("processed %d, want 2", n)
+	}
+	if events, _, err := e.svc.Sweep(ctx, time.Minute); err != nil || events != 0 {
+		t.Fatalf("backlog after processing = %d, %v", events, err)
 	}
 }

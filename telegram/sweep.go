@@ -13,61 +13,48 @@ import (
 
 // Sweep settings.
 const (
-	// SweepAge is how old an unprocessed event or a queued message must be before
-	// HandleSweep enqueues its task again.
+	// SweepAge is how old a queued message must be before HandleSweep enqueues its task
+	// again, and how old an unprocessed event must be to count as a backlog.
 	SweepAge = 30 * time.Second
 	// sweepBatch is the number of rows read per query.
 	sweepBatch = 1000
-	// sweepMaxEvents bounds the events examined by one Sweep.
+	// sweepMaxEvents bounds the count of stale events.
 	sweepMaxEvents = 20 * sweepBatch
 )
 
 // HandleSweep runs Sweep(ctx, SweepAge) (task TypeSweep, registered on a schedule by the
-// worker). It is the outbox safety net: an event stored by Ingest whose task was lost (the
-// enqueue failed after the INSERT, Redis lost data, a task was archived) or an outbound
-// message whose send task was lost gets a task again. Errors: PostgreSQL failures.
+// worker). It is the outbox safety net of outbound messages: one whose send task was lost
+// gets a task again. It logs a warning when stored events wait for processing longer than
+// SweepAge (event processors not running, or falling behind). Errors: PostgreSQL failures.
 func (s *Service) HandleSweep(ctx context.Context, t *asynq.Task) error {
 	events, messages, err := s.Sweep(ctx, SweepAge)
-	if events > 0 || messages > 0 {
-		s.log.Info("telegram: sweep re-enqueued work", "events", events, "messages", messages)
+	if messages > 0 {
+		s.log.Info("telegram: sweep re-enqueued work", "messages", messages)
+	}
+	if events > 0 {
+		s.log.Warn("telegram: webhook events wait for processing; are the event processors running?",
+			"events", events, "older_than", SweepAge.String())
 	}
 	return err
 }
 
-// Sweep enqueues telegram:update again for webhook events still unprocessed that were
-// received more than olderThan ago (at most 20,000 per call, oldest first), and
-// telegram:send for every outbound message still queued (or sending past SendLease) whose
-// row was last updated more than olderThan ago (sweepMessages). Tasks that still exist
-// (asynq.ErrTaskIDConflict) are left alone and not counted: events and messages are the
-// numbers of tasks actually enqueued. Errors: apperr.ErrUnavailable when PostgreSQL or
-// Redis fails (the counts so far are returned with it).
+// Sweep enqueues telegram:send for every outbound message still queued (or sending past
+// SendLease) whose row was last updated more than olderThan ago (sweepMessages: all of them,
+// page by page; an archived task is replaced); live tasks are left alone and not counted, so
+// messages is the number of tasks actually enqueued.
+//
+// Events need no re-enqueueing: webhook_events is the queue, every unprocessed event is
+// claimed by an event processor (ProcessEvents), and one claimed by a processor that died
+// is released with its transaction. events is the number of events still unprocessed that
+// were received more than olderThan ago (counted up to 20,000): a backlog to watch.
+// Errors: apperr.ErrUnavailable when PostgreSQL or Redis fails (the counts so far are
+// returned with it).
 func (s *Service) Sweep(ctx context.Context, olderThan time.Duration) (events, messages int, err error) {
-	var lastID int64
-	for examined := 0; examined < sweepMaxEvents; {
-		var ids []int64
-		err := s.db.NewSelect().Model((*WebhookEvent)(nil)).Column("id").
-			Where("processed_at IS NULL").
-			Where("received_at < now() - ? * interval '1 microsecond'", olderThan.Microseconds()).
-			Where("id > ?", lastID).OrderExpr("id").Limit(sweepBatch).Scan(ctx, &ids)
-		if err != nil {
-			return events, messages, apperr.Classify(fmt.Errorf("sweep events: %w", err))
-		}
-		for _, id := range ids {
-			task, err := NewUpdateTask(id)
-			if err != nil {
-				return events, messages, err
-			}
-			n, err := s.enqueueCounted(ctx, task)
-			if err != nil {
-				return events, messages, err
-			}
-			events += n
-		}
-		if len(ids) < sweepBatch {
-			break
-		}
-		examined += len(ids)
-		lastID = ids[len(ids)-1]
+	err = s.db.NewRaw(`SELECT count(*) FROM (SELECT 1 FROM webhook_events WHERE processed_at IS NULL
+		AND received_at < now() - ? * interval '1 microsecond' LIMIT ?) AS stale`,
+		olderThan.Microseconds(), sweepMaxEvents).Scan(ctx, &events)
+	if err != nil {
+		return 0, 0, apperr.Classify(fmt.Errorf("sweep events: %w", err))
 	}
 
 	n, err := s.sweepMessages(ctx, olderThan)

@@ -125,6 +125,9 @@ type Service struct {
 	log      *slog.Logger
 	http     *http.Client
 	limits   *Limiter
+	// in is the inbound path's state: bot cache, ingest group commit, event processors
+	// (botcache.go, ingest.go, process.go).
+	in *inbound
 }
 
 // New returns a Service. It fails when the encryption key is not 32 bytes.
@@ -154,6 +157,7 @@ func New(d Deps) (*Service, error) {
 		GlobalRate: d.Cfg.GlobalRate, BotRate: d.Cfg.BotRate, ChatInterval: d.Cfg.ChatInterval,
 		InFlight: d.Cfg.RequestTimeout + 5*time.Second,
 	})
+	s.in = newInbound(s)
 	return s, nil
 }
 

@@ -42,8 +42,9 @@ type Deps struct {
 	Log             *slog.Logger
 	Services        []Registrar
 	Periodic        []Periodic
-	// Loops run alongside the task servers until their context is cancelled (e.g. the
-	// webhook event processors); an error from one stops the worker.
+	// Loops run alongside the task servers (e.g. telegram.Service.RunEventProcessors), each
+	// in its own goroutine: their context is cancelled when shutdown starts and Run waits for
+	// them to return (within ShutdownTimeout). An error from one stops the worker.
 	Loops []func(context.Context) error
 	// ShutdownTimeout bounds a graceful shutdown (SHUTDOWN_TIMEOUT): when it starts, every
 	// task's context is cancelled (rate-limit waits stop at once), sends already in flight

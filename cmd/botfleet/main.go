@@ -321,6 +321,9 @@ func (a *app) work(ctx context.Context) error {
 		ShutdownTimeout: a.cfg.ShutdownTimeout,
 		Log:             a.log,
 		Services:        []worker.Registrar{a.telegram, a.broadcasts},
+		Loops: []func(context.Context) error{
+			func(ctx context.Context) error { return a.telegram.RunEventProcessors(ctx, a.cfg.EventProcessors) },
+		},
 		Periodic: []worker.Periodic{
 			{Spec: "@every " + a.cfg.SweepInterval.String(), Task: telegram.NewSweepTask()},
 			{Spec: "@every " + a.cfg.SweepInterval.String(), Task: broadcast.NewSweepTask()},

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,8 +19,66 @@ import (
 	"github.com/uptrace/bun/dialect/pgdialect"
 )
 
-// Open returns a bun.DB for dsn (a postgres:// URL). It does not connect; use Ping.
-func Open(dsn string) (*bun.DB, error) {
+// DefaultMaxConns is the default size of the connection pool of one process (open and idle
+// alike, see Open).
+//
+// Sizing: PostgreSQL does the most work with about 2-4 active connections per core; this
+// machine has 2 cores and runs the API, two workers, PostgreSQL and Redis together, so a
+// process gets 16: enough for the webhook's group commit (a few flushes in flight), the
+// event processors (one connection each, held for a batch's transaction) and the task
+// handlers, whose surplus waits in database/sql's queue (cheap) rather than in PostgreSQL
+// (a backend per connection, context switches, lock contention). Three processes use at
+// most 48 of PostgreSQL's default max_connections of 100. Raise it with WithMaxConns on
+// bigger machines (about 4 per core of the database server, divided among the processes).
+const DefaultMaxConns = 16
+
+// Session settings that Open gives every connection unless the DSN sets them.
+const (
+	// StatementTimeout bounds one statement (statement_timeout): a query stuck on a lock or
+	// a runaway plan fails instead of holding a connection and its locks for ever.
+	StatementTimeout = 30 * time.Second
+	// IdleInTransactionTimeout ends a session whose transaction stays idle longer
+	// (idle_in_transaction_session_timeout), which releases the row locks of a process that
+	// hangs in the middle of a transaction (a claimed batch of events, for example).
+	IdleInTransactionTimeout = 60 * time.Second
+)
+
+// Option configures Open.
+type Option func(*options)
+
+type options struct {
+	maxConns int
+}
+
+// WithMaxConns sets the pool size (maximum open and idle connections, kept equal).
+// n < 1 means DefaultMaxConns.
+func WithMaxConns(n int) Option {
+	return func(o *options) { o.maxConns = n }
+}
+
+// Open returns a bun.DB for dsn (a postgres:// URL) on pgx's database/sql adapter. It does
+// not connect; use Ping.
+//
+// The pool is tuned for bun (TECH-NOTES.md pitfalls 11 and 12):
+//   - pgx's QueryExecModeExec: bun interpolates every value into the SQL text, so pgx's
+//     default statement cache would prepare each distinct text (an extra round trip, up to
+//     512 cached statements per connection in Go and in the backend) for no reuse.
+//     QueryExecModeExec sends the text with the extended protocol in one round trip.
+//   - max idle = max open connections (DefaultMaxConns, or WithMaxConns): fewer idle than
+//     open makes database/sql close and reopen connections under load, each a new
+//     PostgreSQL backend.
+//   - session parameters standard_conforming_strings=on (bun's string escaping relies on
+//     it), client_encoding=UTF8, statement_timeout (StatementTimeout) and
+//     idle_in_transaction_session_timeout (IdleInTransactionTimeout); a value set in the
+//     DSN wins.
+func Open(dsn string, opts ...Option) (*bun.DB, error) {
+	o := options{maxConns: DefaultMaxConns}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.maxConns < 1 {
+		o.maxConns = DefaultMaxConns
+	}
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
@@ -27,9 +86,23 @@ func Open(dsn string) (*bun.DB, error) {
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 5 * time.Second
 	}
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	for k, v := range map[string]string{
+		"standard_conforming_strings":         "on",
+		"client_encoding":                     "UTF8",
+		"statement_timeout":                   strconv.FormatInt(StatementTimeout.Milliseconds(), 10),
+		"idle_in_transaction_session_timeout": strconv.FormatInt(IdleInTransactionTimeout.Milliseconds(), 10),
+	} {
+		if _, set := cfg.RuntimeParams[k]; !set {
+			cfg.RuntimeParams[k] = v
+		}
+	}
 	sqldb := stdlib.OpenDB(*cfg)
-	sqldb.SetMaxOpenConns(40)
-	sqldb.SetMaxIdleConns(20)
+	sqldb.SetMaxOpenConns(o.maxConns)
+	sqldb.SetMaxIdleConns(o.maxConns)
 	sqldb.SetConnMaxIdleTime(5 * time.Minute)
 	return bun.NewDB(sqldb, pgdialect.New(), bun.WithDiscardUnknownColumns()), nil
 }
