@@ -1,0 +1,490 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/botfleet/botfleet/internal/testenv"
+	"github.com/botfleet/botfleet/telegram/tgemu"
+)
+
+const (
+	adminToken    = "bench-admin-token-0123456789abcdef0123456789"
+	encryptionKey = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+)
+
+// repoRoot is the module root (the parent of this package's directory).
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
+
+// buildBinary compiles cmd/botfleet into dir.
+func buildBinary(dir string) (string, error) {
+	bin := filepath.Join(dir, "botfleet")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/botfleet")
+	cmd.Dir = repoRoot()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/botfleet: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// platformOpts shape one scenario's deployment.
+type platformOpts struct {
+	emu     tgemu.Options
+	env     map[string]string // on top of the harness's settings; BENCH_ENV_* still wins
+	workers int
+}
+
+// platform is one botfleet deployment: a fresh database, a reserved Redis database, an
+// in-process tgemu, `botfleet serve` and the workers.
+type platform struct {
+	b       testing.TB
+	r       *run
+	env     []string
+	base    string
+	emu     *tgemu.Server
+	hooks   *hookRecorder
+	db      *pgxpool.Pool
+	dbURL   string
+	http    *http.Client
+	serve   *proc
+	workers []*proc
+	nproc   int
+}
+
+// newPlatform migrates a fresh database, starts serve and opts.workers workers against a
+// new tgemu, and waits for /readyz.
+func (r *run) newPlatform(ctx context.Context, opts platformOpts) (*platform, error) {
+	b := r.b
+	hooks := newHookRecorder()
+	opts.emu.HTTPClient = &http.Client{Timeout: 10 * time.Second, Transport: hooks}
+	emu := tgemu.NewTest(b, opts.emu)
+	dbURL := testenv.DBURL(b)
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	p := &platform{
+		b: b, r: r, base: "http://" + addr, emu: emu, hooks: hooks, dbURL: dbURL,
+		http: &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{
+			MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second,
+		}},
+	}
+	harness := map[string]string{
+		"DATABASE_URL":        dbURL,
+		"REDIS_URL":           testenv.RedisDBURL(b),
+		"HTTP_ADDR":           addr,
+		"PUBLIC_BASE_URL":     p.base,
+		"TELEGRAM_API_URL":    emu.URL(),
+		"ADMIN_TOKEN":         adminToken,
+		"ENCRYPTION_KEY":      encryptionKey,
+		"TELEGRAM_RATE_LIMIT": "100000/s",
+		"LOG_LEVEL":           "warn",
+	}
+	for k, v := range opts.env {
+		harness[k] = v
+	}
+	p.env = childEnv(os.Environ(), harness)
+	if out, err := p.cmd("migrate").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("botfleet migrate: %v\n%s", err, out)
+	}
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		return nil, err
+	}
+	b.Cleanup(pool.Close)
+	p.db = pool
+	// Stop the processes before the database and Redis are dropped (cleanups run last-in
+	// first-out).
+	b.Cleanup(p.stopAll)
+	if p.serve, err = p.start("serve"); err != nil {
+		return nil, err
+	}
+	n := opts.workers
+	if n == 0 {
+		n = 2
+	}
+	for range n {
+		w, err := p.start("worker")
+		if err != nil {
+			return nil, err
+		}
+		p.workers = append(p.workers, w)
+	}
+	if err := p.waitReady(ctx, 30*time.Second); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// childEnv is the caller's environment (so that WORKER_CONCURRENCY and the like reach the
+// platform) with the harness's settings on top, then BENCH_ENV_<NAME>=v as NAME=v on top of
+// everything. BENCH_* variables themselves are not passed on.
+func childEnv(environ []string, harness map[string]string) []string {
+	vars := map[string]string{}
+	var overrides [][2]string
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		if name, ok := strings.CutPrefix(k, "BENCH_ENV_"); ok && name != "" {
+			overrides = append(overrides, [2]string{name, v})
+			continue
+		}
+		if strings.HasPrefix(k, "BENCH_") {
+			continue
+		}
+		vars[k] = v
+	}
+	for k, v := range harness {
+		vars[k] = v
+	}
+	for _, o := range overrides {
+		vars[o[0]] = o[1]
+	}
+	out := make([]string, 0, len(vars))
+	for k, v := range vars {
+		out = append(out, k+"="+v)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// envValue returns the value of name in the platform's environment.
+func (p *platform) envValue(name string) string {
+	for _, kv := range p.env {
+		if k, v, _ := strings.Cut(kv, "="); k == name {
+			return v
+		}
+	}
+	return ""
+}
+
+func (p *platform) cmd(args ...string) *exec.Cmd {
+	cmd := exec.Command(p.r.bin, args...)
+	cmd.Env = p.env
+	return cmd
+}
+
+// proc is one running botfleet process, its log file and its memory high-water mark.
+type proc struct {
+	name      string
+	cmd       *exec.Cmd
+	done      chan struct{}
+	pprofAddr string
+	logPath   string
+
+	mu      sync.Mutex
+	peakRSS int64 // bytes, max of VmHWM and sampled VmRSS
+	exited  bool
+}
+
+// start runs `botfleet <sub>` with its output in <out>/<scenario>-<name>.log. When
+// profiling is on, the process gets its own PPROF_ADDR.
+func (p *platform) start(sub string) (*proc, error) {
+	p.nproc++
+	name := sub
+	if sub == "worker" {
+		name = fmt.Sprintf("worker%d", len(p.workers)+1) // a restarted worker gets the next number
+	}
+	pr := &proc{name: name, done: make(chan struct{})}
+	pr.logPath = filepath.Join(p.r.cfg.outDir, fmt.Sprintf("s%d-%s-%d.log", p.r.id, name, p.nproc))
+	logf, err := os.Create(pr.logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := p.cmd(sub)
+	if p.r.cfg.profile != "" {
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		pr.pprofAddr = addr
+		cmd.Env = append(slices.Clone(cmd.Env), "PPROF_ADDR="+addr)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, err
+	}
+	pr.cmd = cmd
+	go func() {
+		_ = cmd.Wait()
+		logf.Close()
+		pr.mu.Lock()
+		pr.exited = true
+		pr.mu.Unlock()
+		close(pr.done)
+	}()
+	go pr.sampleRSS()
+	return pr, nil
+}
+
+// sampleRSS records the process's peak resident set size every 200 ms until it exits.
+func (pr *proc) sampleRSS() {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		pr.readRSS()
+		select {
+		case <-pr.done:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (pr *proc) readRSS() {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pr.cmd.Process.Pid))
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "VmHWM:") && !strings.HasPrefix(line, "VmRSS:") {
+			continue
+		}
+		fields := strings.Fields(line)
+		if len(fields) < 2 {
+			continue
+		}
+		kb, err := strconv.ParseInt(fields[1], 10, 64)
+		if err != nil {
+			continue
+		}
+		pr.mu.Lock()
+		pr.peakRSS = max(pr.peakRSS, kb*1024)
+		pr.mu.Unlock()
+	}
+}
+
+// PeakRSS is the highest VmHWM/VmRSS seen, read once more now if the process runs.
+func (pr *proc) PeakRSS() int64 {
+	pr.mu.Lock()
+	exited := pr.exited
+	pr.mu.Unlock()
+	if !exited {
+		pr.readRSS()
+	}
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	return pr.peakRSS
+}
+
+func (pr *proc) alive() bool {
+	select {
+	case <-pr.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// stop sends SIGTERM and waits up to grace, then SIGKILL.
+func (pr *proc) stop(grace time.Duration) {
+	if pr == nil || pr.cmd == nil || !pr.alive() {
+		return
+	}
+	_ = pr.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-pr.done:
+	case <-time.After(grace):
+		_ = pr.cmd.Process.Kill()
+		<-pr.done
+	}
+}
+
+// kill sends SIGKILL and waits for the exit.
+func (pr *proc) kill() {
+	if pr.alive() {
+		_ = pr.cmd.Process.Signal(syscall.SIGKILL)
+	}
+	<-pr.done
+}
+
+// stopAll stops every process in parallel (SIGTERM, then SIGKILL after 10 s).
+func (p *platform) stopAll() {
+	var wg sync.WaitGroup
+	for _, pr := range append([]*proc{p.serve}, p.workers...) {
+		if pr != nil {
+			wg.Go(func() { pr.stop(10 * time.Second) })
+		}
+	}
+	wg.Wait()
+}
+
+// checkAlive reports processes that exited on their own (a crash is worth knowing before
+// reading any figure).
+func (p *platform) checkAlive() error {
+	for _, pr := range append([]*proc{p.serve}, p.workers...) {
+		if pr != nil && !pr.alive() && !pr.killed() {
+			return fmt.Errorf("botfleet %s exited unexpectedly; see %s", pr.name, pr.logPath)
+		}
+	}
+	return nil
+}
+
+func (pr *proc) killed() bool {
+	if pr.cmd.ProcessState == nil {
+		return false
+	}
+	ws, ok := pr.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled()
+}
+
+func (p *platform) waitReady(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if err := p.checkAlive(); err != nil {
+			return err
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.base+"/readyz", nil)
+		if resp, err := p.http.Do(req); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("botfleet serve not ready after %s; see %s", timeout, p.serve.logPath)
+}
+
+// workersPeakRSS is each worker's peak RSS, in start order.
+func (p *platform) workersPeakRSS() []int64 {
+	out := make([]int64, len(p.workers))
+	for i, w := range p.workers {
+		out[i] = w.PeakRSS()
+	}
+	return out
+}
+
+// apiError is a non-2xx answer of the platform's API.
+type apiError struct {
+	method, path string
+	status       int
+	body         string
+}
+
+func (e *apiError) Error() string {
+	return fmt.Sprintf("%s %s: %d %s", e.method, e.path, e.status, strings.TrimSpace(e.body))
+}
+
+// do sends a JSON request with a bearer token and decodes a 2xx answer into out.
+func (p *platform) do(ctx context.Context, method, path, token string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		buf, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(buf)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, p.base+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := p.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("%s %s: read: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		if len(raw) > 300 {
+			raw = raw[:300]
+		}
+		return &apiError{method: method, path: path, status: resp.StatusCode, body: string(raw)}
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return fmt.Errorf("%s %s: decode: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+// profileCPU fetches a CPU profile of pr over d from its PPROF_ADDR into
+// <BENCH_PROFILE>/<file>. It reports (on stderr and in the table) when profiling is off or
+// the engine has no pprof listener yet.
+func (p *platform) profileCPU(ctx context.Context, pr *proc, d time.Duration, file string) {
+	if p.r.cfg.profile == "" {
+		return
+	}
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", pr.pprofAddr, max(1, int(d.Seconds())))
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := (&http.Client{Timeout: d + 30*time.Second}).Do(req)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		err = fmt.Errorf("status %d", resp.StatusCode)
+	}
+	if err != nil {
+		p.r.logf("profile of %s skipped: no pprof listener at PPROF_ADDR=%s (%v); the engine may not support PPROF_ADDR yet",
+			pr.name, pr.pprofAddr, err)
+		p.r.rep.add(p.r.id, "CPU profile "+pr.name, "-", "skipped: no pprof listener (PPROF_ADDR unsupported?)", verdictInfo)
+		return
+	}
+	defer resp.Body.Close()
+	path := filepath.Join(p.r.cfg.profile, file)
+	f, err := os.Create(path)
+	if err == nil {
+		_, err = io.Copy(f, resp.Body)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		p.r.logf("profile of %s: %v", pr.name, err)
+		return
+	}
+	p.r.logf("CPU profile of %s written to %s (go tool pprof -top %s %s)", pr.name, path, p.r.bin, path)
+	p.r.rep.add(p.r.id, "CPU profile "+pr.name, "-", path, verdictInfo)
+}
+
+// errTimeout marks a phase that hit its time cap.
+var errTimeout = errors.New("timed out")
