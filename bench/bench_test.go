@@ -49,9 +49,11 @@ func BenchmarkWorkload(b *testing.B) {
 		}
 	}
 	fmt.Fprintf(os.Stderr, "bench: logs in %s (scale %g)\n", cfg.outDir, cfg.scale)
-	bin, err := buildBinary(cfg.outDir)
-	if err != nil {
-		b.Fatal(err)
+	bin := cfg.bin
+	if bin == "" {
+		if bin, err = buildBinary(cfg.outDir); err != nil {
+			b.Fatal(err)
+		}
 	}
 	rep := &report{}
 	started := time.Now()
@@ -63,7 +65,10 @@ func BenchmarkWorkload(b *testing.B) {
 			r := &run{b: b, cfg: cfg, bin: bin, id: sc.id, rep: rep, start: time.Now()}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			r.logf("start")
+			if la := loadAverage(); la != "" {
+				r.logf("start; machine load average %s", la)
+				rep.add(sc.id, "load average before (1, 5, 15 min)", "-", la+" (other work on the box skews every figure)", verdictInfo)
+			}
 			if err := sc.fn(ctx, r); err != nil {
 				rep.add(sc.id, "scenario error", "-", firstLine(err.Error()), verdictFail)
 				b.Errorf("scenario %d: %v", sc.id, err)
@@ -84,6 +89,19 @@ func BenchmarkWorkload(b *testing.B) {
 			b.Logf("write %s: %v", path, err)
 		}
 	}
+}
+
+// loadAverage is /proc/loadavg's first three fields ("" when unreadable).
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], ", ")
 }
 
 func firstLine(s string) string {

@@ -183,7 +183,16 @@ func (r *run) broadcastScenario(ctx context.Context, s bcSpec) error {
 		fmt.Sprintf("p50 %s, p99 %s, all in %s", ms(percentile(creates, 0.5)), ms(percentile(creates, 0.99)), secs(time.Since(tb))), verdictInfo)
 	r.logf("created %d broadcasts (%s recipients) in %s", len(creates), num(expected), secs(time.Since(tb)))
 	if s.profile && r.cfg.profile != "" {
-		go p.profileCPU(ctx, p.workers[0], 20*time.Second, fmt.Sprintf("s%d-worker1.cpu.pprof", id))
+		go p.profileCPU(ctx, p.workerList()[0], 20*time.Second, fmt.Sprintf("s%d-worker1.cpu.pprof", id))
+	}
+	crash := &crashInfo{inFlight: -1}
+	crashCtx, stopCrash := context.WithCancel(ctx)
+	crashDone := make(chan struct{})
+	defer func() { stopCrash(); <-crashDone }() // no restart after the platform stops
+	if s.crash {
+		go func() { defer close(crashDone); p.crashAtHalf(crashCtx, bots, expected, crash) }()
+	} else {
+		close(crashDone)
 	}
 
 	timeout := s.timeout
@@ -194,41 +203,16 @@ func (r *run) broadcastScenario(ctx context.Context, s bcSpec) error {
 		return err
 	}
 	var (
-		delivered  int
-		open       int
-		doneAt     time.Time // when delivered first reached expected
-		lastN      int
-		lastT      = time.Now()
-		killedAt   time.Time
-		killedAtN  int
-		inFlight   = -1
-		restarted  bool
-		crashState string
+		delivered int
+		open      int
+		doneAt    time.Time // when delivered first reached expected
+		lastN     int
+		lastT     = time.Now()
 	)
 	err = p.waitFor(ctx, timeout, func(ctx context.Context) (bool, error) {
 		delivered = 0
 		for _, fb := range bots {
 			delivered += p.emu.SentCount(fb.tg.ID) - fb.baseline
-		}
-		if s.crash && killedAt.IsZero() && delivered*2 >= expected {
-			killedAt, killedAtN = time.Now(), delivered
-			w := p.workers[0]
-			w.kill()
-			// What the killed worker (and the other) had claimed and not yet recorded:
-			// an upper bound of the sends in flight at the kill.
-			if err := p.db.QueryRow(ctx, "SELECT count(*) FROM broadcast_recipients WHERE status = 'sending'").Scan(&inFlight); err != nil {
-				crashState = "in-flight query failed: " + err.Error()
-			}
-			r.logf("SIGKILLed %s (pid %d) at %s/%s delivered; %d recipients in status sending", w.name, w.cmd.Process.Pid, num(delivered), num(expected), inFlight)
-		}
-		if s.crash && !killedAt.IsZero() && !restarted && time.Since(killedAt) >= time.Second {
-			w, err := p.start("worker")
-			if err != nil {
-				return false, err
-			}
-			p.workers = append(p.workers, w)
-			restarted = true
-			r.logf("restarted the worker as %s", w.name)
 		}
 		n, err := p.broadcastsOpen(ctx)
 		if err != nil {
@@ -248,6 +232,8 @@ func (r *run) broadcastScenario(ctx context.Context, s bcSpec) error {
 			viol.PerBot-v0.PerBot, viol.PerChat-v0.PerChat)
 		lastN, lastT = delivered, time.Now()
 	})
+	stopCrash()
+	<-crashDone
 	timedOut := errors.Is(err, errTimeout)
 	if err != nil && !timedOut {
 		return err
@@ -289,19 +275,20 @@ func (r *run) broadcastScenario(ctx context.Context, s bcSpec) error {
 	}
 	if s.crash {
 		bound := "-"
-		if inFlight >= 0 {
-			bound = num(inFlight)
+		if crash.inFlight >= 0 {
+			bound = num(crash.inFlight)
 		}
-		rep.add(id, "worker SIGKILLed at", "half", fmt.Sprintf("%s/%s delivered, %s after the broadcasts", num(killedAtN), num(expected),
-			secs(killedAt.Sub(tb))), verdictInfo)
-		if killedAt.IsZero() {
-			rep.add(id, "worker SIGKILLed at", "half", "never: half was not reached", verdictFail)
+		if crash.at.IsZero() {
+			rep.add(id, "worker SIGKILLed at", "half", "never: half was not reached "+crash.err, verdictFail)
+		} else {
+			rep.add(id, "worker SIGKILLed at", "half", fmt.Sprintf("%s at %s/%s delivered, %s after the broadcasts; restarted 1 s later",
+				crash.worker, num(crash.delivered), num(expected), secs(crash.at.Sub(tb))), verdictInfo)
+			rep.add(id, "in-flight bound at the kill", "-", bound+" recipients in status sending "+crash.err, verdictInfo)
 		}
-		rep.add(id, "in-flight bound at the kill", "-", bound+" recipients in status sending "+crashState, verdictInfo)
 		rep.check(id, "losses", "0", lossText, st.losses == 0)
-		rep.check(id, "duplicates", "<= in-flight ("+bound+")", num(st.duplicates), inFlight >= 0 && st.duplicates <= inFlight)
-		if !killedAt.IsZero() && !st.last.IsZero() {
-			rep.add(id, "recovery: kill -> last arrival", "-", secs(st.last.Sub(killedAt)), verdictInfo)
+		rep.check(id, "duplicates", "<= in-flight ("+bound+")", num(st.duplicates), crash.inFlight >= 0 && st.duplicates <= crash.inFlight)
+		if !crash.at.IsZero() && st.last.After(crash.at) {
+			rep.add(id, "recovery: kill -> last arrival", "-", secs(st.last.Sub(crash.at)), verdictInfo)
 		}
 	} else {
 		rep.add(id, "losses", "0", lossText, lossVerdict)
@@ -317,4 +304,58 @@ func (r *run) broadcastScenario(ctx context.Context, s bcSpec) error {
 	rep.add(id, "bots with an arrival per second (median)", "-", fmt.Sprintf("%d of %d", st.activeBots, s.bots), verdictInfo)
 	rep.add(id, "worker peak RSS (VmHWM)", "-", rssList(p.workersPeakRSS()), verdictInfo)
 	return nil
+}
+
+// crashInfo is what crashAtHalf did.
+type crashInfo struct {
+	at        time.Time // when the worker was killed (zero: never)
+	delivered int       // broadcast messages at tgemu then
+	worker    string
+	inFlight  int    // recipients in status sending right after the kill (-1: unknown)
+	err       string // what went wrong, if anything
+}
+
+// crashAtHalf waits until half of expected broadcast messages have arrived at tgemu, then
+// SIGKILLs the worker that has used the most CPU, counts the recipients in status sending
+// (claimed and not yet recorded by either worker: an upper bound of the sends that were in
+// flight in the killed one), and starts a replacement worker a second later.
+func (p *platform) crashAtHalf(ctx context.Context, bots []*fleetBot, expected int, c *crashInfo) {
+	for ctx.Err() == nil {
+		delivered := 0
+		for _, fb := range bots {
+			delivered += p.emu.SentCount(fb.tg.ID) - fb.baseline
+		}
+		if delivered*2 < expected {
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		var victim *proc
+		for _, w := range p.workerList() {
+			if w.alive() && (victim == nil || w.cpuTicks() > victim.cpuTicks()) {
+				victim = w
+			}
+		}
+		victim.kill()
+		c.at, c.delivered, c.worker = time.Now(), delivered, victim.name
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		err := p.db.QueryRow(qctx, "SELECT count(*) FROM broadcast_recipients WHERE status = 'sending'").Scan(&c.inFlight)
+		cancel()
+		if err != nil {
+			c.inFlight, c.err = -1, "(query failed: "+firstLine(err.Error())+")"
+		}
+		p.r.logf("SIGKILLed %s at %s/%s delivered; %d recipients in status sending", victim.name, num(delivered), num(expected), c.inFlight)
+		select {
+		case <-ctx.Done():
+			c.err += " (not restarted: the scenario ended)"
+			return
+		case <-time.After(time.Second):
+		}
+		w, err := p.start("worker")
+		if err != nil {
+			c.err += " (restart failed: " + err.Error() + ")"
+			return
+		}
+		p.r.logf("restarted: %s", w.name)
+		return
+	}
 }

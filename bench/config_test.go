@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -20,19 +21,23 @@ type config struct {
 	outDir string
 	// profile turns on CPU profiles of the platform (BENCH_PROFILE=dir); "" is off.
 	profile string
-	// results is an extra copy of the table (BENCH_RESULTS, default results.txt in the
-	// package directory, i.e. bench/results.txt).
+	// results is an extra copy of the table (BENCH_RESULTS, default bench/results.txt; ""
+	// writes none). Relative paths of every BENCH_* variable are relative to the repository
+	// root, where `make bench` runs.
 	results string
 	// setupTimeout caps each setup phase: contacts created, welcomes received (BENCH_SETUP_TIMEOUT).
 	setupTimeout time.Duration
 	// progress is the interval of progress lines on stderr (BENCH_PROGRESS, default 5s).
 	progress time.Duration
+	// bin is a botfleet binary to benchmark instead of building ./cmd/botfleet (BENCH_BIN),
+	// e.g. to compare two builds.
+	bin string
 }
 
 func loadConfig() (config, error) {
 	c := config{
 		scale:        1,
-		results:      "results.txt",
+		results:      "bench/results.txt",
 		setupTimeout: 10 * time.Minute,
 		progress:     5 * time.Second,
 	}
@@ -55,8 +60,14 @@ func loadConfig() (config, error) {
 	}
 	c.outDir = os.Getenv("BENCH_OUT")
 	c.profile = os.Getenv("BENCH_PROFILE")
+	c.bin = os.Getenv("BENCH_BIN")
 	if v, ok := os.LookupEnv("BENCH_RESULTS"); ok {
 		c.results = v
+	}
+	for _, p := range []*string{&c.outDir, &c.profile, &c.results, &c.bin} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(repoRoot(), *p)
+		}
 	}
 	var err error
 	if c.setupTimeout, err = envDuration("BENCH_SETUP_TIMEOUT", c.setupTimeout); err != nil {

@@ -333,7 +333,7 @@ func scenario4(ctx context.Context, r *run) error {
 	if r.cfg.profile != "" {
 		pd := min(20*time.Second, dur)
 		go p.profileCPU(ctx, p.serve, pd, "s4-serve.cpu.pprof")
-		go p.profileCPU(ctx, p.workers[0], pd, "s4-worker1.cpu.pprof")
+		go p.profileCPU(ctx, p.workerList()[0], pd, "s4-worker1.cpu.pprof")
 	}
 	r.logf("webhook: %d connections for %s", conns, secs(dur))
 	ps := runLoad(ctx, conns, dur, targets)

@@ -69,17 +69,19 @@ type platformOpts struct {
 // platform is one botfleet deployment: a fresh database, a reserved Redis database, an
 // in-process tgemu, `botfleet serve` and the workers.
 type platform struct {
-	b       testing.TB
-	r       *run
-	env     []string
-	base    string
-	emu     *tgemu.Server
-	hooks   *hookRecorder
-	db      *pgxpool.Pool
-	dbURL   string
-	http    *http.Client
-	serve   *proc
-	workers []*proc
+	b     testing.TB
+	r     *run
+	env   []string
+	base  string
+	emu   *tgemu.Server
+	hooks *hookRecorder
+	db    *pgxpool.Pool
+	dbURL string
+	http  *http.Client
+	serve *proc
+
+	mu      sync.Mutex
+	workers []*proc // in start order; a restarted worker is appended
 	nproc   int
 }
 
@@ -136,11 +138,9 @@ func (r *run) newPlatform(ctx context.Context, opts platformOpts) (*platform, er
 		n = 2
 	}
 	for range n {
-		w, err := p.start("worker")
-		if err != nil {
+		if _, err := p.start("worker"); err != nil {
 			return nil, err
 		}
-		p.workers = append(p.workers, w)
 	}
 	if err := p.waitReady(ctx, 30*time.Second); err != nil {
 		return nil, err
@@ -208,9 +208,11 @@ type proc struct {
 	exited  bool
 }
 
-// start runs `botfleet <sub>` with its output in <out>/<scenario>-<name>.log. When
-// profiling is on, the process gets its own PPROF_ADDR.
+// start runs `botfleet <sub>` with its output in <out>/s<scenario>-<name>-<n>.log; a worker is
+// added to p.workers. When profiling is on, the process gets its own PPROF_ADDR.
 func (p *platform) start(sub string) (*proc, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.nproc++
 	name := sub
 	if sub == "worker" {
@@ -246,7 +248,22 @@ func (p *platform) start(sub string) (*proc, error) {
 		close(pr.done)
 	}()
 	go pr.sampleRSS()
+	if sub == "worker" {
+		p.workers = append(p.workers, pr)
+	}
 	return pr, nil
+}
+
+// workerList is a copy of p.workers.
+func (p *platform) workerList() []*proc {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.workers)
+}
+
+// procs is serve and the workers.
+func (p *platform) procs() []*proc {
+	return append([]*proc{p.serve}, p.workerList()...)
 }
 
 // sampleRSS records the process's peak resident set size every 200 ms until it exits.
@@ -302,6 +319,26 @@ func (pr *proc) PeakRSS() int64 {
 	return pr.peakRSS
 }
 
+// cpuTicks is the process's user+system CPU time in clock ticks (0 when unknown).
+func (pr *proc) cpuTicks() int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pr.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+	_, rest, ok := strings.Cut(string(b), ") ")
+	if !ok {
+		return 0
+	}
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + s
+}
+
 func (pr *proc) alive() bool {
 	select {
 	case <-pr.done:
@@ -336,7 +373,7 @@ func (pr *proc) kill() {
 // stopAll stops every process in parallel (SIGTERM, then SIGKILL after 10 s).
 func (p *platform) stopAll() {
 	var wg sync.WaitGroup
-	for _, pr := range append([]*proc{p.serve}, p.workers...) {
+	for _, pr := range p.procs() {
 		if pr != nil {
 			wg.Go(func() { pr.stop(10 * time.Second) })
 		}
@@ -347,7 +384,7 @@ func (p *platform) stopAll() {
 // checkAlive reports processes that exited on their own (a crash is worth knowing before
 // reading any figure).
 func (p *platform) checkAlive() error {
-	for _, pr := range append([]*proc{p.serve}, p.workers...) {
+	for _, pr := range p.procs() {
 		if pr != nil && !pr.alive() && !pr.killed() {
 			return fmt.Errorf("botfleet %s exited unexpectedly; see %s", pr.name, pr.logPath)
 		}
@@ -388,8 +425,9 @@ func (p *platform) waitReady(ctx context.Context, timeout time.Duration) error {
 
 // workersPeakRSS is each worker's peak RSS, in start order.
 func (p *platform) workersPeakRSS() []int64 {
-	out := make([]int64, len(p.workers))
-	for i, w := range p.workers {
+	ws := p.workerList()
+	out := make([]int64, len(ws))
+	for i, w := range ws {
 		out[i] = w.PeakRSS()
 	}
 	return out

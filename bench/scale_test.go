@@ -156,5 +156,8 @@ func scenario5(ctx context.Context, r *run) error {
 	}
 	rep.add(id, "worker peak RSS (VmHWM)", "< 256 MiB each", rssList(rss), v)
 	rep.check(id, "duplicates", "0", num(st.duplicates), st.duplicates == 0)
+	if !timedOut {
+		rep.check(id, "losses", "0", num(st.losses), st.losses == 0)
+	}
 	return nil
 }
