@@ -183,7 +183,8 @@ func (r *run) broadcastScenario(ctx context.Context, s bcSpec) error {
 		fmt.Sprintf("p50 %s, p99 %s, all in %s", ms(percentile(creates, 0.5)), ms(percentile(creates, 0.99)), secs(time.Since(tb))), verdictInfo)
 	r.logf("created %d broadcasts (%s recipients) in %s", len(creates), num(expected), secs(time.Since(tb)))
 	if s.profile && r.cfg.profile != "" {
-		go p.profileCPU(ctx, p.workerList()[0], 20*time.Second, fmt.Sprintf("s%d-worker1.cpu.pprof", id))
+		p.profileCPU(p.workerList()[0], 20*time.Second, fmt.Sprintf("s%d-worker1.cpu.pprof", id))
+		defer p.waitProfiles()
 	}
 	crash := &crashInfo{inFlight: -1}
 	crashCtx, stopCrash := context.WithCancel(ctx)
@@ -298,10 +299,11 @@ func (r *run) broadcastScenario(ctx context.Context, s bcSpec) error {
 		rep.add(id, "messages to chats not in the audience", "0", num(st.strays), verdictFail)
 	}
 	if s.pace > 0 {
-		rep.add(id, "send latency (arrival - due at 30/s/bot)", "-", fmt.Sprintf("p50 %s, p99 %s", ms(percentile(st.lags, 0.5)),
+		rep.add(id, "send latency (arrival - due, 30/s/bot)", "-", fmt.Sprintf("p50 %s, p99 %s", ms(percentile(st.lags, 0.5)),
 			ms(percentile(st.lags, 0.99))), verdictInfo)
 	}
 	rep.add(id, "bots with an arrival per second (median)", "-", fmt.Sprintf("%d of %d", st.activeBots, s.bots), verdictInfo)
+	p.waitProfiles() // the peak RSS includes the profiling
 	rep.add(id, "worker peak RSS (VmHWM)", "-", rssList(p.workersPeakRSS()), verdictInfo)
 	return nil
 }

@@ -332,12 +332,13 @@ func scenario4(ctx context.Context, r *run) error {
 	}
 	if r.cfg.profile != "" {
 		pd := min(20*time.Second, dur)
-		go p.profileCPU(ctx, p.serve, pd, "s4-serve.cpu.pprof")
-		go p.profileCPU(ctx, p.workerList()[0], pd, "s4-worker1.cpu.pprof")
+		p.profileCPU(p.serve, pd, "s4-serve.cpu.pprof")
+		p.profileCPU(p.workerList()[0], pd, "s4-worker1.cpu.pprof")
 	}
 	r.logf("webhook: %d connections for %s", conns, secs(dur))
 	ps := runLoad(ctx, conns, dur, targets)
 	loadEnd := time.Now()
+	p.waitProfiles()
 	r.logf("webhook: %s acknowledged (%s), p99 %s, %s", num(ps.ok), perSec(ps.rate()), ms(percentile(ps.lat, 0.99)), ps.errText())
 	r.b.ReportMetric(ps.rate(), "acks/s")
 

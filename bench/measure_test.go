@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"math"
 	"slices"
 	"time"
 )
@@ -17,8 +18,9 @@ type bcStats struct {
 	first      time.Time
 	last       time.Time
 	// lags are, sorted, each message's arrival minus its due time: the k-th message of a
-	// bot (k from 0, in arrival order) is due at the moment its broadcast was requested
-	// plus k/pace, the earliest Telegram's per-bot limit lets it arrive. Empty when pace is 0.
+	// bot (k from 0, in arrival order) is due floor(k/pace) seconds after its broadcast was
+	// requested, the earliest Telegram's per-bot limit (pace messages in any 1-second
+	// window) lets it arrive. Empty when pace is 0.
 	lags []time.Duration
 	// activeBots is the median number of distinct bots with an arrival in each whole
 	// second between the first and the last arrival.
@@ -88,7 +90,7 @@ func (p *platform) analyzeBroadcasts(bots []*fleetBot, pace float64) bcStats {
 		if pace > 0 {
 			slices.SortFunc(ats, func(a, b time.Time) int { return a.Compare(b) })
 			for k, at := range ats {
-				due := fb.bcRequest.Add(time.Duration(float64(k) / pace * float64(time.Second)))
+				due := fb.bcRequest.Add(time.Duration(math.Floor(float64(k)/pace)) * time.Second)
 				s.lags = append(s.lags, at.Sub(due))
 			}
 		}

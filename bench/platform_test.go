@@ -79,6 +79,7 @@ type platform struct {
 	dbURL string
 	http  *http.Client
 	serve *proc
+	profs sync.WaitGroup // CPU profiles being collected
 
 	mu      sync.Mutex
 	workers []*proc // in start order; a restarted worker is appended
@@ -487,24 +488,35 @@ func (p *platform) do(ctx context.Context, method, path, token string, body, out
 	return nil
 }
 
-// profileCPU fetches a CPU profile of pr over d from its PPROF_ADDR into
-// <BENCH_PROFILE>/<file>. It reports (on stderr and in the table) when profiling is off or
-// the engine has no pprof listener yet.
-func (p *platform) profileCPU(ctx context.Context, pr *proc, d time.Duration, file string) {
+// profileCPU starts collecting a CPU profile of pr over d from its PPROF_ADDR into
+// <BENCH_PROFILE>/<file>, in the background; waitProfiles waits for it. It reports (on
+// stderr and in the table) when the engine has no pprof listener. No-op unless BENCH_PROFILE
+// is set.
+func (p *platform) profileCPU(pr *proc, d time.Duration, file string) {
 	if p.r.cfg.profile == "" {
 		return
 	}
+	p.profs.Go(func() { p.fetchProfile(pr, d, file) })
+}
+
+// waitProfiles waits for the profiles started by profileCPU (call it before the platform
+// stops).
+func (p *platform) waitProfiles() { p.profs.Wait() }
+
+func (p *platform) fetchProfile(pr *proc, d time.Duration, file string) {
 	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", pr.pprofAddr, max(1, int(d.Seconds())))
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := (&http.Client{Timeout: d + 30*time.Second}).Do(req)
+	resp, err := (&http.Client{Timeout: d + 30*time.Second}).Get(url)
 	if err == nil && resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
 		err = fmt.Errorf("status %d", resp.StatusCode)
 	}
 	if err != nil {
-		p.r.logf("profile of %s skipped: no pprof listener at PPROF_ADDR=%s (%v); the engine may not support PPROF_ADDR yet",
-			pr.name, pr.pprofAddr, err)
-		p.r.rep.add(p.r.id, "CPU profile "+pr.name, "-", "skipped: no pprof listener (PPROF_ADDR unsupported?)", verdictInfo)
+		why := "failed: " + firstLine(err.Error())
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			why = "skipped: nothing listens at PPROF_ADDR (the engine does not support it yet?)"
+		}
+		p.r.logf("CPU profile of %s %s", pr.name, why)
+		p.r.rep.add(p.r.id, "CPU profile "+pr.name, "-", why, verdictInfo)
 		return
 	}
 	defer resp.Body.Close()
