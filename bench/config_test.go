@@ -38,7 +38,7 @@ func loadConfig() (config, error) {
 	c := config{
 		scale:        1,
 		results:      "bench/results.txt",
-		setupTimeout: 10 * time.Minute,
+		setupTimeout: 5 * time.Minute,
 		progress:     5 * time.Second,
 	}
 	if v := os.Getenv("BENCH_SCALE"); v != "" {

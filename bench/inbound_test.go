@@ -383,6 +383,7 @@ func scenario4(ctx context.Context, r *run) error {
 	} else {
 		rep.add(id, "every stored update processed", "0 left", num(unprocessed)+" left at the cap", verdictTimeout)
 	}
+	p.reportCPU()
 	rep.add(id, "peak RSS serve; workers", "-", mib(p.serve.PeakRSS())+"; "+rssList(p.workersPeakRSS()), verdictInfo)
 	return nil
 }

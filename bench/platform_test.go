@@ -80,6 +80,7 @@ type platform struct {
 	http  *http.Client
 	serve *proc
 	profs sync.WaitGroup // CPU profiles being collected
+	cpu0  cpuSnapshot    // the box and the harness when the platform started
 
 	mu      sync.Mutex
 	workers []*proc // in start order; a restarted worker is appended
@@ -128,6 +129,7 @@ func (r *run) newPlatform(ctx context.Context, opts platformOpts) (*platform, er
 	}
 	b.Cleanup(pool.Close)
 	p.db = pool
+	p.cpu0 = readCPUSnapshot()
 	// Stop the processes before the database and Redis are dropped (cleanups run last-in
 	// first-out).
 	b.Cleanup(p.stopAll)
@@ -206,6 +208,7 @@ type proc struct {
 
 	mu      sync.Mutex
 	peakRSS int64 // bytes, max of VmHWM and sampled VmRSS
+	ticks   int64 // CPU time last sampled, in clock ticks
 	exited  bool
 }
 
@@ -273,6 +276,11 @@ func (pr *proc) sampleRSS() {
 	defer t.Stop()
 	for {
 		pr.readRSS()
+		if t := pr.readCPU(); t > 0 {
+			pr.mu.Lock()
+			pr.ticks = t
+			pr.mu.Unlock()
+		}
 		select {
 		case <-pr.done:
 			return
@@ -320,8 +328,27 @@ func (pr *proc) PeakRSS() int64 {
 	return pr.peakRSS
 }
 
-// cpuTicks is the process's user+system CPU time in clock ticks (0 when unknown).
+// cpuTicks is the process's user+system CPU time in clock ticks: read now while it runs,
+// else the last sample.
 func (pr *proc) cpuTicks() int64 {
+	if pr.alive() {
+		if t := pr.readCPU(); t > 0 {
+			return t
+		}
+	}
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	return pr.ticks
+}
+
+// clockTick is USER_HZ, the unit of /proc/<pid>/stat times (100 on Linux x86 and arm).
+const clockTick = 100
+
+// cpuSeconds is cpuTicks in seconds.
+func (pr *proc) cpuSeconds() float64 { return float64(pr.cpuTicks()) / clockTick }
+
+// readCPU reads user+system time from /proc/<pid>/stat (0 when unknown).
+func (pr *proc) readCPU() int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pr.cmd.Process.Pid))
 	if err != nil {
 		return 0
@@ -538,3 +565,58 @@ func (p *platform) fetchProfile(pr *proc, d time.Duration, file string) {
 
 // errTimeout marks a phase that hit its time cap.
 var errTimeout = errors.New("timed out")
+
+// cpuSnapshot is the box's CPU time by state (/proc/stat, clock ticks) and the harness
+// process's own CPU time.
+type cpuSnapshot struct {
+	user, system, idle, iowait, other int64
+	self                              time.Duration
+}
+
+func readCPUSnapshot() cpuSnapshot {
+	var s cpuSnapshot
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		s.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return s
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+	if len(f) < 8 || f[0] != "cpu" {
+		return s
+	}
+	v := make([]int64, len(f))
+	for i := 1; i < len(f); i++ {
+		v[i], _ = strconv.ParseInt(f[i], 10, 64)
+	}
+	s.user, s.system, s.idle, s.iowait = v[1]+v[2], v[3]+v[6]+v[7], v[4], v[5]
+	if len(v) > 8 {
+		s.other = v[8] // steal
+	}
+	return s
+}
+
+// reportCPU adds where the CPU went since the platform started: seconds used by serve, each
+// worker and the harness (tgemu, load generator, minimal handler), and the whole box's
+// utilisation by state, which includes PostgreSQL, Redis and anything else running.
+func (p *platform) reportCPU() {
+	now := readCPUSnapshot()
+	parts := []string{fmt.Sprintf("serve %.1f", p.serve.cpuSeconds())}
+	for _, w := range p.workerList() {
+		parts = append(parts, fmt.Sprintf("%s %.1f", w.name, w.cpuSeconds()))
+	}
+	parts = append(parts, fmt.Sprintf("harness %.1f", (now.self-p.cpu0.self).Seconds()))
+	p.r.rep.add(p.r.id, "CPU seconds by process", "-", strings.Join(parts, ", "), verdictInfo)
+	d := cpuSnapshot{user: now.user - p.cpu0.user, system: now.system - p.cpu0.system, idle: now.idle - p.cpu0.idle,
+		iowait: now.iowait - p.cpu0.iowait, other: now.other - p.cpu0.other}
+	total := d.user + d.system + d.idle + d.iowait + d.other
+	if total <= 0 {
+		return
+	}
+	pct := func(x int64) float64 { return 100 * float64(x) / float64(total) }
+	p.r.rep.add(p.r.id, "box CPU (all processes)", "-", fmt.Sprintf("busy %.0f%%: user %.0f%%, kernel %.0f%%; iowait %.0f%%, idle %.0f%%",
+		pct(d.user+d.system+d.other), pct(d.user), pct(d.system), pct(d.iowait), pct(d.idle)), verdictInfo)
+}

@@ -154,6 +154,7 @@ func scenario5(ctx context.Context, r *run) error {
 	case peak < 256<<20:
 		v = verdictPass
 	}
+	p.reportCPU()
 	rep.add(id, "worker peak RSS (VmHWM)", "< 256 MiB each", rssList(rss), v)
 	rep.check(id, "duplicates", "0", num(st.duplicates), st.duplicates == 0)
 	if !timedOut {
