@@ -185,7 +185,7 @@ func (r *run) broadcastScenario(ctx context.Context, s bcSpec) error {
 		p.profileCPU(p.workerList()[0], 20*time.Second, fmt.Sprintf("s%d-worker1.cpu.pprof", id))
 		defer p.waitProfiles()
 	}
-	crash := &crashInfo{inFlight: -1}
+	crash := &crashInfo{inFlight: -1, claimed: -1}
 	crashCtx, stopCrash := context.WithCancel(ctx)
 	crashDone := make(chan struct{})
 	defer func() { stopCrash(); <-crashDone }() // no restart after the platform stops
@@ -285,10 +285,15 @@ func (r *run) broadcastScenario(ctx context.Context, s bcSpec) error {
 		} else {
 			rep.add(id, "worker SIGKILLed at", "half", fmt.Sprintf("%s at %s/%s delivered, %s after the broadcasts; restarted 1 s later",
 				crash.worker, num(crash.delivered), num(expected), secs(crash.at.Sub(tb))), verdictInfo)
-			rep.add(id, "in-flight bound at the kill", "-", bound+" recipients in status sending "+crash.err, verdictInfo)
+			claimed := "?"
+			if crash.claimed >= 0 {
+				claimed = num(crash.claimed)
+			}
+			rep.add(id, "in-flight at the kill", "-", fmt.Sprintf("%s delivered but not recorded as sent; %s recipients in status sending %s",
+				bound, claimed, crash.err), verdictInfo)
 		}
 		rep.add(id, "losses", "0", lossText, lossVerdict)
-		rep.check(id, "duplicates", "<= in-flight ("+bound+")", num(st.duplicates), crash.inFlight >= 0 && st.duplicates <= crash.inFlight)
+		rep.check(id, "duplicates", "<= in-flight at the kill ("+bound+")", num(st.duplicates), crash.inFlight >= 0 && st.duplicates <= crash.inFlight)
 		if !crash.at.IsZero() && st.last.After(crash.at) {
 			rep.add(id, "recovery: kill -> last arrival", "-", secs(st.last.Sub(crash.at)), verdictInfo)
 		}
@@ -315,14 +320,18 @@ type crashInfo struct {
 	at        time.Time // when the worker was killed (zero: never)
 	delivered int       // broadcast messages at tgemu then
 	worker    string
-	inFlight  int    // recipients in status sending right after the kill (-1: unknown)
-	err       string // what went wrong, if anything
+	// inFlight is the number of broadcast messages tgemu had accepted when the killed
+	// worker was gone whose recipient was not recorded as sent right after: the sends that
+	// no record covers, an upper bound of the duplicates a correct engine may make (-1:
+	// unknown).
+	inFlight int
+	claimed  int    // recipients in status sending right after the kill (-1: unknown)
+	err      string // what went wrong, if anything
 }
 
 // crashAtHalf waits until half of expected broadcast messages have arrived at tgemu, then
-// SIGKILLs the worker that has used the most CPU, counts the recipients in status sending
-// (claimed and not yet recorded by either worker: an upper bound of the sends that were in
-// flight in the killed one), and starts a replacement worker a second later.
+// SIGKILLs the worker that has used the most CPU, measures what was in flight (see
+// crashInfo), and starts a replacement worker a second later.
 func (p *platform) crashAtHalf(ctx context.Context, bots []*fleetBot, expected int, c *crashInfo) {
 	for ctx.Err() == nil {
 		delivered := 0
@@ -339,15 +348,39 @@ func (p *platform) crashAtHalf(ctx context.Context, bots []*fleetBot, expected i
 				victim = w
 			}
 		}
-		victim.kill()
+		victim.kill() // returns once the process is gone: it sends nothing more
 		c.at, c.delivered, c.worker = time.Now(), delivered, victim.name
-		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		err := p.db.QueryRow(qctx, "SELECT count(*) FROM broadcast_recipients WHERE status = 'sending'").Scan(&c.inFlight)
+		// Snapshot what tgemu accepted, then what the database says was sent. A message the
+		// surviving worker sends and records meanwhile is in the second set, not the first.
+		accepted := map[string]map[int64]bool{}
+		for _, fb := range bots {
+			set := map[int64]bool{}
+			for _, m := range p.emu.Sent(fb.tg.ID) {
+				if m.Text == fb.bcText {
+					set[m.ChatID] = true
+				}
+			}
+			accepted[fb.appID] = set
+		}
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		recorded, err := p.recordedSent(qctx)
+		if err == nil {
+			c.inFlight = 0
+			for app, set := range accepted {
+				for chat := range set {
+					if !recorded[app][chat] {
+						c.inFlight++
+					}
+				}
+			}
+			err = p.db.QueryRow(qctx, "SELECT count(*) FROM broadcast_recipients WHERE status = 'sending'").Scan(&c.claimed)
+		}
 		cancel()
 		if err != nil {
-			c.inFlight, c.err = -1, "(query failed: "+firstLine(err.Error())+")"
+			c.err = "(query failed: " + firstLine(err.Error()) + ")"
 		}
-		p.r.logf("SIGKILLed %s at %s/%s delivered; %d recipients in status sending", victim.name, num(delivered), num(expected), c.inFlight)
+		p.r.logf("SIGKILLed %s at %s/%s delivered; %d delivered but not recorded, %d recipients in status sending",
+			victim.name, num(delivered), num(expected), c.inFlight, c.claimed)
 		select {
 		case <-ctx.Done():
 			c.err += " (not restarted: the scenario ended)"
@@ -362,4 +395,27 @@ func (p *platform) crashAtHalf(ctx context.Context, bots []*fleetBot, expected i
 		p.r.logf("restarted: %s", w.name)
 		return
 	}
+}
+
+// recordedSent is, per bot_app_id, the chats of broadcast recipients in status sent.
+func (p *platform) recordedSent(ctx context.Context) (map[string]map[int64]bool, error) {
+	rows, err := p.db.Query(ctx, `SELECT b.bot_id::text, r.chat_id FROM broadcast_recipients r
+		JOIN broadcasts b ON b.id = r.broadcast_id WHERE r.status = 'sent'`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]map[int64]bool{}
+	for rows.Next() {
+		var app string
+		var chat int64
+		if err := rows.Scan(&app, &chat); err != nil {
+			return nil, err
+		}
+		if out[app] == nil {
+			out[app] = map[int64]bool{}
+		}
+		out[app][chat] = true
+	}
+	return out, rows.Err()
 }
