@@ -122,8 +122,9 @@ func (p *platform) analyzeBroadcasts(bots []*fleetBot, pace float64) bcStats {
 }
 
 // welcomeLatencies are, sorted, for every chat that received a message before the
-// broadcast, the time from tgemu's first post of that chat's update to the reply's arrival.
-func (p *platform) welcomeLatencies(bots []*fleetBot) (lat []time.Duration, chats int) {
+// broadcast, the time from tgemu's first post of that chat's update to the reply's arrival;
+// chats is how many chats got one, last when the last of them arrived.
+func (p *platform) welcomeLatencies(bots []*fleetBot) (lat []time.Duration, chats int, last time.Time) {
 	for _, fb := range bots {
 		seen := map[int64]bool{}
 		for _, m := range p.emu.Sent(fb.tg.ID) {
@@ -132,10 +133,13 @@ func (p *platform) welcomeLatencies(bots []*fleetBot) (lat []time.Duration, chat
 			}
 			seen[m.ChatID] = true
 			chats++
+			if m.At.After(last) {
+				last = m.At
+			}
 			if t0, ok := p.hooks.first(fb.hookURL, m.ChatID); ok {
 				lat = append(lat, m.At.Sub(t0))
 			}
 		}
 	}
-	return sortedDurations(lat), chats
+	return sortedDurations(lat), chats, last
 }
