@@ -55,7 +55,7 @@ test: services ## build, vet and test everything against real PostgreSQL and Red
 bench: services ## the user workload (docs/benchmarks.md): serve + 2 workers vs tgemu, prints a table
 	$(GO) test ./bench -run '^$$' -bench Workload -benchtime 1x -count 1 -timeout $(BENCH_TIMEOUT)
 
-bench-quick: services ## the workload at BENCH_SCALE=0.1 (default) in a few minutes
+bench-quick: services ## the workload at BENCH_SCALE=0.1 (about 10 min on the pre-issue-5 engine)
 	BENCH_SCALE=$${BENCH_SCALE:-0.1} $(GO) test ./bench -run '^$$' -bench Workload -benchtime 1x -count 1 -timeout $(BENCH_TIMEOUT)
 
 bench-micro: services ## every Go micro-benchmark of the packages (not the workload)
