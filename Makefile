@@ -21,9 +21,11 @@ REDIS_URL    ?= redis://127.0.0.1:6379/0
 export DATABASE_URL REDIS_URL
 
 BENCH_FLAGS := -run '^$$' -benchmem
+# The workload benchmark's overall time limit (each scenario also has its own caps).
+BENCH_TIMEOUT ?= 4h
 
-.PHONY: help build services services-stop migrate run emulator test bench \
-	bench-webhook bench-send bench-broadcast lint docker clean clean-data
+.PHONY: help build services services-stop migrate run emulator test bench bench-quick \
+	bench-micro bench-webhook bench-send bench-broadcast lint docker clean clean-data
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -50,8 +52,14 @@ emulator: build ## run the Telegram Bot API emulator (EMULATOR_ADDR, default 127
 test: services ## build, vet and test everything against real PostgreSQL and Redis
 	$(GO) build ./... && $(GO) vet ./... && $(GO) test ./... -count=1 -p 2 -timeout 9m
 
-bench: services ## run every benchmark
-	$(GO) test ./... $(BENCH_FLAGS) -bench . -count=1
+bench: services ## the user workload (docs/benchmarks.md): serve + 2 workers vs tgemu, prints a table
+	$(GO) test ./bench -run '^$$' -bench Workload -benchtime 1x -count 1 -timeout $(BENCH_TIMEOUT)
+
+bench-quick: services ## the workload at BENCH_SCALE=0.1 (about 10 min on the pre-issue-5 engine)
+	BENCH_SCALE=$${BENCH_SCALE:-0.1} $(GO) test ./bench -run '^$$' -bench Workload -benchtime 1x -count 1 -timeout $(BENCH_TIMEOUT)
+
+bench-micro: services ## every Go micro-benchmark of the packages (not the workload)
+	$(GO) test $$($(GO) list ./... | grep -v '/bench$$') $(BENCH_FLAGS) -bench . -count=1
 
 bench-webhook: services ## BenchmarkWebhook in ./api
 	$(GO) test ./api $(BENCH_FLAGS) -bench BenchmarkWebhook

@@ -199,6 +199,18 @@ func (s *Server) Sent(botID int64) []SentMessage {
 	return append([]SentMessage(nil), b.sent...)
 }
 
+// SentCount returns how many successful sendMessage calls the bot has had (0 for an unknown
+// bot). It copies nothing, so it is cheap enough to poll while a benchmark sends millions.
+func (s *Server) SentCount(botID int64) int {
+	b := s.bot(botID)
+	if b == nil {
+		return 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.sent)
+}
+
 // SentTo returns the bot's successful sendMessage calls to chatID in order.
 func (s *Server) SentTo(botID, chatID int64) []SentMessage {
 	var out []SentMessage

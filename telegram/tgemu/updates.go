@@ -217,6 +217,25 @@ func (s *Server) SendText(botID int64, u User, text string) (int64, error) {
 	}, 0)
 }
 
+// AddUser opens the private chat between the bot and user u without creating an update, as
+// if u had started the bot before the emulator ran: afterwards sendMessage to chat u.ID
+// succeeds, and nothing is delivered to the webhook. It is for tests and benchmarks that post
+// updates straight to a webhook or seed contacts in bulk. Adding a known user again only
+// refreshes the profile.
+func (s *Server) AddUser(botID int64, u User) error {
+	b, err := s.botOrErr(botID)
+	if err != nil {
+		return err
+	}
+	if u, err = normalizeUser(u); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.chatLocked(u)
+	b.mu.Unlock()
+	return nil
+}
+
 // SendCommand is SendText with a command such as "/start" (a missing leading
 // slash is added).
 func (s *Server) SendCommand(botID int64, u User, command string) (int64, error) {
