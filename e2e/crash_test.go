@@ -255,3 +255,92 @@ func TestWorkerSIGTERM(t *testing.T) {
 	}
 	t.Logf("second signal: exited %s after it", time.Since(start).Round(time.Millisecond))
 }
+
+// TestWorkerKilledMidProcessing kills one of two workers with SIGKILL while users' /start
+// updates are being processed and welcomed, starts a new worker, and checks that nothing is
+// lost: every update stored is processed, every user becomes a contact and is welcomed, and
+// a user is welcomed twice only for a reply the killed worker had in flight (at most its
+// WORKER_SEND_CONCURRENCY sends).
+func TestWorkerKilledMidProcessing(t *testing.T) {
+	const bots, users, sendSlots = 3, 120, 8
+	p := newPlatform(t, options{
+		workers: 2,
+		env: map[string]string{
+			"TELEGRAM_RATE_LIMIT": "100000/s", "TELEGRAM_MAX_WAIT": "2s", "TELEGRAM_REQUEST_TIMEOUT": "2s",
+			"SWEEP_INTERVAL": "1s", "SHUTDOWN_TIMEOUT": "5s", "WORKER_SEND_CONCURRENCY": fmt.Sprint(sendSlots),
+		},
+	})
+	var tn tenantResp
+	if code := p.do("POST", "/admin/v1/tenants/", p.admin, map[string]any{"name": "Inbound"}, &tn); code != 201 {
+		t.Fatalf("create tenant: %d", code)
+	}
+	emuIDs := make([]int64, bots)
+	for i := range bots {
+		tg := p.emu.CreateBot(fmt.Sprintf("inbound%d_bot", i), "Inbound")
+		if code := p.do("POST", "/telegram/v1/bots/", tn.APIKey, map[string]any{"name": fmt.Sprint("in ", i), "bot_token": tg.Token}, nil); code != 201 {
+			t.Fatalf("register bot: %d", code)
+		}
+		emuIDs[i] = tg.ID
+		// Every welcome takes 30 ms, so that replies are in flight at the kill.
+		p.emu.AddFault(tg.ID, tgemu.Fault{Kind: tgemu.FaultLatency, Method: "sendMessage", Latency: 30 * time.Millisecond})
+	}
+	userID := func(bot, u int) int64 { return int64(2_000_000*(bot+1) + u) }
+	for u := range users {
+		for i := range bots {
+			if _, err := p.emu.SendCommand(emuIDs[i], tgemu.User{ID: userID(i, u), FirstName: fmt.Sprint("U", u)}, "/start"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	welcomed := func() (total, dups int, missing []int64) {
+		for i := range bots {
+			got := map[int64]int{}
+			for _, s := range p.emu.Sent(emuIDs[i]) {
+				if strings.HasPrefix(s.Text, "Hi U") {
+					got[s.ChatID]++
+				}
+			}
+			for u := range users {
+				switch n := got[userID(i, u)]; {
+				case n == 0:
+					missing = append(missing, userID(i, u))
+				default:
+					total++
+					dups += n - 1
+				}
+			}
+		}
+		return total, dups, missing
+	}
+	eventually(t, 60*time.Second, "a third of the welcomes", func() bool {
+		n, _, _ := welcomed()
+		return n >= bots*users/3
+	})
+	victim := p.workers[0]
+	if err := victim.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if !victim.exited(5 * time.Second) {
+		t.Fatal("SIGKILL did not stop the worker")
+	}
+	p.workers = append(p.workers, p.start("worker"))
+
+	eventually(t, 90*time.Second, "every user welcomed", func() bool {
+		_, _, missing := welcomed()
+		return len(missing) == 0
+	})
+	if n := p.query(t, `SELECT count(*) FROM webhook_events WHERE processed_at IS NULL`); n != 0 {
+		t.Errorf("%d stored updates left unprocessed", n)
+	}
+	if n := p.query(t, `SELECT count(*) FROM contacts`); n != bots*users {
+		t.Errorf("%d contacts, want %d", n, bots*users)
+	}
+	if n := p.query(t, `SELECT count(*) FROM messages WHERE direction = 'outbound'`); n != bots*users {
+		t.Errorf("%d reply rows, want one per /start (%d): an update was processed twice", n, bots*users)
+	}
+	_, dups, _ := welcomed()
+	if dups > sendSlots {
+		t.Errorf("%d duplicate welcomes, more than the %d sends the killed worker could have had in flight", dups, sendSlots)
+	}
+	t.Logf("killed a worker mid-processing: %d users welcomed, %d duplicates (bound %d)", bots*users, dups, sendSlots)
+}

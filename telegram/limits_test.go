@@ -230,6 +230,7 @@ func TestLimiter_GroupChatRate(t *testing.T) {
 		}
 		_ = p.Done(ctx)
 	}
+	time.Sleep(20 * time.Millisecond) // Done is recorded within doneDelay
 	if _, r := acquireNow(t, l, bot, -1001, PriorityBulk); r == nil || r.Reason != RefusedChat || r.RetryAfter < 59*time.Second {
 		t.Fatalf("21st group send in a minute: refusal %+v, want chat busy for about a minute", r)
 	}

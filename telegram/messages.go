@@ -234,7 +234,8 @@ func waitReason(out Outcome) string {
 
 // sweepMessages enqueues telegram:send again for every outbound message still queued whose
 // row was last updated more than olderThan ago, and every message left "sending" longer
-// than SendLease (its worker died mid-send), paging through all of them by id. A task
+// than SendLease (its worker died mid-send; a rescue task with its own TaskID), paging
+// through all of them by id. A task
 // that is still live is left alone; an archived or completed one (its retries ran out, e.g.
 // during a long PostgreSQL outage) is replaced (queue.Enqueue). It returns how many tasks
 // it enqueued. Errors: apperr.ErrUnavailable.
@@ -253,7 +254,16 @@ func (s *Service) sweepMessages(ctx context.Context, olderThan time.Duration) (i
 				return n, apperr.Classify(fmt.Errorf("sweep messages: %w", err))
 			}
 			for _, id := range ids {
-				ok, err := queue.Enqueue(ctx, s.queue, s.insp, mustSendTask(id), QueueOutbound, sendTaskID(id))
+				taskID := sendTaskID(id)
+				var opts []asynq.Option
+				if status == contacts.StatusSending {
+					// Its worker died mid-send; asynq would recover that task only after its
+					// own lease and recoverer interval (up to 1.5 min). A second task is
+					// harmless: only one can claim the message (ClaimSend).
+					taskID = fmt.Sprintf("%s:rescue:%d", taskID, time.Now().UnixNano())
+					opts = append(opts, asynq.TaskID(taskID))
+				}
+				ok, err := queue.Enqueue(ctx, s.queue, s.insp, mustSendTask(id), QueueOutbound, taskID, opts...)
 				if err != nil {
 					return n, apperr.ErrUnavailable.Wrap(err)
 				}
