@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/botfleet/botfleet/internal/apperr"
 	"github.com/botfleet/botfleet/internal/database"
@@ -324,6 +325,59 @@ RETURNING *`, StatusSending, StatusSending, ErrTextInterrupted, id, DirectionOut
 		return Message{}, false, err
 	}
 	return Message{}, false, nil
+}
+
+// ClaimSends is ClaimSend for the messages of ids at once: it claims those that are queued,
+// or "sending" since before staleBefore, and returns them (in no particular order); the
+// others are left alone. Errors: apperr kinds.
+func (s *Service) ClaimSends(ctx context.Context, ids []uuid.UUID, staleBefore time.Time) ([]Message, error) {
+	var ms []Message
+	strs := make([]string, len(ids))
+	for i, id := range ids {
+		strs[i] = id.String()
+	}
+	err := s.db.NewRaw(`UPDATE messages SET
+	status = ?, attempts = attempts + 1, updated_at = now(),
+	error = CASE WHEN status = ? THEN ? ELSE error END
+WHERE id = ANY(?::uuid[]) AND direction = ? AND (status = ? OR (status = ? AND updated_at < ?))
+RETURNING *`, StatusSending, StatusSending, ErrTextInterrupted, pgdialect.Array(strs), DirectionOutbound,
+		StatusQueued, StatusSending, staleBefore).Scan(ctx, &ms)
+	if err != nil && !database.IsNoRows(err) {
+		return nil, apperr.Classify(fmt.Errorf("claim sends: %w", err))
+	}
+	return ms, nil
+}
+
+// SendResult is the outcome of one claimed ("sending") message, written by FinishSends.
+type SendResult struct {
+	ID uuid.UUID `bun:"id,type:uuid"`
+	// Status is StatusSent, StatusFailed or StatusQueued (to be sent again).
+	Status   string `bun:"status"`
+	Attempts int    `bun:"attempts"`
+	// Error replaces the message's error unless KeepError (a sent message keeps
+	// ErrTextInterrupted).
+	Error             string `bun:"error"`
+	KeepError         bool   `bun:"keep_error"`
+	TelegramMessageID *int64 `bun:"telegram_message_id"`
+}
+
+// FinishSends writes the results of claimed messages in one statement; a message that is no
+// longer "sending" is left alone. Errors: apperr kinds.
+func (s *Service) FinishSends(ctx context.Context, rs []SendResult) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	_, err := s.db.NewUpdate().With("_data", s.db.NewValues(&rs)).
+		Model((*Message)(nil)).TableExpr("_data").
+		Set("status = _data.status").
+		Set("attempts = _data.attempts").
+		Set("error = CASE WHEN _data.keep_error OR (_data.status = ? AND m.error = ?) THEN m.error ELSE _data.error END", StatusSent, ErrTextInterrupted).
+		Set("telegram_message_id = COALESCE(_data.telegram_message_id, m.telegram_message_id)").
+		Set("sent_at = CASE WHEN _data.status = ? THEN now() ELSE m.sent_at END", StatusSent).
+		Set("updated_at = now()").
+		Where("m.id = _data.id").Where("m.status = ?", StatusSending).
+		Exec(ctx)
+	return apperr.Classify(err)
 }
 
 // ErrTextInterrupted is the error of a message whose previous send attempt was interrupted

@@ -279,3 +279,100 @@ func (s *Service) sweepMessages(ctx context.Context, olderThan time.Duration) (i
 	}
 	return n, nil
 }
+
+// HandleSendMany sends a batch of outbound messages of one bot (task TypeSendMany, payload
+// SendManyPayload), as HandleSend does for one, through SendBatch with PriorityInteractive:
+// one permit acquirer at the bot's pace and a few sends in flight, so that a burst of
+// replies costs one task, not one per message. The messages are claimed together
+// (contacts.ClaimSends: "sending", attempt counted before Telegram is called) and their
+// results written together (contacts.FinishSends).
+//
+// Results per message are those of HandleSend. The task returns nil when none is left
+// queued, otherwise a *RetryAfterError for the earliest of them (a rate-limit wait or 429,
+// the daily limit's reset, or the backoff of a retryable failure, 1s·2^(attempts-1)); the
+// run after it claims only the messages still queued. A bad payload is asynq.SkipRetry; a
+// deleted bot fails the messages ("bot deleted").
+func (s *Service) HandleSendMany(ctx context.Context, t *asynq.Task) error {
+	var p SendManyPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.BotID == uuid.Nil || len(p.MessageIDs) == 0 {
+		return fmt.Errorf("decode %s payload: %w", TypeSendMany, asynq.SkipRetry)
+	}
+	ms, err := s.contacts.ClaimSends(ctx, p.MessageIDs, time.Now().Add(-s.SendLease()))
+	if err != nil {
+		return err
+	}
+	if len(ms) == 0 {
+		return nil
+	}
+	// From here on the claims are ours: every path records an outcome, even if ctx ends.
+	dbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	results := make([]contacts.SendResult, len(ms))
+	bot, err := s.BotByID(ctx, p.BotID)
+	if err != nil {
+		status, text := contacts.StatusQueued, ""
+		if errors.Is(err, ErrBotNotFound) {
+			status, text = contacts.StatusFailed, "bot deleted"
+		}
+		for i, m := range ms {
+			results[i] = contacts.SendResult{ID: m.ID, Status: status, Attempts: m.Attempts, Error: text, KeepError: text == ""}
+			if status == contacts.StatusQueued {
+				results[i].Attempts--
+			}
+		}
+		if ferr := s.contacts.FinishSends(dbCtx, results); ferr != nil {
+			return ferr
+		}
+		if status == contacts.StatusFailed {
+			return fmt.Errorf("bot %s deleted: %w", p.BotID, asynq.SkipRetry)
+		}
+		return fmt.Errorf("load bot %s: %w", p.BotID, err)
+	}
+	chats := make([]int64, len(ms))
+	msgs := make([]Outgoing, len(ms))
+	for i, m := range ms {
+		chats[i], msgs[i] = m.ChatID, Outgoing{Text: m.Text, ParseMode: m.ParseMode}
+	}
+	outs := s.SendBatch(ctx, bot, chats, Outgoing{}, BatchOptions{Interactive: true, Messages: msgs})
+	var again time.Duration // earliest retry of a message left queued; 0: none
+	requeue := func(d time.Duration) {
+		d = max(d, 100*time.Millisecond)
+		if again == 0 || d < again {
+			again = d
+		}
+	}
+	for i, out := range outs {
+		m := ms[i]
+		r := contacts.SendResult{ID: m.ID, Attempts: m.Attempts, Error: out.Err}
+		switch out.Status {
+		case OutcomeSent:
+			mid := out.MessageID
+			r.Status, r.TelegramMessageID, r.Error = contacts.StatusSent, &mid, ""
+		case OutcomeWait:
+			r.Status, r.Attempts, r.KeepError = contacts.StatusQueued, m.Attempts-1, true
+			requeue(out.RetryAfter)
+		case OutcomeDeferred:
+			r.Status, r.Attempts, r.KeepError = contacts.StatusQueued, m.Attempts-1, true
+			requeue(time.Until(out.Until))
+		case OutcomeRetry:
+			if m.Attempts > s.cfg.MaxRetries {
+				r.Status = contacts.StatusFailed
+			} else {
+				r.Status = contacts.StatusQueued
+				requeue(time.Second << min(max(m.Attempts-1, 0), 8))
+			}
+		default: // OutcomeBlocked, OutcomeFailed
+			r.Status = contacts.StatusFailed
+		}
+		results[i] = r
+	}
+	if err := s.contacts.FinishSends(dbCtx, results); err != nil {
+		// The messages stay "sending"; the sweep takes them back after SendLease.
+		s.log.Error("telegram: batch sent but not recorded", "bot_app_id", bot.ID.String(), "messages", len(ms), "err", err)
+		return fmt.Errorf("record sends: %v: %w", err, asynq.SkipRetry)
+	}
+	if again > 0 {
+		return &RetryAfterError{RetryAfter: again, Reason: "messages of the batch left queued"}
+	}
+	return nil
+}

@@ -73,7 +73,9 @@ const (
 	eventTxAttempts = 3
 	// maxCallbacksInFlight bounds the answerCallbackQuery calls of one process in flight.
 	maxCallbacksInFlight = 64
-	// replyEnqueuers is how many telegram:send enqueues of a batch's replies run at once.
+	// sendManyMax is the most replies of one bot in one telegram:send-many task.
+	sendManyMax = 100
+	// replyEnqueuers is how many telegram:send-many enqueues of a batch's replies run at once.
 	replyEnqueuers = 8
 )
 
@@ -318,25 +320,46 @@ func claimEvents(ctx context.Context, q *bun.SelectQuery) ([]WebhookEvent, error
 	return evs, nil
 }
 
-// afterCommit enqueues the replies' telegram:send tasks, replyEnqueuers at a time (a failure
-// stops the rest: the messages stay queued in PostgreSQL, where the sweep finds them), and
-// answers the callback queries in the background (best effort).
+// afterCommit enqueues the replies' sends, one telegram:send-many task per bot and up to
+// sendManyMax replies (HandleSendMany: one task per burst of a bot's replies rather than one
+// per message), replyEnqueuers at a time (a failure stops the rest: the messages stay
+// queued in PostgreSQL, where the sweep finds them), and answers the callback queries in the
+// background (best effort).
 func (s *Service) afterCommit(ctx context.Context, post postCommit) {
+	var tasks []*asynq.Task
+	byBot := map[uuid.UUID][]uuid.UUID{}
+	var order []uuid.UUID
+	for _, r := range post.replies {
+		if _, ok := byBot[r.botID]; !ok {
+			order = append(order, r.botID)
+		}
+		byBot[r.botID] = append(byBot[r.botID], r.id)
+	}
+	for _, botID := range order {
+		ids := byBot[botID]
+		for len(ids) > 0 {
+			n := min(len(ids), sendManyMax)
+			task, err := NewSendManyTask(botID, ids[:n])
+			if err != nil { // json.Marshal of UUIDs cannot fail
+				panic(err)
+			}
+			tasks = append(tasks, task)
+			ids = ids[n:]
+		}
+	}
 	var failed atomic.Bool
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(replyEnqueuers, len(post.replies)) {
+	for range min(replyEnqueuers, len(tasks)) {
 		wg.Go(func() {
 			for !failed.Load() {
 				i := int(next.Add(1)) - 1
-				if i >= len(post.replies) {
+				if i >= len(tasks) {
 					return
 				}
-				r := post.replies[i]
-				if err := s.enqueueTask(ctx, mustSendTask(r.id)); err != nil {
+				if err := s.enqueueTask(ctx, tasks[i]); err != nil {
 					if !failed.Swap(true) {
-						s.log.Warn("telegram: enqueue replies failed; the sweep will retry", "bot_app_id", r.botID.String(),
-							"message_id", r.id.String(), "error", err)
+						s.log.Warn("telegram: enqueue replies failed; the sweep will retry", "error", err)
 					}
 					return
 				}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -78,13 +79,27 @@ func (e *botEnv) contact(t *testing.T, botID uuid.UUID, chatID int64) contacts.C
 	return c
 }
 
+// sendTask returns the state of the task that will send message id: its own telegram:send
+// task, or a pending telegram:send-many task of its bot that lists it ("" when none).
 func (e *botEnv) sendTask(t *testing.T, id uuid.UUID) string {
 	t.Helper()
-	info, err := e.insp.GetTaskInfo(telegram.QueueOutbound, telegram.TypeSend+":"+id.String())
+	if info, err := e.insp.GetTaskInfo(telegram.QueueOutbound, telegram.TypeSend+":"+id.String()); err == nil {
+		return info.State.String()
+	}
+	pending, err := e.insp.ListPendingTasks(telegram.QueueOutbound, asynq.PageSize(1000))
 	if err != nil {
 		return ""
 	}
-	return info.State.String()
+	for _, ti := range pending {
+		if ti.Type != telegram.TypeSendMany {
+			continue
+		}
+		var p telegram.SendManyPayload
+		if json.Unmarshal(ti.Payload, &p) == nil && slices.Contains(p.MessageIDs, id) {
+			return ti.State.String()
+		}
+	}
+	return ""
 }
 
 func messageUpdate(updateID, chatID int64, chatType string, from string, text string, entities string) string {
@@ -382,7 +397,7 @@ func TestService_Sweep(t *testing.T) {
 	if reply.ID == uuid.Nil {
 		t.Fatal("no reply queued")
 	}
-	if err := e.insp.DeleteTask(telegram.QueueOutbound, telegram.TypeSend+":"+reply.ID.String()); err != nil {
+	if _, err := e.insp.DeleteAllPendingTasks(telegram.QueueOutbound); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.db.NewRaw("UPDATE webhook_events SET received_at = now() - interval '5 minutes' WHERE id IN (?, ?)", old.ID, done.ID).Exec(ctx); err != nil {

@@ -229,14 +229,22 @@ type BatchOptions struct {
 	Concurrency int
 	// Deadline stops starting new sends once passed (zero: none).
 	Deadline time.Time
+	// Interactive sends with PriorityInteractive (replies and single messages: a busy chat is
+	// waited for within MaxWait) instead of PriorityBulk (broadcasts: a busy chat is skipped
+	// with OutcomeWait).
+	Interactive bool
+	// Messages, when set, gives each chat its own message (same length as chatIDs); msg is
+	// then ignored.
+	Messages []Outgoing
 	// OnResult, when set, is called once per chat as soon as its Outcome is known (from
 	// several goroutines at once; it must be safe for concurrent use), so that the caller can
 	// record each send right after it happened rather than at the end of the batch.
 	OnResult func(i int, out Outcome)
 }
 
-// SendBatch sends msg to each of chatIDs through bot with PriorityBulk (a broadcast's
-// chunk), keeping every limit like Send, and returns one Outcome per chat, in order.
+// SendBatch sends msg (or opts.Messages[i]) to each of chatIDs through bot with
+// PriorityBulk (a broadcast's chunk) or, with opts.Interactive, PriorityInteractive (a batch
+// of replies), keeping every limit like Send, and returns one Outcome per chat, in order.
 //
 // One goroutine acquires the permits in order (Limiter.Acquire, waiting up to Config.MaxWait
 // for the bot's window), and up to opts.Concurrency sends are in flight at once, so that the
@@ -270,6 +278,9 @@ func (s *Service) SendBatch(ctx context.Context, bot Bot, chatIDs []int64, msg O
 		return stop != nil
 	}
 	acq := AcquireOpts{Priority: PriorityBulk, MaxWait: s.cfg.MaxWait}
+	if opts.Interactive {
+		acq.Priority, acq.WaitForChat = PriorityInteractive, true
+	}
 	report := func(i int, out Outcome) {
 		outs[i] = out
 		if opts.OnResult != nil {
@@ -309,10 +320,14 @@ func (s *Service) SendBatch(ctx context.Context, bot Bot, chatIDs []int64, msg O
 			sem <- struct{}{}
 		}
 		wg.Add(1)
-		go func(i int, chatID int64, permit Permit, now time.Time, clog *slog.Logger) {
+		m := msg
+		if opts.Messages != nil {
+			m = opts.Messages[i]
+		}
+		go func(i int, chatID int64, m Outgoing, permit Permit, now time.Time, clog *slog.Logger) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			out := s.deliver(ctx, bot, chatID, msg, permit, clog, true)
+			out := s.deliver(ctx, bot, chatID, m, permit, clog, true)
 			if out.Status != OutcomeSent {
 				s.releaseDaily(ctx, bot, now, clog)
 			}
@@ -320,7 +335,7 @@ func (s *Service) SendBatch(ctx context.Context, bot Bot, chatIDs []int64, msg O
 				stopWith(Outcome{Status: OutcomeWait, RetryAfter: out.RetryAfter, Err: out.Err})
 			}
 			report(i, out)
-		}(i, chatID, permit, now, clog)
+		}(i, chatID, m, permit, now, clog)
 	}
 	wg.Wait()
 	for j := i; j < len(chatIDs); j++ {

@@ -13,6 +13,8 @@ import (
 const (
 	TypeUpdate = "telegram:update" // process one stored webhook event
 	TypeSend   = "telegram:send"   // send one outbound message (reply or POST /messages/)
+	// TypeSendMany sends several outbound messages of one bot (a batch of replies).
+	TypeSendMany = "telegram:send-many"
 	TypeSweep  = "telegram:sweep"  // re-enqueue stored-but-unprocessed events and stale queued messages
 )
 
@@ -59,6 +61,24 @@ func NewSendTask(id uuid.UUID) (*asynq.Task, error) {
 		asynq.Retention(10*time.Minute)), nil
 }
 
+// SendManyPayload is the payload of TypeSendMany: outbound messages of one bot.
+type SendManyPayload struct {
+	BotID      uuid.UUID   `json:"bot_app_id"`
+	MessageIDs []uuid.UUID `json:"message_ids"`
+}
+
+// NewSendManyTask returns the task that sends messages ids of bot botID in one batch
+// (HandleSendMany), queue outbound. It has no TaskID: sending is idempotent per message
+// (ClaimSends), and the sweep enqueues a telegram:send task for any message left queued.
+// MaxRetry is a backstop: attempts are counted per message (TELEGRAM_MAX_RETRIES).
+func NewSendManyTask(botID uuid.UUID, ids []uuid.UUID) (*asynq.Task, error) {
+	b, err := json.Marshal(SendManyPayload{BotID: botID, MessageIDs: ids})
+	if err != nil {
+		return nil, err
+	}
+	return asynq.NewTask(TypeSendMany, b, asynq.Queue(QueueOutbound), asynq.MaxRetry(50), asynq.Timeout(2*time.Minute)), nil
+}
+
 // sendTaskID is the TaskID of message id's send task.
 func sendTaskID(id uuid.UUID) string { return TypeSend + ":" + id.String() }
 
@@ -71,5 +91,6 @@ func NewSweepTask() *asynq.Task {
 func (s *Service) RegisterTasks(mux *asynq.ServeMux) {
 	mux.HandleFunc(TypeUpdate, s.HandleUpdate)
 	mux.HandleFunc(TypeSend, s.HandleSend)
+	mux.HandleFunc(TypeSendMany, s.HandleSendMany)
 	mux.HandleFunc(TypeSweep, s.HandleSweep)
 }
