@@ -141,7 +141,8 @@ func NewLimiter(rdb redis.UniversalClient, cfg LimiterConfig) *Limiter {
 //	ARGV[1] member (unique per permit)   ARGV[2] priority (0 interactive, 1 bulk)
 //	ARGV[3] chat N    ARGV[4] chat window µs   ARGV[5] bot N   ARGV[6] bot window µs
 //	ARGV[7] global interval µs   ARGV[8] in-flight bound µs   ARGV[9] max wait µs (global)
-//	ARGV[10] the bot's spacing µs (0: none)
+//	ARGV[10] the bot's spacing µs (0: none)   ARGV[11] how far ahead a spaced slot may be
+//	granted µs (the caller sleeps until it, so that its next request overlaps the wait)
 //
 // Returns {code, wait µs}: code 0 granted (wait = time until the global slot), 1 paused,
 // 2 chat window full, 3 bot window full (or yielding to an interactive send), 4 global slot
@@ -184,12 +185,15 @@ if botN > 0 then
     if w < 1000 then w = 1000 end
     return {3, w}
   end
-  local nx = tonumber(redis.call('GET', KEYS[6]) or '0') or 0
-  if nx > now then
-    return {3, nx - now}
-  end
 end
 local slot = now
+if botN > 0 then
+  local nx = tonumber(redis.call('GET', KEYS[6]) or '0') or 0
+  if nx > now + tonumber(ARGV[11]) then
+    return {3, nx - now - tonumber(ARGV[11])}
+  end
+  if nx > slot then slot = nx end
+end
 local gi = tonumber(ARGV[7])
 if gi > 0 then
   local g = tonumber(redis.call('GET', KEYS[5]) or '0') or 0
@@ -296,6 +300,10 @@ func (l *Limiter) chatLimit(chatID int64) (int, time.Duration) {
 // Permit is one granted send slot of a bot to a chat. Call Done once the Bot API call has
 // returned (whatever its result), or Cancel if the call was never made.
 type Permit struct {
+	// StartAt is when the send may start (now, unless AcquireOpts.NoSleep returned a permit
+	// for a slot a little ahead).
+	StartAt time.Time
+
 	l      *Limiter
 	keys   []string
 	member string
@@ -386,6 +394,10 @@ type AcquireOpts struct {
 	// WaitForPause makes Acquire wait out a 429 pause (within MaxWait); otherwise it is
 	// refused at once (RefusedPaused).
 	WaitForPause bool
+	// NoSleep returns a permit granted for a slot a little ahead (at most spacingAhead) at
+	// once, with Permit.StartAt set, instead of sleeping until it: the caller waits until
+	// StartAt before sending, and can meanwhile ask for the next permit.
+	NoSleep bool
 }
 
 // Acquire grants a permit to send one message of bot botID to chatID under every limit:
@@ -423,7 +435,7 @@ func (l *Limiter) Acquire(ctx context.Context, botID uuid.UUID, chatID int64, op
 	member := newPermitID()
 	args := []any{member, int(opts.Priority), chatN, chatW.Microseconds(), max(l.cfg.BotRate.N, 0),
 		l.cfg.BotRate.Per.Microseconds(), max(l.cfg.GlobalRate.Interval(), 0).Microseconds(),
-		l.cfg.InFlight.Microseconds(), 0, l.spacing().Microseconds()}
+		l.cfg.InFlight.Microseconds(), 0, l.spacing().Microseconds(), spacingAhead.Microseconds()}
 	for {
 		args[8] = max(time.Until(deadline), 0).Microseconds()
 		res, err := limAcquireScript.Run(ctx, l.rdb, keys, args...).Int64Slice()
@@ -443,12 +455,15 @@ func (l *Limiter) Acquire(ctx context.Context, botID uuid.UUID, chatID int64, op
 		switch res[0] {
 		case 0:
 			release()
-			p := Permit{l: l, member: member}
+			p := Permit{l: l, member: member, StartAt: time.Now().Add(wait)}
 			if chatN > 0 {
 				p.keys = append(p.keys, keys[2])
 			}
 			if l.cfg.BotRate.N > 0 {
 				p.keys = append(p.keys, keys[3])
+			}
+			if opts.NoSleep {
+				return p, nil, nil
 			}
 			if wait > 0 && !sleepCtx(ctx, wait) {
 				// The global slot is spent either way; the windows are given back.
@@ -483,6 +498,12 @@ func (l *Limiter) Acquire(ctx context.Context, botID uuid.UUID, chatID int64, op
 		}
 	}
 }
+
+// spacingAhead is how far in the future a bot's next spaced slot may be granted: the permit
+// then waits until its slot, and the Redis round trip of the next request overlaps that
+// wait instead of adding to the spacing. Counting the send in the windows from the grant,
+// before its start, only makes them stricter.
+const spacingAhead = 100 * time.Millisecond
 
 // spacing is the least time between two sends of one bot: 90% of BotRate's interval, so
 // that a bot's sends are spread over its window rather than sent in bursts (fewer sends in

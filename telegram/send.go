@@ -277,7 +277,7 @@ func (s *Service) SendBatch(ctx context.Context, bot Bot, chatIDs []int64, msg O
 		defer mu.Unlock()
 		return stop != nil
 	}
-	acq := AcquireOpts{Priority: PriorityBulk, MaxWait: s.cfg.MaxWait}
+	acq := AcquireOpts{Priority: PriorityBulk, MaxWait: s.cfg.MaxWait, NoSleep: true}
 	if opts.Interactive {
 		acq.Priority, acq.WaitForChat = PriorityInteractive, true
 	}
@@ -327,6 +327,13 @@ func (s *Service) SendBatch(ctx context.Context, bot Bot, chatIDs []int64, msg O
 		go func(i int, chatID int64, m Outgoing, permit Permit, now time.Time, clog *slog.Logger) {
 			defer wg.Done()
 			defer func() { <-sem }()
+			if !sleepCtx(ctx, time.Until(permit.StartAt)) {
+				// Stopped before its slot: nothing was sent.
+				_ = permit.Cancel(ctx)
+				s.releaseDaily(ctx, bot, now, clog)
+				report(i, Outcome{Status: OutcomeWait, ChatID: chatID, Err: "run stopped before sending"})
+				return
+			}
 			out := s.deliver(ctx, bot, chatID, m, permit, clog, true)
 			if out.Status != OutcomeSent {
 				s.releaseDaily(ctx, bot, now, clog)

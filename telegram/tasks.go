@@ -15,7 +15,7 @@ const (
 	TypeSend   = "telegram:send"   // send one outbound message (reply or POST /messages/)
 	// TypeSendMany sends several outbound messages of one bot (a batch of replies).
 	TypeSendMany = "telegram:send-many"
-	TypeSweep  = "telegram:sweep"  // re-enqueue stored-but-unprocessed events and stale queued messages
+	TypeSweep    = "telegram:sweep" // re-enqueue stored-but-unprocessed events and stale queued messages
 )
 
 // Queues used by this package. Updates go first so that replies stay snappy.
