@@ -276,7 +276,7 @@ func withApp(ctx context.Context, getenv func(string) string, stderr io.Writer, 
 	}
 	a.broadcasts = broadcast.New(broadcast.Deps{
 		DB: db, Queue: queue, Telegram: a.telegram, Contacts: a.contacts, Log: log,
-		MaxRetries: cfg.TelegramMaxRetries,
+		MaxRetries: cfg.TelegramMaxRetries, Senders: cfg.BroadcastSenders,
 	})
 	return fn(ctx, a)
 }

@@ -146,6 +146,10 @@ type Config struct {
 	// runs) a worker runs at once, on their own asynq server so that they never hold inbound
 	// slots. A broadcast run holds one for as long as it sends. Default: 100.
 	WorkerSendConcurrency int `env:"WORKER_SEND_CONCURRENCY" envDefault:"100"`
+	// BroadcastSenders is the most sendMessage calls of one broadcast run in flight at once;
+	// with a slow Bot API (round trip r) a bot reaches at most BroadcastSenders/r messages
+	// per second. Default: 32.
+	BroadcastSenders int `env:"BROADCAST_SENDERS" envDefault:"32"`
 	// EventProcessors is the number of webhook event processor loops per worker. Default: 2.
 	EventProcessors int `env:"EVENT_PROCESSORS" envDefault:"2"`
 	// ShutdownTimeout bounds a graceful shutdown after SIGTERM or SIGINT: waits stop at once,
@@ -168,7 +172,7 @@ func Load(getenv func(string) string) (Config, error) {
 	for _, k := range []string{"APP_ENV", "DATABASE_URL", "REDIS_URL", "HTTP_ADDR", "PUBLIC_BASE_URL", "TELEGRAM_API_URL",
 		"ADMIN_TOKEN", "ENCRYPTION_KEY", "TELEGRAM_RATE_LIMIT", "TELEGRAM_BOT_RATE_LIMIT", "TELEGRAM_CHAT_INTERVAL",
 		"TELEGRAM_MAX_RETRIES", "TELEGRAM_MAX_WAIT", "TELEGRAM_REQUEST_TIMEOUT", "WORKER_CONCURRENCY", "WORKER_SEND_CONCURRENCY",
-		"EVENT_PROCESSORS", "SHUTDOWN_TIMEOUT", "PPROF_ADDR", "SWEEP_INTERVAL", "LOG_LEVEL"} {
+		"BROADCAST_SENDERS", "EVENT_PROCESSORS", "SHUTDOWN_TIMEOUT", "PPROF_ADDR", "SWEEP_INTERVAL", "LOG_LEVEL"} {
 		if v := getenv(k); v != "" {
 			vars[k] = v
 		}
@@ -231,6 +235,9 @@ func (c Config) Validate() error {
 	}
 	if c.WorkerSendConcurrency <= 0 {
 		errs = append(errs, errors.New("WORKER_SEND_CONCURRENCY must be > 0"))
+	}
+	if c.BroadcastSenders <= 0 {
+		errs = append(errs, errors.New("BROADCAST_SENDERS must be > 0"))
 	}
 	if c.EventProcessors <= 0 {
 		errs = append(errs, errors.New("EVENT_PROCESSORS must be > 0"))
@@ -296,6 +303,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("telegram_request_timeout", c.TelegramRequestTimeout),
 		slog.Int("worker_concurrency", c.WorkerConcurrency),
 		slog.Int("worker_send_concurrency", c.WorkerSendConcurrency),
+		slog.Int("broadcast_senders", c.BroadcastSenders),
 		slog.Int("event_processors", c.EventProcessors),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.String("pprof_addr", c.PprofAddr),
