@@ -254,7 +254,7 @@ func New(d Deps) *Service {
 // worker: ChunkBudget (the chunk stops starting sends), plus the longest one send can take
 // (telegram.Service.SendLease: waiting for a slot and TELEGRAM_REQUEST_TIMEOUT), plus the
 // time to write the results. A claim older than this belongs to a worker that died; the
-// sweep gives its recipients back. With the defaults: 10s + (15s + 30s + 5s) + 10s = 70s.
+// sweep gives its recipients back. With the defaults: 10s + (15s + 30s + 5s) + 20s = 80s.
 func (s *Service) ClaimLease() time.Duration {
 	lease := s.chunkBudget + writeTimeout
 	if s.tg != nil {

@@ -865,6 +865,36 @@ func TestService_ReplyDuringBroadcast(t *testing.T) {
 	t.Logf("reply during 3 broadcasts at the bot's cap: %s", took)
 }
 
+// TestService_WriteResultsCancelled checks the one-statement result write: in a cancelled
+// broadcast a recipient that would wait again becomes cancelled, a sent one stays sent, and
+// a row that is no longer "sending" (taken back by the sweep) is left alone.
+func TestService_WriteResultsCancelled(t *testing.T) {
+	e := newEnv(t, envOptions{maxRetries: 3})
+	tn := e.tenant("a")
+	b := e.bot(tn, 0)
+	bc := e.create(b, e.contactsOf(b, 3))
+	rs := e.recipients(bc.ID)
+	if _, err := e.db.NewRaw("UPDATE broadcast_recipients SET status = 'sending' WHERE id IN (?, ?)", rs[0].ID, rs[1].ID).Exec(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.NewRaw("UPDATE broadcasts SET status = 'cancelled' WHERE id = ?", bc.ID).Exec(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	mid := int64(9)
+	err := e.svc.writeResults(e.ctx, bc.ID, []result{
+		{ID: rs[0].ID, Status: RecipientQueued, Attempts: 0, ChatID: rs[0].ChatID, KeepError: true},
+		{ID: rs[1].ID, Status: RecipientSent, Attempts: 1, ChatID: rs[1].ChatID, MessageID: &mid, Sent: true},
+		{ID: rs[2].ID, Status: RecipientSent, Attempts: 1, ChatID: rs[2].ChatID, MessageID: &mid, Sent: true},
+	}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := e.recipients(bc.ID)
+	if got[0].Status != RecipientCancelled || got[1].Status != RecipientSent || got[1].SentAt.IsZero() || got[2].Status != RecipientQueued {
+		t.Errorf("statuses %s %s %s, want cancelled, sent, queued (not claimed: untouched)", got[0].Status, got[1].Status, got[2].Status)
+	}
+}
+
 func TestNewRunTask(t *testing.T) {
 	id := uuid.New()
 	task, err := NewRunTask(id)

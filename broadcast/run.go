@@ -24,7 +24,7 @@ const errBotDeleted = "bot deleted"
 // task's context has ended (shutdown, timeout) so that no sent message is forgotten.
 // A write still failing after it (a PostgreSQL outage) leaves the chunk "sending" until the
 // sweep gives it back, which may send those recipients again.
-const writeTimeout = 10 * time.Second
+const writeTimeout = 20 * time.Second
 
 // HandleRun runs broadcast:run for the broadcast in the payload (RunPayload); a bad payload
 // is not retried (asynq.SkipRetry).
@@ -276,7 +276,7 @@ func (s *Service) sendChunk(ctx context.Context, id uuid.UUID, bot telegram.Bot,
 // flushInterval, whichever comes first.
 const (
 	flushEvery    = 100
-	flushInterval = 250 * time.Millisecond
+	flushInterval = 500 * time.Millisecond
 )
 
 // resultOf maps the Outcome of sending to claimed recipient r to the row to write. The claim

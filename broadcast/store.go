@@ -358,6 +358,33 @@ type result struct {
 // into cancelled. With deferUntil set (the bot's daily limit is used up), every other
 // recipient of the broadcast that would be due before it is deferred to it as well.
 func (s *Service) writeResults(ctx context.Context, id uuid.UUID, rs []result, deferUntil time.Time) error {
+	if deferUntil.IsZero() {
+		if len(rs) == 0 {
+			return nil
+		}
+		// The common case in one statement (one round trip, no explicit transaction): the
+		// broadcast row is locked FOR SHARE for the statement, as in the transaction below.
+		_, err := s.db.NewUpdate().
+			With("_b", s.db.NewRaw("SELECT status FROM broadcasts WHERE id = ? FOR SHARE", id)).
+			With("_data", s.db.NewValues(&rs)).
+			Model((*Recipient)(nil)).TableExpr("_data").TableExpr("_b").
+			Set("status = CASE WHEN _b.status IN (?, ?) AND _data.status IN (?, ?) THEN (CASE WHEN _b.status = ? THEN ? ELSE ? END) ELSE _data.status END",
+				StatusCancelled, StatusFailed, RecipientQueued, RecipientDeferred, StatusFailed, RecipientFailed, RecipientCancelled).
+			Set("attempts = _data.attempts").
+			Set("due_at = COALESCE(_data.due_at, now() + _data.due_in_ms * interval '1 millisecond')").
+			Set("error = CASE WHEN _data.keep_error OR (_data.sent AND r.error = ?) THEN r.error ELSE _data.error END", errInterrupted).
+			Set("telegram_message_id = COALESCE(_data.telegram_message_id, r.telegram_message_id)").
+			Set("chat_id = _data.chat_id").
+			Set("sent_at = CASE WHEN _data.sent THEN now() ELSE r.sent_at END").
+			Set("claimed_at = NULL").
+			Set("updated_at = now()").
+			Where("r.id = _data.id").Where("r.status = ?", RecipientSending).
+			Exec(ctx)
+		if err != nil {
+			return apperr.Classify(fmt.Errorf("write results: %w", err))
+		}
+		return nil
+	}
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		status, err := statusForShare(ctx, tx, id)
 		if err != nil {

@@ -226,7 +226,7 @@ func withApp(ctx context.Context, getenv func(string) string, stderr io.Writer, 
 	if err != nil {
 		return err
 	}
-	db, err := database.Open(cfg.DatabaseURL.Reveal())
+	db, err := database.Open(cfg.DatabaseURL.Reveal(), database.WithMaxConns(cfg.DatabaseMaxConns))
 	if err != nil {
 		return err
 	}

@@ -108,6 +108,10 @@ type Config struct {
 	AppEnv string `env:"APP_ENV" envDefault:"development"`
 	// DatabaseURL is the PostgreSQL DSN. Default: postgres://postgres@127.0.0.1:5432/botfleet?sslmode=disable.
 	DatabaseURL Secret `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/botfleet?sslmode=disable"`
+	// DatabaseMaxConns is the size of each process's PostgreSQL pool (open = idle
+	// connections). Keep the sum over all processes under PostgreSQL's max_connections.
+	// Default: 16 (database.DefaultMaxConns).
+	DatabaseMaxConns int `env:"DATABASE_MAX_CONNS" envDefault:"16"`
 	// RedisURL is the Redis URL (asynq, limits, caches). Default: redis://127.0.0.1:6379/0.
 	RedisURL Secret `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0"`
 	// HTTPAddr is where `serve` listens. Default: 127.0.0.1:8080.
@@ -169,7 +173,7 @@ type Config struct {
 func Load(getenv func(string) string) (Config, error) {
 	var cfg Config
 	vars := map[string]string{}
-	for _, k := range []string{"APP_ENV", "DATABASE_URL", "REDIS_URL", "HTTP_ADDR", "PUBLIC_BASE_URL", "TELEGRAM_API_URL",
+	for _, k := range []string{"APP_ENV", "DATABASE_URL", "DATABASE_MAX_CONNS", "REDIS_URL", "HTTP_ADDR", "PUBLIC_BASE_URL", "TELEGRAM_API_URL",
 		"ADMIN_TOKEN", "ENCRYPTION_KEY", "TELEGRAM_RATE_LIMIT", "TELEGRAM_BOT_RATE_LIMIT", "TELEGRAM_CHAT_INTERVAL",
 		"TELEGRAM_MAX_RETRIES", "TELEGRAM_MAX_WAIT", "TELEGRAM_REQUEST_TIMEOUT", "WORKER_CONCURRENCY", "WORKER_SEND_CONCURRENCY",
 		"BROADCAST_SENDERS", "EVENT_PROCESSORS", "SHUTDOWN_TIMEOUT", "PPROF_ADDR", "SWEEP_INTERVAL", "LOG_LEVEL"} {
@@ -236,6 +240,9 @@ func (c Config) Validate() error {
 	if c.WorkerSendConcurrency <= 0 {
 		errs = append(errs, errors.New("WORKER_SEND_CONCURRENCY must be > 0"))
 	}
+	if c.DatabaseMaxConns <= 0 {
+		errs = append(errs, errors.New("DATABASE_MAX_CONNS must be > 0"))
+	}
 	if c.BroadcastSenders <= 0 {
 		errs = append(errs, errors.New("BROADCAST_SENDERS must be > 0"))
 	}
@@ -294,6 +301,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("public_base_url", c.PublicBaseURL),
 		slog.String("telegram_api_url", c.TelegramAPIURL),
 		slog.String("database_url", RedactURL(c.DatabaseURL.Reveal())),
+		slog.Int("database_max_conns", c.DatabaseMaxConns),
 		slog.String("redis_url", RedactURL(c.RedisURL.Reveal())),
 		slog.String("telegram_rate_limit", c.TelegramRateLimit.String()),
 		slog.String("telegram_bot_rate_limit", c.TelegramBotRateLimit.String()),
