@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -232,6 +233,9 @@ func waitReason(out Outcome) string {
 	return out.Err
 }
 
+// sendManyFlush is how often HandleSendMany records the results of a batch while it runs.
+const sendManyFlush = 200 * time.Millisecond
+
 // sweepMessages enqueues telegram:send again for every outbound message still queued whose
 // row was last updated more than olderThan ago, and every message left "sending" longer
 // than SendLease (its worker died mid-send; a rescue task with its own TaskID), paging
@@ -333,17 +337,20 @@ func (s *Service) HandleSendMany(ctx context.Context, t *asynq.Task) error {
 	for i, m := range ms {
 		chats[i], msgs[i] = m.ChatID, Outgoing{Text: m.Text, ParseMode: m.ParseMode}
 	}
-	outs := s.SendBatch(ctx, bot, chats, Outgoing{}, BatchOptions{Interactive: true, Messages: msgs})
 	var again time.Duration // earliest retry of a message left queued; 0: none
+	var mu sync.Mutex
+	var pending []contacts.SendResult
 	requeue := func(d time.Duration) {
 		d = max(d, 100*time.Millisecond)
 		if again == 0 || d < again {
 			again = d
 		}
 	}
-	for i, out := range outs {
+	onResult := func(i int, out Outcome) {
 		m := ms[i]
 		r := contacts.SendResult{ID: m.ID, Attempts: m.Attempts, Error: out.Err}
+		mu.Lock()
+		defer mu.Unlock()
 		switch out.Status {
 		case OutcomeSent:
 			mid := out.MessageID
@@ -364,9 +371,42 @@ func (s *Service) HandleSendMany(ctx context.Context, t *asynq.Task) error {
 		default: // OutcomeBlocked, OutcomeFailed
 			r.Status = contacts.StatusFailed
 		}
-		results[i] = r
+		pending = append(pending, r)
 	}
-	if err := s.contacts.FinishSends(dbCtx, results); err != nil {
+	// Results are recorded every sendManyFlush while the batch runs, so that a worker killed
+	// mid-batch leaves unrecorded only the sends it had in flight or had just finished.
+	flush := func() error {
+		mu.Lock()
+		rs := pending
+		pending = nil
+		mu.Unlock()
+		return s.contacts.FinishSends(dbCtx, rs)
+	}
+	done := make(chan struct{})
+	flushErr := make(chan error, 1)
+	go func() {
+		t := time.NewTicker(sendManyFlush)
+		defer t.Stop()
+		var err error
+		for {
+			select {
+			case <-t.C:
+				if err == nil {
+					err = flush()
+				}
+			case <-done:
+				flushErr <- err
+				return
+			}
+		}
+	}()
+	s.SendBatch(ctx, bot, chats, Outgoing{}, BatchOptions{Interactive: true, Messages: msgs, OnResult: onResult})
+	close(done)
+	err = <-flushErr
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
 		// The messages stay "sending"; the sweep takes them back after SendLease.
 		s.log.Error("telegram: batch sent but not recorded", "bot_app_id", bot.ID.String(), "messages", len(ms), "err", err)
 		return fmt.Errorf("record sends: %v: %w", err, asynq.SkipRetry)
