@@ -284,35 +284,80 @@ func (s *Service) sweepMessages(ctx context.Context, olderThan time.Duration) (i
 	return n, nil
 }
 
-// HandleSendMany sends a batch of outbound messages of one bot (task TypeSendMany, payload
-// SendManyPayload), as HandleSend does for one, through SendBatch with PriorityInteractive:
-// one permit acquirer at the bot's pace and a few sends in flight, so that a burst of
-// replies costs one task, not one per message. The messages are claimed together
-// (contacts.ClaimSends: "sending", attempt counted before Telegram is called) and their
-// results written together (contacts.FinishSends).
-//
-// Results per message are those of HandleSend. The task returns nil when none is left
-// queued, otherwise a *RetryAfterError for the earliest of them (a rate-limit wait or 429,
-// the daily limit's reset, or the backoff of a retryable failure, 1s·2^(attempts-1)); the
-// run after it claims only the messages still queued. A bad payload is asynq.SkipRetry; a
-// deleted bot fails the messages ("bot deleted").
+// HandleSendMany sends the batches of outbound messages of a TypeSendMany task (payload
+// SendManyPayload), each bot's batch at once in its own goroutine, so that one task carries
+// the replies of a whole processed batch of updates (asynq costs a few Redis round trips per
+// task; one task per reply capped replies at a few hundred per second). See sendBatchOf for
+// one bot's batch. The task returns nil when no message is left queued, a *RetryAfterError for
+// the earliest of those left queued, or the first transient error (PostgreSQL), after which
+// a new run claims only the messages still queued. A bad payload is asynq.SkipRetry.
 func (s *Service) HandleSendMany(ctx context.Context, t *asynq.Task) error {
 	var p SendManyPayload
-	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.BotID == uuid.Nil || len(p.MessageIDs) == 0 {
+	if err := json.Unmarshal(t.Payload(), &p); err != nil || len(p.Batches) == 0 {
 		return fmt.Errorf("decode %s payload: %w", TypeSendMany, asynq.SkipRetry)
 	}
-	ms, err := s.contacts.ClaimSends(ctx, p.MessageIDs, time.Now().Add(-s.SendLease()))
+	for _, b := range p.Batches {
+		if b.BotID == uuid.Nil || len(b.MessageIDs) == 0 {
+			return fmt.Errorf("decode %s payload: empty batch: %w", TypeSendMany, asynq.SkipRetry)
+		}
+	}
+	var (
+		mu       sync.Mutex
+		again    time.Duration
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	sem := make(chan struct{}, sendManyParallel)
+	for _, b := range p.Batches {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			d, err := s.sendBatchOf(ctx, b.BotID, b.MessageIDs)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			if d > 0 && (again == 0 || d < again) {
+				again = d
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	if again > 0 {
+		return &RetryAfterError{RetryAfter: again, Reason: "messages of the batch left queued"}
+	}
+	return nil
+}
+
+// sendManyParallel is how many bots' batches of one TypeSendMany task are sent at once.
+const sendManyParallel = 32
+
+// sendBatchOf sends the messages ids of bot botID, as HandleSend does for one, through
+// SendBatch with PriorityInteractive: one permit acquirer at the bot's pace and a few sends
+// in flight. The messages are claimed together (contacts.ClaimSends: "sending", attempt
+// counted before Telegram is called) and their results recorded every sendManyFlush while
+// the batch runs (contacts.FinishSends). It returns how long until the earliest message
+// left queued should be tried again (0: none: a rate-limit wait or 429, the daily limit's
+// reset, or the backoff of a retryable failure, 1s·2^(attempts-1)), and an error only when
+// a retry of the task can help (claiming or loading the bot failed). A deleted bot fails its
+// messages ("bot deleted"); results that cannot be recorded are logged and left to the sweep.
+func (s *Service) sendBatchOf(ctx context.Context, botID uuid.UUID, ids []uuid.UUID) (time.Duration, error) {
+	ms, err := s.contacts.ClaimSends(ctx, ids, time.Now().Add(-s.SendLease()))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if len(ms) == 0 {
-		return nil
+		return 0, nil
 	}
 	// From here on the claims are ours: every path records an outcome, even if ctx ends.
 	dbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	results := make([]contacts.SendResult, len(ms))
-	bot, err := s.BotByID(ctx, p.BotID)
+	bot, err := s.BotByID(ctx, botID)
 	if err != nil {
 		status, text := contacts.StatusQueued, ""
 		if errors.Is(err, ErrBotNotFound) {
@@ -325,12 +370,13 @@ func (s *Service) HandleSendMany(ctx context.Context, t *asynq.Task) error {
 			}
 		}
 		if ferr := s.contacts.FinishSends(dbCtx, results); ferr != nil {
-			return ferr
+			return 0, ferr
 		}
 		if status == contacts.StatusFailed {
-			return fmt.Errorf("bot %s deleted: %w", p.BotID, asynq.SkipRetry)
+			s.log.Warn("telegram: messages of a deleted bot failed", "bot_app_id", botID.String(), "messages", len(ms))
+			return 0, nil
 		}
-		return fmt.Errorf("load bot %s: %w", p.BotID, err)
+		return 0, fmt.Errorf("load bot %s: %w", botID, err)
 	}
 	chats := make([]int64, len(ms))
 	msgs := make([]Outgoing, len(ms))
@@ -409,10 +455,7 @@ func (s *Service) HandleSendMany(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		// The messages stay "sending"; the sweep takes them back after SendLease.
 		s.log.Error("telegram: batch sent but not recorded", "bot_app_id", bot.ID.String(), "messages", len(ms), "err", err)
-		return fmt.Errorf("record sends: %v: %w", err, asynq.SkipRetry)
+		return 0, nil
 	}
-	if again > 0 {
-		return &RetryAfterError{RetryAfter: again, Reason: "messages of the batch left queued"}
-	}
-	return nil
+	return again, nil
 }

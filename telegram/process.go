@@ -73,8 +73,8 @@ const (
 	eventTxAttempts = 3
 	// maxCallbacksInFlight bounds the answerCallbackQuery calls of one process in flight.
 	maxCallbacksInFlight = 64
-	// sendManyMax is the most replies of one bot in one telegram:send-many task.
-	sendManyMax = 100
+	// sendManyMax is the most replies in one telegram:send-many task.
+	sendManyMax = 200
 	// replyEnqueuers is how many telegram:send-many enqueues of a batch's replies run at once.
 	replyEnqueuers = 8
 )
@@ -320,11 +320,12 @@ func claimEvents(ctx context.Context, q *bun.SelectQuery) ([]WebhookEvent, error
 	return evs, nil
 }
 
-// afterCommit enqueues the replies' sends, one telegram:send-many task per bot and up to
-// sendManyMax replies (HandleSendMany: one task per burst of a bot's replies rather than one
-// per message), replyEnqueuers at a time (a failure stops the rest: the messages stay
-// queued in PostgreSQL, where the sweep finds them), and answers the callback queries in the
-// background (best effort).
+// afterCommit enqueues the replies' sends as telegram:send-many tasks, each carrying the
+// replies of many bots (a batch per bot, at most sendManyMax messages per task:
+// HandleSendMany sends the bots' batches at once, so that a processed batch of updates costs
+// a task or two rather than one per reply), replyEnqueuers at a time (a failure stops the
+// rest: the messages stay queued in PostgreSQL, where the sweep finds them), and answers the
+// callback queries in the background (best effort).
 func (s *Service) afterCommit(ctx context.Context, post postCommit) {
 	var tasks []*asynq.Task
 	byBot := map[uuid.UUID][]uuid.UUID{}
@@ -335,18 +336,32 @@ func (s *Service) afterCommit(ctx context.Context, post postCommit) {
 		}
 		byBot[r.botID] = append(byBot[r.botID], r.id)
 	}
+	var batches []SendManyBatch
+	size := 0
+	flushTask := func() {
+		if len(batches) == 0 {
+			return
+		}
+		task, err := NewSendManyTask(batches...)
+		if err != nil { // json.Marshal of UUIDs cannot fail
+			panic(err)
+		}
+		tasks = append(tasks, task)
+		batches, size = nil, 0
+	}
 	for _, botID := range order {
 		ids := byBot[botID]
 		for len(ids) > 0 {
-			n := min(len(ids), sendManyMax)
-			task, err := NewSendManyTask(botID, ids[:n])
-			if err != nil { // json.Marshal of UUIDs cannot fail
-				panic(err)
-			}
-			tasks = append(tasks, task)
+			n := min(len(ids), sendManyMax-size)
+			batches = append(batches, SendManyBatch{BotID: botID, MessageIDs: ids[:n]})
+			size += n
 			ids = ids[n:]
+			if size >= sendManyMax {
+				flushTask()
+			}
 		}
 	}
+	flushTask()
 	var failed atomic.Bool
 	var next atomic.Int64
 	var wg sync.WaitGroup

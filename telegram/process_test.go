@@ -95,8 +95,13 @@ func (e *botEnv) sendTask(t *testing.T, id uuid.UUID) string {
 			continue
 		}
 		var p telegram.SendManyPayload
-		if json.Unmarshal(ti.Payload, &p) == nil && slices.Contains(p.MessageIDs, id) {
-			return ti.State.String()
+		if json.Unmarshal(ti.Payload, &p) != nil {
+			continue
+		}
+		for _, b := range p.Batches {
+			if slices.Contains(b.MessageIDs, id) {
+				return ti.State.String()
+			}
 		}
 	}
 	return ""

@@ -32,7 +32,11 @@ func TestService_HandleSendMany(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.emu.AddFault(e.info.ID, tgemu.Fault{Kind: tgemu.FaultServerError, ChatID: 7002, Times: 1})
-	task, err := NewSendManyTask(e.bot.ID, ids)
+	// A second bot's batch rides in the same task.
+	info2, bot2 := e.addBot(e.tenantID, 0)
+	c2 := e.contact(info2, bot2, 8000)
+	m2 := e.queuedMessage(c2, "other bot")
+	task, err := NewSendManyTask(SendManyBatch{BotID: e.bot.ID, MessageIDs: ids}, SendManyBatch{BotID: bot2.ID, MessageIDs: []uuid.UUID{m2.ID}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,8 +55,14 @@ func TestService_HandleSendMany(t *testing.T) {
 			t.Errorf("message %d: %s attempts %d, want %s %d", i, got.Status, got.Attempts, want[i].status, want[i].attempts)
 		}
 	}
+	if got := e.message(m2.ID); got.Status != contacts.StatusSent || len(e.emu.SentTo(info2.ID, 8000)) != 1 {
+		t.Errorf("the other bot's message: %s, %d sent", got.Status, len(e.emu.SentTo(info2.ID, 8000)))
+	}
 	if err := e.svc.HandleSendMany(ctx, task); err != nil {
 		t.Fatalf("second run = %v, want nil", err)
+	}
+	if n := len(e.emu.SentTo(info2.ID, 8000)); n != 1 {
+		t.Errorf("the other bot's chat got %d messages after the second run, want 1", n)
 	}
 	if got := e.message(ms[2].ID); got.Status != contacts.StatusSent || got.Attempts != 2 {
 		t.Errorf("retried message: %s attempts %d, want sent after 2", got.Status, got.Attempts)

@@ -13,7 +13,7 @@ import (
 const (
 	TypeUpdate = "telegram:update" // process one stored webhook event
 	TypeSend   = "telegram:send"   // send one outbound message (reply or POST /messages/)
-	// TypeSendMany sends several outbound messages of one bot (a batch of replies).
+	// TypeSendMany sends several outbound messages of one or more bots (a batch of replies).
 	TypeSendMany = "telegram:send-many"
 	TypeSweep    = "telegram:sweep" // re-enqueue stored-but-unprocessed events and stale queued messages
 )
@@ -61,18 +61,23 @@ func NewSendTask(id uuid.UUID) (*asynq.Task, error) {
 		asynq.Retention(10*time.Minute)), nil
 }
 
-// SendManyPayload is the payload of TypeSendMany: outbound messages of one bot.
+// SendManyPayload is the payload of TypeSendMany: outbound messages, in one batch per bot.
 type SendManyPayload struct {
+	Batches []SendManyBatch `json:"batches"`
+}
+
+// SendManyBatch is the outbound messages of one bot in a TypeSendMany task.
+type SendManyBatch struct {
 	BotID      uuid.UUID   `json:"bot_app_id"`
 	MessageIDs []uuid.UUID `json:"message_ids"`
 }
 
-// NewSendManyTask returns the task that sends messages ids of bot botID in one batch
-// (HandleSendMany), queue outbound. It has no TaskID: sending is idempotent per message
-// (ClaimSends), and the sweep enqueues a telegram:send task for any message left queued.
-// MaxRetry is a backstop: attempts are counted per message (TELEGRAM_MAX_RETRIES).
-func NewSendManyTask(botID uuid.UUID, ids []uuid.UUID) (*asynq.Task, error) {
-	b, err := json.Marshal(SendManyPayload{BotID: botID, MessageIDs: ids})
+// NewSendManyTask returns the task that sends batches (HandleSendMany: the bots' batches at
+// once, each at its bot's pace), queue outbound. It has no TaskID: sending is idempotent per
+// message (ClaimSends), and the sweep enqueues a telegram:send task for any message left
+// queued. MaxRetry is a backstop: attempts are counted per message (TELEGRAM_MAX_RETRIES).
+func NewSendManyTask(batches ...SendManyBatch) (*asynq.Task, error) {
+	b, err := json.Marshal(SendManyPayload{Batches: batches})
 	if err != nil {
 		return nil, err
 	}
