@@ -353,80 +353,60 @@ type result struct {
 	Sent   bool  `bun:"sent"`
 }
 
-// writeResults writes a chunk's results in one UPDATE … FROM (VALUES …) and, when the
-// broadcast was cancelled meanwhile, turns those that would wait again (queued, deferred)
-// into cancelled. With deferUntil set (the bot's daily limit is used up), every other
-// recipient of the broadcast that would be due before it is deferred to it as well.
+// writeResults writes results with one UPDATE … FROM (VALUES …), the broadcast row locked
+// FOR SHARE for the statement (so that it never interleaves with Cancel): in a cancelled or
+// failed broadcast the recipients that would wait again (queued, deferred) become cancelled
+// or failed. With deferUntil set (the bot's daily limit is used up), every other recipient of
+// a running broadcast that would be due before it is deferred to it as well, in the same
+// transaction.
 func (s *Service) writeResults(ctx context.Context, id uuid.UUID, rs []result, deferUntil time.Time) error {
 	if deferUntil.IsZero() {
-		if len(rs) == 0 {
-			return nil
-		}
-		// The common case in one statement (one round trip, no explicit transaction): the
-		// broadcast row is locked FOR SHARE for the statement, as in the transaction below.
-		_, err := s.db.NewUpdate().
-			With("_b", s.db.NewRaw("SELECT status FROM broadcasts WHERE id = ? FOR SHARE", id)).
-			With("_data", s.db.NewValues(&rs)).
-			Model((*Recipient)(nil)).TableExpr("_data").TableExpr("_b").
-			Set("status = CASE WHEN _b.status IN (?, ?) AND _data.status IN (?, ?) THEN (CASE WHEN _b.status = ? THEN ? ELSE ? END) ELSE _data.status END",
-				StatusCancelled, StatusFailed, RecipientQueued, RecipientDeferred, StatusFailed, RecipientFailed, RecipientCancelled).
-			Set("attempts = _data.attempts").
-			Set("due_at = COALESCE(_data.due_at, now() + _data.due_in_ms * interval '1 millisecond')").
-			Set("error = CASE WHEN _data.keep_error OR (_data.sent AND r.error = ?) THEN r.error ELSE _data.error END", errInterrupted).
-			Set("telegram_message_id = COALESCE(_data.telegram_message_id, r.telegram_message_id)").
-			Set("chat_id = _data.chat_id").
-			Set("sent_at = CASE WHEN _data.sent THEN now() ELSE r.sent_at END").
-			Set("claimed_at = NULL").
-			Set("updated_at = now()").
-			Where("r.id = _data.id").Where("r.status = ?", RecipientSending).
-			Exec(ctx)
-		if err != nil {
-			return apperr.Classify(fmt.Errorf("write results: %w", err))
-		}
-		return nil
+		return apperr.Classify(updateResults(ctx, s.db, id, rs))
 	}
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		status, err := statusForShare(ctx, tx, id)
-		if err != nil {
+		if err := updateResults(ctx, tx, id, rs); err != nil {
 			return err
 		}
-		cancelled := status == StatusCancelled || status == StatusFailed
-		final := RecipientCancelled
-		if status == StatusFailed {
-			final = RecipientFailed
-		}
-		if len(rs) > 0 {
-			_, err = tx.NewUpdate().With("_data", tx.NewValues(&rs)).
-				Model((*Recipient)(nil)).TableExpr("_data").
-				Set("status = CASE WHEN ? AND _data.status IN (?, ?) THEN ? ELSE _data.status END",
-					cancelled, RecipientQueued, RecipientDeferred, final).
-				Set("attempts = _data.attempts").
-				Set("due_at = COALESCE(_data.due_at, now() + _data.due_in_ms * interval '1 millisecond')").
-				// A sent recipient keeps errInterrupted: an earlier attempt may have been delivered.
-				Set("error = CASE WHEN _data.keep_error OR (_data.sent AND r.error = ?) THEN r.error ELSE _data.error END", errInterrupted).
-				Set("telegram_message_id = COALESCE(_data.telegram_message_id, r.telegram_message_id)").
-				Set("chat_id = _data.chat_id").
-				Set("sent_at = CASE WHEN _data.sent THEN now() ELSE r.sent_at END").
-				Set("claimed_at = NULL").
-				Set("updated_at = now()").
-				Where("r.id = _data.id").Where("r.status = ?", RecipientSending).
-				Exec(ctx)
-			if err != nil {
-				return fmt.Errorf("write results: %w", err)
-			}
-		}
-		if !deferUntil.IsZero() && !cancelled {
-			_, err = tx.NewUpdate().Model((*Recipient)(nil)).
-				Set("status = ?", RecipientDeferred).Set("due_at = ?", deferUntil).Set("updated_at = now()").
-				Where("broadcast_id = ?", id).Where("status IN (?, ?)", RecipientQueued, RecipientDeferred).
-				Where("due_at < ?", deferUntil).Exec(ctx)
-			if err != nil {
-				return fmt.Errorf("defer recipients: %w", err)
-			}
+		_, err := tx.NewRaw(`UPDATE broadcast_recipients SET status = ?, due_at = ?, updated_at = now()
+WHERE broadcast_id = ? AND status IN (?, ?) AND due_at < ?
+  AND EXISTS (SELECT 1 FROM broadcasts WHERE id = ? AND status NOT IN (?, ?))`,
+			RecipientDeferred, deferUntil, id, RecipientQueued, RecipientDeferred, deferUntil,
+			id, StatusCancelled, StatusFailed).Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("defer recipients: %w", err)
 		}
 		return nil
 	})
 	return apperr.Classify(err)
+}
+
+// updateResults is writeResults' UPDATE on idb; a sent recipient keeps errInterrupted (an
+// earlier attempt may have been delivered), and a row that is no longer "sending" (taken
+// back by the sweep) is left alone.
+func updateResults(ctx context.Context, idb bun.IDB, id uuid.UUID, rs []result) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	_, err := idb.NewUpdate().
+		With("_b", idb.NewRaw("SELECT status FROM broadcasts WHERE id = ? FOR SHARE", id)).
+		With("_data", idb.NewValues(&rs)).
+		Model((*Recipient)(nil)).TableExpr("_data").TableExpr("_b").
+		Set("status = CASE WHEN _b.status IN (?, ?) AND _data.status IN (?, ?) THEN (CASE WHEN _b.status = ? THEN ? ELSE ? END) ELSE _data.status END",
+			StatusCancelled, StatusFailed, RecipientQueued, RecipientDeferred, StatusFailed, RecipientFailed, RecipientCancelled).
+		Set("attempts = _data.attempts").
+		Set("due_at = COALESCE(_data.due_at, now() + _data.due_in_ms * interval '1 millisecond')").
+		Set("error = CASE WHEN _data.keep_error OR (_data.sent AND r.error = ?) THEN r.error ELSE _data.error END", errInterrupted).
+		Set("telegram_message_id = COALESCE(_data.telegram_message_id, r.telegram_message_id)").
+		Set("chat_id = _data.chat_id").
+		Set("sent_at = CASE WHEN _data.sent THEN now() ELSE r.sent_at END").
+		Set("claimed_at = NULL").
+		Set("updated_at = now()").
+		Where("r.id = _data.id").Where("r.status = ?", RecipientSending).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	return nil
 }
 
 // leftover describes what a broadcast still has to send.
