@@ -312,10 +312,10 @@ type Permit struct {
 // Done records that the send of p has completed: within doneDelay its completion time
 // (Redis time) is written, and the send leaves the windows one window after it. Done does
 // not wait for Redis; if the write fails, the permit simply counts until its in-flight
-// bound. The error is always nil (kept for callers that check it).
-func (p Permit) Done(ctx context.Context) error {
+// bound.
+func (p Permit) Done() {
 	if p.l == nil || len(p.keys) == 0 {
-		return nil
+		return
 	}
 	l := p.l
 	l.doneMu.Lock()
@@ -326,7 +326,6 @@ func (p Permit) Done(ctx context.Context) error {
 	if start {
 		go l.flushDone()
 	}
-	return nil
 }
 
 // flushDone writes pending completions every doneDelay until none is left.

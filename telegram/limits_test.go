@@ -77,9 +77,7 @@ func TestLimiter_WindowHoldsUnderJitter(t *testing.T) {
 				arrivals = append(arrivals, time.Now())
 				mu.Unlock()
 				time.Sleep(rtt - arrive)
-				if err := p.Done(ctx); err != nil {
-					t.Error(err)
-				}
+				p.Done()
 			}
 		})
 	}
@@ -139,9 +137,7 @@ func TestLimiter_ChatWindowCountsUntilDone(t *testing.T) {
 	if _, r := acquireNow(t, l, bot, 7, PriorityBulk); r == nil || r.Reason != RefusedChat {
 		t.Fatalf("while in flight: refusal %+v, want %q", r, RefusedChat)
 	}
-	if err := p.Done(ctx); err != nil {
-		t.Fatal(err)
-	}
+	p.Done()
 	time.Sleep(20 * time.Millisecond) // Done is recorded within doneDelay
 	if _, r := acquireNow(t, l, bot, 7, PriorityBulk); r == nil || r.RetryAfter < 200*time.Millisecond || r.RetryAfter > 300*time.Millisecond {
 		t.Fatalf("just after Done: refusal %+v, want chat busy for about 300ms", r)
@@ -183,7 +179,7 @@ func TestLimiter_InteractiveFirst(t *testing.T) {
 		if err != nil || r != nil {
 			t.Fatalf("fill: %+v %v", r, err)
 		}
-		_ = p.Done(ctx)
+		p.Done()
 	}
 	got := make(chan error, 1)
 	go func() {
@@ -221,14 +217,13 @@ func TestLimiter_InteractiveFirst(t *testing.T) {
 func TestLimiter_GroupChatRate(t *testing.T) {
 	rdb := testenv.Redis(t)
 	l := NewLimiter(rdb, LimiterConfig{ChatInterval: 100 * time.Millisecond})
-	ctx := context.Background()
 	bot := uuid.New()
 	for i := range 20 {
 		p, r := acquireNow(t, l, bot, -1001, PriorityBulk)
 		if r != nil {
 			t.Fatalf("group send %d refused: %+v", i, r)
 		}
-		_ = p.Done(ctx)
+		p.Done()
 	}
 	time.Sleep(20 * time.Millisecond) // Done is recorded within doneDelay
 	if _, r := acquireNow(t, l, bot, -1001, PriorityBulk); r == nil || r.Reason != RefusedChat || r.RetryAfter < 59*time.Second {

@@ -171,9 +171,7 @@ func (s *Service) deliver(ctx context.Context, bot Bot, chatID int64, msg Outgoi
 	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RequestTimeout)
 	m, err := api.SendMessageWithContext(callCtx, chatID, msg.Text, &gotgbot.SendMessageOpts{ParseMode: msg.ParseMode})
 	cancel()
-	if derr := permit.Done(ctx); derr != nil {
-		log.Warn("telegram: record send completion failed", "err", derr)
-	}
+	permit.Done()
 	if err == nil {
 		return Outcome{Status: OutcomeSent, ChatID: chatID, MessageID: m.MessageId}
 	}
