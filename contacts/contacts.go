@@ -281,27 +281,6 @@ func (s *Service) MessageByID(ctx context.Context, id uuid.UUID) (Message, error
 	return m, nil
 }
 
-// MarkSent records a successful send of message id with Telegram's message_id. The error
-// is cleared, except ErrTextInterrupted, which stays as the record that an earlier attempt
-// may have been delivered too.
-func (s *Service) MarkSent(ctx context.Context, id uuid.UUID, telegramMessageID int64, attempts int) error {
-	_, err := s.db.NewUpdate().Model((*Message)(nil)).
-		Set("status = ?", StatusSent).Set("telegram_message_id = ?", telegramMessageID).
-		Set("attempts = ?", attempts).Set("error = CASE WHEN error = ? THEN error ELSE '' END", ErrTextInterrupted).
-		Set("sent_at = now()").Set("updated_at = now()").
-		Where("id = ?", id).Exec(ctx)
-	return apperr.Classify(err)
-}
-
-// MarkFailed records the final failure of message id with the error text (no secrets).
-func (s *Service) MarkFailed(ctx context.Context, id uuid.UUID, errText string, attempts int) error {
-	_, err := s.db.NewUpdate().Model((*Message)(nil)).
-		Set("status = ?", StatusFailed).Set("error = ?", errText).
-		Set("attempts = ?", attempts).Set("updated_at = now()").
-		Where("id = ?", id).Where("status <> ?", StatusSent).Exec(ctx)
-	return apperr.Classify(err)
-}
-
 // ClaimSend marks outbound message id "sending" and counts the attempt (attempts+1) before
 // the worker calls Telegram, so that a message that may have reached Telegram always has a
 // record saying so. It claims a queued message, or one left "sending" since before
@@ -383,19 +362,6 @@ func (s *Service) FinishSends(ctx context.Context, rs []SendResult) error {
 // ErrTextInterrupted is the error of a message whose previous send attempt was interrupted
 // (the worker stopped while calling Telegram): it may have been delivered.
 const ErrTextInterrupted = "a previous attempt was interrupted while calling Telegram; it may have been delivered"
-
-// RequeueSend puts sending message id back to queued with attempts and, unless errText is
-// empty, the error: after a rate-limit wait (the attempt given back) or a retryable failure.
-func (s *Service) RequeueSend(ctx context.Context, id uuid.UUID, errText string, attempts int) error {
-	q := s.db.NewUpdate().Model((*Message)(nil)).
-		Set("status = ?", StatusQueued).Set("attempts = ?", attempts).Set("updated_at = now()").
-		Where("id = ?", id).Where("status = ?", StatusSending)
-	if errText != "" {
-		q = q.Set("error = ?", errText)
-	}
-	_, err := q.Exec(ctx)
-	return apperr.Classify(err)
-}
 
 // StaleOutbound returns up to limit outbound messages in status (StatusQueued or
 // StatusSending) last updated before olderThan (the sweep re-enqueues their send task),

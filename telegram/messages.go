@@ -174,55 +174,70 @@ func (s *Service) HandleSend(ctx context.Context, t *asynq.Task) error {
 	defer cancel()
 	bot, err := s.BotByID(ctx, m.BotID)
 	if errors.Is(err, ErrBotNotFound) {
-		if err := s.contacts.MarkFailed(dbCtx, m.ID, "bot deleted", m.Attempts); err != nil {
+		failed := contacts.SendResult{ID: m.ID, Status: contacts.StatusFailed, Attempts: m.Attempts, Error: "bot deleted"}
+		if err := s.contacts.FinishSends(dbCtx, []contacts.SendResult{failed}); err != nil {
 			return fmt.Errorf("mark message failed: %w", err)
 		}
 		return fmt.Errorf("message %s: bot deleted: %w", m.ID, asynq.SkipRetry)
 	}
 	if err != nil {
-		if rerr := s.contacts.RequeueSend(dbCtx, m.ID, "", m.Attempts-1); rerr != nil {
+		back := contacts.SendResult{ID: m.ID, Status: contacts.StatusQueued, Attempts: m.Attempts - 1, KeepError: true}
+		if rerr := s.contacts.FinishSends(dbCtx, []contacts.SendResult{back}); rerr != nil {
 			log.Warn("telegram: give message back failed; the sweep will", "err", rerr)
 		}
 		return fmt.Errorf("load bot %s: %w", m.BotID, err)
 	}
 
 	out := s.Send(ctx, bot, m.ChatID, Outgoing{Text: m.Text, ParseMode: m.ParseMode})
-	attempts := m.Attempts
-	switch out.Status {
-	case OutcomeSent:
-		if err := s.contacts.MarkSent(dbCtx, m.ID, out.MessageID, attempts); err != nil {
+	r := s.sendResult(m, out)
+	if err := s.contacts.FinishSends(dbCtx, []contacts.SendResult{r}); err != nil {
+		if out.Status == OutcomeSent {
 			// Retrying the task would send a duplicate: give up loudly instead. The message
 			// stays "sending" with its attempt counted.
 			log.Error("telegram: message sent but not recorded", "telegram_message_id", out.MessageID, "err", err)
 			return fmt.Errorf("record sent message %s: %v: %w", m.ID, err, asynq.SkipRetry)
 		}
+		return fmt.Errorf("record send of message %s: %w", m.ID, err)
+	}
+	switch {
+	case out.Status == OutcomeSent:
 		return nil
-	case OutcomeWait, OutcomeDeferred:
-		if err := s.contacts.RequeueSend(dbCtx, m.ID, "", attempts-1); err != nil {
-			return fmt.Errorf("requeue message: %w", err)
-		}
-		if out.Status == OutcomeDeferred {
-			return &RetryAfterError{RetryAfter: max(time.Until(out.Until), time.Second), Reason: "daily_limit"}
-		}
+	case out.Status == OutcomeDeferred:
+		return &RetryAfterError{RetryAfter: max(time.Until(out.Until), time.Second), Reason: "daily_limit"}
+	case out.Status == OutcomeWait:
 		return &RetryAfterError{RetryAfter: max(out.RetryAfter, 100*time.Millisecond), Reason: waitReason(out)}
-	case OutcomeRetry:
-		if attempts > s.cfg.MaxRetries {
-			if err := s.contacts.MarkFailed(dbCtx, m.ID, out.Err, attempts); err != nil {
-				return fmt.Errorf("mark message failed: %w", err)
-			}
-			log.Warn("telegram: send failed after retries", "attempts", attempts, "err", out.Err)
-			return fmt.Errorf("send message %s: %s (after %d attempts): %w", m.ID, out.Err, attempts, asynq.SkipRetry)
-		}
-		if err := s.contacts.RequeueSend(dbCtx, m.ID, out.Err, attempts); err != nil {
-			return fmt.Errorf("record attempt: %w", err)
-		}
-		return fmt.Errorf("send message %s (attempt %d): %s", m.ID, attempts, out.Err)
+	case r.Status == contacts.StatusQueued: // a retryable failure: asynq retries with its backoff
+		return fmt.Errorf("send message %s (attempt %d): %s", m.ID, r.Attempts, out.Err)
+	case out.Status == OutcomeRetry:
+		log.Warn("telegram: send failed after retries", "attempts", r.Attempts, "err", out.Err)
+		return fmt.Errorf("send message %s: %s (after %d attempts): %w", m.ID, out.Err, r.Attempts, asynq.SkipRetry)
 	default: // OutcomeBlocked, OutcomeFailed
-		if err := s.contacts.MarkFailed(dbCtx, m.ID, out.Err, attempts); err != nil {
-			return fmt.Errorf("mark message failed: %w", err)
-		}
 		return fmt.Errorf("send message %s: %s: %w", m.ID, out.Err, asynq.SkipRetry)
 	}
+}
+
+// sendResult maps the Outcome of sending claimed message m (its attempt counted by the
+// claim) to the row to write: sent; queued again with the attempt given back (rate-limit
+// wait, 429, daily limit: not attempts); queued with the attempt counted (retryable
+// failure, until attempts exceeds Config.MaxRetries: then failed); failed (blocked or
+// permanent).
+func (s *Service) sendResult(m contacts.Message, out Outcome) contacts.SendResult {
+	r := contacts.SendResult{ID: m.ID, Attempts: m.Attempts, Error: out.Err}
+	switch out.Status {
+	case OutcomeSent:
+		mid := out.MessageID
+		r.Status, r.TelegramMessageID, r.Error = contacts.StatusSent, &mid, ""
+	case OutcomeWait, OutcomeDeferred:
+		r.Status, r.Attempts, r.KeepError = contacts.StatusQueued, m.Attempts-1, true
+	case OutcomeRetry:
+		r.Status = contacts.StatusQueued
+		if m.Attempts > s.cfg.MaxRetries {
+			r.Status = contacts.StatusFailed
+		}
+	default: // OutcomeBlocked, OutcomeFailed
+		r.Status = contacts.StatusFailed
+	}
+	return r
 }
 
 // waitReason is the RetryAfterError reason of an OutcomeWait.
@@ -393,29 +408,16 @@ func (s *Service) sendBatchOf(ctx context.Context, botID uuid.UUID, ids []uuid.U
 		}
 	}
 	onResult := func(i int, out Outcome) {
-		m := ms[i]
-		r := contacts.SendResult{ID: m.ID, Attempts: m.Attempts, Error: out.Err}
+		r := s.sendResult(ms[i], out)
 		mu.Lock()
 		defer mu.Unlock()
-		switch out.Status {
-		case OutcomeSent:
-			mid := out.MessageID
-			r.Status, r.TelegramMessageID, r.Error = contacts.StatusSent, &mid, ""
-		case OutcomeWait:
-			r.Status, r.Attempts, r.KeepError = contacts.StatusQueued, m.Attempts-1, true
+		switch {
+		case out.Status == OutcomeWait:
 			requeue(out.RetryAfter)
-		case OutcomeDeferred:
-			r.Status, r.Attempts, r.KeepError = contacts.StatusQueued, m.Attempts-1, true
+		case out.Status == OutcomeDeferred:
 			requeue(time.Until(out.Until))
-		case OutcomeRetry:
-			if m.Attempts > s.cfg.MaxRetries {
-				r.Status = contacts.StatusFailed
-			} else {
-				r.Status = contacts.StatusQueued
-				requeue(time.Second << min(max(m.Attempts-1, 0), 8))
-			}
-		default: // OutcomeBlocked, OutcomeFailed
-			r.Status = contacts.StatusFailed
+		case r.Status == contacts.StatusQueued: // a retryable failure
+			requeue(time.Second << min(max(r.Attempts-1, 0), 8))
 		}
 		pending = append(pending, r)
 	}
