@@ -89,6 +89,20 @@ func (f *fleet) copies(i int, text string) map[int64]int {
 	return m
 }
 
+// killAndReplaceWorker kills worker i with SIGKILL, waits for it to exit and starts a new
+// worker in its place (appended to p.workers).
+func (p *platform) killAndReplaceWorker(t *testing.T, i int) {
+	t.Helper()
+	victim := p.workers[i]
+	if err := victim.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if !victim.exited(5 * time.Second) {
+		t.Fatal("SIGKILL did not stop the worker")
+	}
+	p.workers = append(p.workers, p.start("worker"))
+}
+
 // query runs a single-value SQL query on the platform's database.
 func (p *platform) query(t *testing.T, sql string, args ...any) int {
 	t.Helper()
@@ -141,14 +155,7 @@ func TestWorkerKilledMidBroadcast(t *testing.T) {
 		}
 		return n >= bots*perBot/2
 	})
-	victim := p.workers[0]
-	if err := victim.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	if !victim.exited(5 * time.Second) {
-		t.Fatal("SIGKILL did not stop the worker")
-	}
-	p.workers = append(p.workers, p.start("worker"))
+	p.killAndReplaceWorker(t, 0)
 
 	eventually(t, 90*time.Second, "both broadcasts completed", func() bool {
 		for i := range bcs {
@@ -317,14 +324,7 @@ func TestWorkerKilledMidProcessing(t *testing.T) {
 		n, _, _ := welcomed()
 		return n >= bots*users/3
 	})
-	victim := p.workers[0]
-	if err := victim.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	if !victim.exited(5 * time.Second) {
-		t.Fatal("SIGKILL did not stop the worker")
-	}
-	p.workers = append(p.workers, p.start("worker"))
+	p.killAndReplaceWorker(t, 0)
 
 	eventually(t, 90*time.Second, "every user welcomed", func() bool {
 		_, _, missing := welcomed()
