@@ -228,29 +228,22 @@ func (c Config) Validate() error {
 	if c.TelegramMaxRetries < 0 {
 		errs = append(errs, errors.New("TELEGRAM_MAX_RETRIES must be >= 0"))
 	}
-	if c.TelegramMaxWait <= 0 {
-		errs = append(errs, errors.New("TELEGRAM_MAX_WAIT must be > 0"))
-	}
-	if c.TelegramRequestTimeout <= 0 {
-		errs = append(errs, errors.New("TELEGRAM_REQUEST_TIMEOUT must be > 0"))
-	}
-	if c.WorkerConcurrency <= 0 {
-		errs = append(errs, errors.New("WORKER_CONCURRENCY must be > 0"))
-	}
-	if c.WorkerSendConcurrency <= 0 {
-		errs = append(errs, errors.New("WORKER_SEND_CONCURRENCY must be > 0"))
-	}
-	if c.DatabaseMaxConns <= 0 {
-		errs = append(errs, errors.New("DATABASE_MAX_CONNS must be > 0"))
-	}
-	if c.BroadcastSenders <= 0 {
-		errs = append(errs, errors.New("BROADCAST_SENDERS must be > 0"))
-	}
-	if c.EventProcessors <= 0 {
-		errs = append(errs, errors.New("EVENT_PROCESSORS must be > 0"))
-	}
-	if c.ShutdownTimeout <= 0 {
-		errs = append(errs, errors.New("SHUTDOWN_TIMEOUT must be > 0"))
+	for _, v := range []struct {
+		name     string
+		positive bool
+	}{
+		{"TELEGRAM_MAX_WAIT", c.TelegramMaxWait > 0},
+		{"TELEGRAM_REQUEST_TIMEOUT", c.TelegramRequestTimeout > 0},
+		{"WORKER_CONCURRENCY", c.WorkerConcurrency > 0},
+		{"WORKER_SEND_CONCURRENCY", c.WorkerSendConcurrency > 0},
+		{"DATABASE_MAX_CONNS", c.DatabaseMaxConns > 0},
+		{"BROADCAST_SENDERS", c.BroadcastSenders > 0},
+		{"EVENT_PROCESSORS", c.EventProcessors > 0},
+		{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout > 0},
+	} {
+		if !v.positive {
+			errs = append(errs, fmt.Errorf("%s must be > 0", v.name))
+		}
 	}
 	if c.Production() {
 		if c.EncryptionKey == DevEncryptionKey {
