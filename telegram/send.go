@@ -234,15 +234,16 @@ type BatchOptions struct {
 	// Messages, when set, gives each chat its own message (same length as chatIDs); msg is
 	// then ignored.
 	Messages []Outgoing
-	// OnResult, when set, is called once per chat as soon as its Outcome is known (from
-	// several goroutines at once; it must be safe for concurrent use), so that the caller can
-	// record each send right after it happened rather than at the end of the batch.
+	// OnResult is called once per chat (index i of chatIDs) as soon as its Outcome is known
+	// (from several goroutines at once; it must be safe for concurrent use), so that the
+	// caller can record each send right after it happened. Required.
 	OnResult func(i int, out Outcome)
 }
 
 // SendBatch sends msg (or opts.Messages[i]) to each of chatIDs through bot with
 // PriorityBulk (a broadcast's chunk) or, with opts.Interactive, PriorityInteractive (a batch
-// of replies), keeping every limit like Send, and returns one Outcome per chat, in order.
+// of replies), keeping every limit like Send, and reports one Outcome per chat through
+// opts.OnResult. It returns when every chat has been reported.
 //
 // One goroutine acquires the permits in order (Limiter.Acquire, waiting up to Config.MaxWait
 // for the bot's window), and up to opts.Concurrency sends are in flight at once, so that the
@@ -253,12 +254,11 @@ type BatchOptions struct {
 // OutcomeWait (RetryAfter: the pause or the wait, 0 when stopped by ctx or the deadline) or
 // OutcomeDeferred (Until: the next UTC midnight). Sends already started always finish and
 // are reported, even after ctx has ended (bounded by Config.RequestTimeout).
-func (s *Service) SendBatch(ctx context.Context, bot Bot, chatIDs []int64, msg Outgoing, opts BatchOptions) []Outcome {
+func (s *Service) SendBatch(ctx context.Context, bot Bot, chatIDs []int64, msg Outgoing, opts BatchOptions) {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 8
 	}
 	log := s.log.With("bot_app_id", bot.ID.String())
-	outs := make([]Outcome, len(chatIDs))
 	sem := make(chan struct{}, opts.Concurrency)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -279,12 +279,7 @@ func (s *Service) SendBatch(ctx context.Context, bot Bot, chatIDs []int64, msg O
 	if opts.Interactive {
 		acq.Priority, acq.WaitForChat = PriorityInteractive, true
 	}
-	report := func(i int, out Outcome) {
-		outs[i] = out
-		if opts.OnResult != nil {
-			opts.OnResult(i, out)
-		}
-	}
+	report := opts.OnResult
 	i := 0
 	for ; i < len(chatIDs); i++ {
 		if stopped() {
@@ -348,7 +343,6 @@ func (s *Service) SendBatch(ctx context.Context, bot Bot, chatIDs []int64, msg O
 		o.ChatID = chatIDs[j]
 		report(j, o)
 	}
-	return outs
 }
 
 // sendErrText is a generic, secret-free description of a non-Telegram error.
