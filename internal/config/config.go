@@ -165,22 +165,23 @@ type Config struct {
 	// SweepInterval is how often stored-but-unprocessed updates and queued messages are
 	// re-enqueued. Default: 1m.
 	SweepInterval time.Duration `env:"SWEEP_INTERVAL" envDefault:"1m"`
-	// LogLevel is debug, info, warn or error. Default: info.
+	// LogLevel is debug, info, warn or error; anything else is a startup error. Default: info.
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
+	// LogFormat is json (one JSON object per line) or text (slog's key=value); anything else
+	// is a startup error. Default: "" (json when APP_ENV=production, text otherwise).
+	LogFormat string `env:"LOG_FORMAT"`
+	// MetricsAddr, when set, serves GET /metrics (Prometheus) without authentication on
+	// this address, in serve, worker and all alike: the worker's only way to be scraped.
+	// Keep it private (loopback or an admin network). The API also serves /metrics behind
+	// ADMIN_TOKEN. Default: "" (off).
+	MetricsAddr string `env:"METRICS_ADDR"`
 }
 
-// Load reads the configuration from getenv and validates it.
+// Load reads the configuration from getenv and validates it. The variables read are those of
+// Config's env tags (Variables): a field added to Config is read with no further edit.
 func Load(getenv func(string) string) (Config, error) {
 	var cfg Config
-	vars := map[string]string{}
-	for _, k := range []string{"APP_ENV", "DATABASE_URL", "DATABASE_MAX_CONNS", "REDIS_URL", "HTTP_ADDR", "PUBLIC_BASE_URL", "TELEGRAM_API_URL",
-		"ADMIN_TOKEN", "ENCRYPTION_KEY", "TELEGRAM_RATE_LIMIT", "TELEGRAM_BOT_RATE_LIMIT", "TELEGRAM_CHAT_INTERVAL",
-		"TELEGRAM_MAX_RETRIES", "TELEGRAM_MAX_WAIT", "TELEGRAM_REQUEST_TIMEOUT", "WORKER_CONCURRENCY", "WORKER_SEND_CONCURRENCY",
-		"BROADCAST_SENDERS", "EVENT_PROCESSORS", "SHUTDOWN_TIMEOUT", "PPROF_ADDR", "SWEEP_INTERVAL", "LOG_LEVEL"} {
-		if v := getenv(k); v != "" {
-			vars[k] = v
-		}
-	}
+	vars := environment(getenv) // every variable of the struct tags (settings.go)
 	if err := env.ParseWithOptions(&cfg, env.Options{Environment: vars}); err != nil {
 		return Config{}, fmt.Errorf("config: %w", nameVariables(err))
 	}
@@ -256,6 +257,7 @@ func (c Config) Validate() error {
 	if c.AdminToken == "" {
 		errs = append(errs, errors.New("ADMIN_TOKEN must not be empty"))
 	}
+	errs = append(errs, c.validateLogging())
 	return errors.Join(errs...)
 }
 
@@ -286,32 +288,10 @@ func (c Config) KeyFingerprint() string {
 	return hex.EncodeToString(h[:4])
 }
 
-// LogValue prints the configuration with secrets masked (DATABASE_URL and REDIS_URL may carry passwords).
-func (c Config) LogValue() slog.Value {
-	return slog.GroupValue(
-		slog.String("app_env", c.AppEnv),
-		slog.String("http_addr", c.HTTPAddr),
-		slog.String("public_base_url", c.PublicBaseURL),
-		slog.String("telegram_api_url", c.TelegramAPIURL),
-		slog.String("database_url", RedactURL(c.DatabaseURL.Reveal())),
-		slog.Int("database_max_conns", c.DatabaseMaxConns),
-		slog.String("redis_url", RedactURL(c.RedisURL.Reveal())),
-		slog.String("telegram_rate_limit", c.TelegramRateLimit.String()),
-		slog.String("telegram_bot_rate_limit", c.TelegramBotRateLimit.String()),
-		slog.Duration("telegram_chat_interval", c.TelegramChatInterval),
-		slog.Int("telegram_max_retries", c.TelegramMaxRetries),
-		slog.Duration("telegram_max_wait", c.TelegramMaxWait),
-		slog.Duration("telegram_request_timeout", c.TelegramRequestTimeout),
-		slog.Int("worker_concurrency", c.WorkerConcurrency),
-		slog.Int("worker_send_concurrency", c.WorkerSendConcurrency),
-		slog.Int("broadcast_senders", c.BroadcastSenders),
-		slog.Int("event_processors", c.EventProcessors),
-		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
-		slog.String("pprof_addr", c.PprofAddr),
-		slog.String("encryption_key_fingerprint", c.KeyFingerprint()),
-		slog.String("log_level", c.LogLevel),
-	)
-}
+// LogValue prints every setting (Settings) under its lower-case variable name, secrets
+// redacted: Secret fields as [REDACTED], DSNs (*_URL) with RedactURL; plus the encryption
+// key's fingerprint.
+func (c Config) LogValue() slog.Value { return c.settingsLogValue() }
 
 // RedactURL masks the password of a URL-shaped DSN.
 func RedactURL(raw string) string {
@@ -327,11 +307,38 @@ func RedactURL(raw string) string {
 	return raw
 }
 
-// SlogLevel maps LOG_LEVEL to a slog.Level (info when unknown).
+// SlogLevel maps LOG_LEVEL to a slog.Level (info when unknown; Validate refuses an
+// unknown level).
 func (c Config) SlogLevel() slog.Level {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		return slog.LevelInfo
 	}
 	return l
+}
+
+// validateLogging checks LOG_LEVEL and LOG_FORMAT.
+func (c Config) validateLogging() error {
+	var errs []error
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		errs = append(errs, fmt.Errorf("LOG_LEVEL must be debug, info, warn or error, got %q", c.LogLevel))
+	}
+	switch c.LogFormat {
+	case "", "json", "text":
+	default:
+		errs = append(errs, fmt.Errorf("LOG_FORMAT must be json or text, got %q", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}
+
+// LogFormatName is LOG_FORMAT, or its default: json in production, text otherwise.
+func (c Config) LogFormatName() string {
+	switch {
+	case c.LogFormat != "":
+		return c.LogFormat
+	case c.Production():
+		return "json"
+	}
+	return "text"
 }
