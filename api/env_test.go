@@ -26,6 +26,7 @@ import (
 	"github.com/botfleet/botfleet/broadcast"
 	"github.com/botfleet/botfleet/contacts"
 	"github.com/botfleet/botfleet/internal/config"
+	"github.com/botfleet/botfleet/internal/logging"
 	"github.com/botfleet/botfleet/internal/testenv"
 	"github.com/botfleet/botfleet/telegram"
 	"github.com/botfleet/botfleet/telegram/tgemu"
@@ -281,6 +282,9 @@ func echoToOpenAPI(p string) string {
 		if strings.HasPrefix(s, ":") {
 			parts[i] = "{" + s[1:] + "}"
 		}
+		if s == "*" { // a wildcard route (the asynq web UI): one {path} parameter in the spec
+			parts[i] = "{path}"
+		}
 	}
 	return strings.Join(parts, "/")
 }
@@ -338,5 +342,5 @@ func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // slogTo is a debug-level JSON logger writing to w.
 func slogTo(w io.Writer) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return slog.New(logging.NewHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})))
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/botfleet/botfleet/internal/apperr"
+	"github.com/botfleet/botfleet/internal/logging"
+	"github.com/botfleet/botfleet/internal/metrics"
 	"github.com/botfleet/botfleet/tenant"
 )
 
@@ -24,7 +26,7 @@ const (
 
 // noSlashPaths are the canonical paths without a trailing slash; every other canonical
 // path ends with "/".
-var noSlashPaths = map[string]bool{"/healthz": true, "/readyz": true, "/openapi.yaml": true}
+var noSlashPaths = map[string]bool{"/healthz": true, "/readyz": true, "/openapi.yaml": true, "/metrics": true}
 
 // canonicalPath is a Pre middleware (it runs before routing) that rewrites the request path
 // to its canonical form, so that "/contacts" and "/contacts/" reach the same route and
@@ -36,6 +38,7 @@ func canonicalPath(next echo.HandlerFunc) echo.HandlerFunc {
 		p := u.Path
 		switch {
 		case p == "" || p == "/":
+		case strings.HasPrefix(p, QueuesPath): // asynqmon's own paths, as its pages ask for them
 		case strings.HasSuffix(p, "/"):
 			if t := strings.TrimSuffix(p, "/"); noSlashPaths[t] {
 				u.Path = t
@@ -92,6 +95,7 @@ func (s *server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err)
 		}
 		req, res := c.Request(), c.Response()
+		metrics.ObserveHTTP(req.Method, c.Path(), res.Status, time.Since(start))
 		level := slog.LevelInfo
 		if res.Status >= 500 {
 			level = slog.LevelWarn
@@ -180,6 +184,7 @@ func (s *server) tenantAuth(next echo.HandlerFunc) echo.HandlerFunc {
 			return err
 		}
 		c.SetRequest(req.WithContext(tenant.WithTenant(req.Context(), t)))
+		logging.Add(req.Context(), slog.String(logging.KeyTenantID, t.ID.String()))
 		c.Set(ctxTenantID, t.ID.String())
 		return next(c)
 	}

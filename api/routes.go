@@ -1,6 +1,10 @@
 package api
 
-import "github.com/labstack/echo/v4"
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+)
 
 // routes registers every route. Paths are canonical: resources end with "/", the three
 // operational endpoints do not; canonicalPath (a Pre middleware) rewrites the other form,
@@ -18,6 +22,12 @@ func (s *server) routes(e *echo.Echo) {
 
 	// Platform operator (Bearer ADMIN_TOKEN).
 	e.POST("/admin/v1/tenants/", s.createTenant, admin)
+
+	// Operator's tools (ADMIN_TOKEN as Bearer, or as the Basic password for browsers; ops.go).
+	e.GET("/metrics", s.metricsEndpoint, s.adminAuthBrowser)
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+		e.Add(m, QueuesPath+"*", s.queueUI, s.adminAuthBrowser) // asynqmon: pages, assets, its API
+	}
 
 	// Telegram calls this; authenticated by the per-bot secret header inside telegram.Ingest.
 	e.POST("/telegram/v1/webhooks/:bot_app_id/", s.webhook)

@@ -42,6 +42,9 @@ type Deps struct {
 	AdminToken config.Secret
 	// Log receives access logs and 5xx causes. Nil means slog.Default().
 	Log *slog.Logger
+	// Metrics serves GET /metrics (metrics.Handler with the process's collectors). Nil
+	// serves the process-wide instruments alone.
+	Metrics http.Handler
 }
 
 // Body size limits (DESIGN.md Security: request bodies are size-limited).
@@ -64,6 +67,7 @@ const (
 type server struct {
 	d   Deps
 	log *slog.Logger
+	ui  queuesOnce // the asynq web UI, built on first use (ops.go)
 }
 
 // New returns the REST server: middleware, error handler and the route table of routes.go.
@@ -88,6 +92,7 @@ func New(d Deps) *echo.Echo {
 
 	e.Pre(canonicalPath)
 	e.Use(requestID, s.accessLog, s.recoverPanic, bodyLimit(DefaultBodyLimit, isLargeBodyRoute))
+	e.Use(s.logScope) // request_id, tenant_id, bot_app_id on every log line of the request (ops.go)
 	s.routes(e)
 	return e
 }

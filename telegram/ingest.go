@@ -20,6 +20,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/botfleet/botfleet/internal/apperr"
+	"github.com/botfleet/botfleet/internal/metrics"
 )
 
 // UpdateTypes are the fields of Telegram's Update object (core.telegram.org/bots/api#update,
@@ -67,7 +68,8 @@ const ingestEnqueueTimeout = 5 * time.Second
 // same way); apperr.ErrUnavailable (503) when PostgreSQL fails, so that Telegram retries. A
 // redelivered update_id is stored once and acknowledged (nil) whether or not it has been
 // processed.
-func (s *Service) Ingest(ctx context.Context, botID uuid.UUID, secret string, body []byte) error {
+func (s *Service) Ingest(ctx context.Context, botID uuid.UUID, secret string, body []byte) (err error) {
+	defer func() { observeIngest(err) }() // metrics by outcome (metrics.go)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ingestStoreTimeout)
 	defer cancel()
 
@@ -283,10 +285,12 @@ func (b *ingestBatcher) flush(batch []*ingestRow) {
 		b.log.Debug("telegram: a webhook batch has a bad row; writing its rows one by one", "rows", len(uniq))
 		for _, r := range uniq {
 			n, err := b.insert(ctx, []*ingestRow{r})
+			metrics.WebhookBatch(n, 1+len(dups[ingestKey{r.botID, r.updateID}]), err)
 			inserted += n
 			answer(r, err)
 		}
 	} else {
+		metrics.WebhookBatch(inserted, len(batch), err)
 		for _, r := range uniq {
 			answer(r, err)
 		}

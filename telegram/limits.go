@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/botfleet/botfleet/internal/config"
+	"github.com/botfleet/botfleet/internal/metrics"
 )
 
 // DefaultGroupChatRate is the most messages to one group, supergroup or channel (chat id < 0)
@@ -454,6 +455,7 @@ func (l *Limiter) Acquire(ctx context.Context, botID uuid.UUID, chatID int64, op
 		switch res[0] {
 		case 0:
 			release()
+			metrics.ObserveLimiterWait(metrics.WaitSlot, wait)
 			p := Permit{l: l, member: member, StartAt: time.Now().Add(wait)}
 			if chatN > 0 {
 				p.keys = append(p.keys, keys[2])
@@ -491,6 +493,7 @@ func (l *Limiter) Acquire(ctx context.Context, botID uuid.UUID, chatID int64, op
 			release()
 			return Permit{}, &Refusal{Reason: reason, RetryAfter: wait}, nil
 		}
+		metrics.ObserveLimiterWait(reason, wait)
 		if !sleepCtx(ctx, wait) {
 			release()
 			return Permit{}, nil, ctx.Err()

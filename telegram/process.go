@@ -313,7 +313,7 @@ func isTxConflict(err error) bool {
 // claimEvents scans the events selected by q (a SELECT on webhook_events).
 func claimEvents(ctx context.Context, q *bun.SelectQuery) ([]WebhookEvent, error) {
 	var evs []WebhookEvent
-	err := q.Model(&evs).Column("id", "tenant_id", "bot_id", "update_id", "update_type", "payload").Scan(ctx)
+	err := q.Model(&evs).Column("id", "tenant_id", "bot_id", "update_id", "update_type", "payload", "received_at").Scan(ctx)
 	if err != nil && !database.IsNoRows(err) {
 		return nil, apperr.Classify(fmt.Errorf("claim events: %w", err))
 	}
@@ -832,6 +832,7 @@ func markProcessed(ctx context.Context, tx bun.Tx, plans []*eventPlan) error {
 		}
 		q.WriteString("(?::bigint, ?::text)")
 		args = append(args, p.ev.ID, p.procErr)
+		observeLag(p.ev) // metrics.go
 	}
 	q.WriteString(") AS v (id, err) WHERE e.id = v.id")
 	if _, err := tx.NewRaw(q.String(), args...).Exec(ctx); err != nil {

@@ -161,7 +161,8 @@ func acquireOutcome(ctx context.Context, chatID int64, refused *Refusal, err err
 // deliver calls sendMessage under permit (recording its completion), then classifies the
 // answer. The call runs on a context detached from ctx's cancellation and bounded by
 // Config.RequestTimeout: a started send always finishes and is reported.
-func (s *Service) deliver(ctx context.Context, bot Bot, chatID int64, msg Outgoing, permit Permit, log *slog.Logger, mayMigrate bool) Outcome {
+func (s *Service) deliver(ctx context.Context, bot Bot, chatID int64, msg Outgoing, permit Permit, log *slog.Logger, mayMigrate bool) (out Outcome) {
+	defer func() { observeDeliver(out) }() // metrics by outcome (metrics.go)
 	api, err := s.apiBotFor(bot)
 	if err != nil {
 		_ = permit.Cancel(ctx)
