@@ -113,7 +113,7 @@ func (s *Service) run(ctx context.Context, id uuid.UUID) error {
 		if err != nil {
 			// The rows not recorded stay "sending" until the sweep gives them back
 			// (ClaimLease); those already sent will then be sent again.
-			log.Error("broadcast: write results failed", "recipients", len(rows), "sent", cr.sent, "err", err)
+			log.Error("broadcast: write results failed", "recipients", len(rows), "sent", cr.sent, "error", err)
 			return err
 		}
 		if cr.waitUntil.After(waitUntil) {
@@ -166,7 +166,7 @@ func (s *Service) writeResultsRetrying(ctx context.Context, id uuid.UUID, rs []r
 		if err == nil {
 			return nil
 		}
-		s.log.Warn("broadcast: write results failed, retrying", "broadcast_id", id.String(), "err", err)
+		s.log.Warn("broadcast: write results failed, retrying", "broadcast_id", id.String(), "error", err)
 		select {
 		case <-wctx.Done():
 			return err
@@ -367,7 +367,7 @@ func (s *Service) HandleSweep(ctx context.Context, _ *asynq.Task) error {
 		}
 		for _, id := range ids {
 			if err := s.enqueueRun(ctx, id); err != nil {
-				s.log.Warn("broadcast: sweep could not enqueue run", "broadcast_id", id.String(), "err", err)
+				s.log.Warn("broadcast: sweep could not enqueue run", "broadcast_id", id.String(), "error", err)
 				if firstErr == nil {
 					firstErr = err
 				}

@@ -126,7 +126,7 @@ func (s *Service) enqueueSend(ctx context.Context, id uuid.UUID) {
 		_, err = s.queue.EnqueueContext(ctx, task)
 	}
 	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-		s.log.Error("telegram: enqueue send failed; the sweep will retry", "message_id", id.String(), "err", err)
+		s.log.Error("telegram: enqueue send failed; the sweep will retry", "message_id", id.String(), "error", err)
 	}
 }
 
@@ -183,7 +183,7 @@ func (s *Service) HandleSend(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		back := contacts.SendResult{ID: m.ID, Status: contacts.StatusQueued, Attempts: m.Attempts - 1, KeepError: true}
 		if rerr := s.contacts.FinishSends(dbCtx, []contacts.SendResult{back}); rerr != nil {
-			log.Warn("telegram: give message back failed; the sweep will", "err", rerr)
+			log.Warn("telegram: give message back failed; the sweep will", "error", rerr)
 		}
 		return fmt.Errorf("load bot %s: %w", m.BotID, err)
 	}
@@ -194,7 +194,7 @@ func (s *Service) HandleSend(ctx context.Context, t *asynq.Task) error {
 		if out.Status == OutcomeSent {
 			// Retrying the task would send a duplicate: give up loudly instead. The message
 			// stays "sending" with its attempt counted.
-			log.Error("telegram: message sent but not recorded", "telegram_message_id", out.MessageID, "err", err)
+			log.Error("telegram: message sent but not recorded", "telegram_message_id", out.MessageID, "error", err)
 			return fmt.Errorf("record sent message %s: %v: %w", m.ID, err, asynq.SkipRetry)
 		}
 		return fmt.Errorf("record send of message %s: %w", m.ID, err)
@@ -209,7 +209,7 @@ func (s *Service) HandleSend(ctx context.Context, t *asynq.Task) error {
 	case r.Status == contacts.StatusQueued: // a retryable failure: asynq retries with its backoff
 		return fmt.Errorf("send message %s (attempt %d): %s", m.ID, r.Attempts, out.Err)
 	case out.Status == OutcomeRetry:
-		log.Warn("telegram: send failed after retries", "attempts", r.Attempts, "err", out.Err)
+		log.Warn("telegram: send failed after retries", "attempts", r.Attempts, "error", out.Err)
 		return fmt.Errorf("send message %s: %s (after %d attempts): %w", m.ID, out.Err, r.Attempts, asynq.SkipRetry)
 	default: // OutcomeBlocked, OutcomeFailed
 		return fmt.Errorf("send message %s: %s: %w", m.ID, out.Err, asynq.SkipRetry)
@@ -456,7 +456,7 @@ func (s *Service) sendBatchOf(ctx context.Context, botID uuid.UUID, ids []uuid.U
 	}
 	if err != nil {
 		// The messages stay "sending"; the sweep takes them back after SendLease.
-		s.log.Error("telegram: batch sent but not recorded", "bot_app_id", bot.ID.String(), "messages", len(ms), "err", err)
+		s.log.Error("telegram: batch sent but not recorded", "bot_app_id", bot.ID.String(), "messages", len(ms), "error", err)
 		return 0, nil
 	}
 	return again, nil

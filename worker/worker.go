@@ -14,6 +14,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/botfleet/botfleet/internal/logging"
 	"github.com/botfleet/botfleet/telegram"
 )
 
@@ -117,6 +118,7 @@ func Run(ctx context.Context, d Deps) error {
 	defer cancelBase()
 	var running sync.WaitGroup // handlers still running (asynq stops waiting on cancel)
 	mux := asynq.NewServeMux()
+	mux.Use(logging.TaskMiddleware) // task_id and task_type on every log line of a task
 	mux.Use(func(h asynq.Handler) asynq.Handler {
 		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 			running.Add(1)
@@ -145,7 +147,7 @@ func Run(ctx context.Context, d Deps) error {
 				}
 				id, _ := asynq.GetTaskID(ctx)
 				retried, _ := asynq.GetRetryCount(ctx)
-				log.Warn("task failed", "task_type", t.Type(), "task_id", id, "retry", retried, "err", err)
+				log.Warn("task failed", "task_type", t.Type(), "task_id", id, "retry", retried, "error", err)
 			}),
 		})
 	}
@@ -193,7 +195,7 @@ func Run(ctx context.Context, d Deps) error {
 	select {
 	case <-ctx.Done():
 	case runErr = <-loopErr:
-		log.Error("worker: loop failed", "err", runErr)
+		log.Error("worker: loop failed", "error", runErr)
 	}
 	log.Info("worker stopping", "shutdown_timeout", d.ShutdownTimeout)
 	deadline := time.Now().Add(d.ShutdownTimeout)

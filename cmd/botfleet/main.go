@@ -35,6 +35,7 @@ import (
 	"github.com/botfleet/botfleet/contacts"
 	"github.com/botfleet/botfleet/internal/config"
 	"github.com/botfleet/botfleet/internal/database"
+	"github.com/botfleet/botfleet/internal/logging"
 	"github.com/botfleet/botfleet/migrations"
 	"github.com/botfleet/botfleet/telegram"
 	"github.com/botfleet/botfleet/telegram/tgemu"
@@ -153,6 +154,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	emuCmd.Flags().StringVar(&emuAddr, "addr", "127.0.0.1:8081", "listen address")
 	root.AddCommand(emuCmd)
+	root.AddCommand(configCmd(getenv, stdout, stderr))
 	return root.ExecuteContext(ctx)
 }
 
@@ -161,11 +163,10 @@ func newLogger(level, appEnv string, w io.Writer) *slog.Logger {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		l = slog.LevelInfo
 	}
-	opts := &slog.HandlerOptions{Level: l}
 	if appEnv == "production" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return logging.New(w, logging.FormatJSON, l)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return logging.New(w, logging.FormatText, l)
 }
 
 func migrate(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -173,7 +174,7 @@ func migrate(ctx context.Context, getenv func(string) string, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg.LogLevel, cfg.AppEnv, stderr)
+	log := logging.New(stderr, cfg.LogFormatName(), cfg.SlogLevel())
 	dsn := cfg.DatabaseURL.Reveal()
 	created, err := database.EnsureDatabase(ctx, dsn)
 	if err != nil {
@@ -212,6 +213,7 @@ type app struct {
 	contacts   *contacts.Service
 	telegram   *telegram.Service
 	broadcasts *broadcast.Service
+	metrics    http.Handler // GET /metrics (ops.go)
 }
 
 func withApp(ctx context.Context, getenv func(string) string, stderr io.Writer, fn func(context.Context, *app) error) error {
@@ -219,9 +221,10 @@ func withApp(ctx context.Context, getenv func(string) string, stderr io.Writer, 
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg.LogLevel, cfg.AppEnv, stderr)
+	log := logging.New(stderr, cfg.LogFormatName(), cfg.SlogLevel())
 	slog.SetDefault(log)
 	log.Info("botfleet starting", "version", version, "config", cfg)
+	warnMisspelled(log)
 	key, err := cfg.Key()
 	if err != nil {
 		return err
@@ -244,10 +247,10 @@ func withApp(ctx context.Context, getenv func(string) string, stderr io.Writer, 
 	defer rdb.Close()
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	if err := db.PingContext(pctx); err != nil {
-		log.Warn("PostgreSQL not reachable at start; requests needing it answer 503 until it is", "err", err)
+		log.Warn("PostgreSQL not reachable at start; requests needing it answer 503 until it is", "error", err)
 	}
 	if err := rdb.Ping(pctx).Err(); err != nil {
-		log.Warn("Redis not reachable at start; requests needing it answer 503 until it is", "err", err)
+		log.Warn("Redis not reachable at start; requests needing it answer 503 until it is", "error", err)
 	}
 	cancel()
 	if cfg.PprofAddr != "" {
@@ -255,6 +258,7 @@ func withApp(ctx context.Context, getenv func(string) string, stderr io.Writer, 
 	}
 	queue := asynq.NewClientFromRedisClient(rdb)
 	a := &app{cfg: cfg, log: log, db: db, rdb: rdb, queue: queue}
+	a.metrics = newMetrics(ctx, cfg, db, rdb, log) // ops.go
 	a.tenants = tenant.New(db)
 	a.contacts = contacts.New(db)
 	a.telegram, err = telegram.New(telegram.Deps{
@@ -284,7 +288,7 @@ func withApp(ctx context.Context, getenv func(string) string, stderr io.Writer, 
 func (a *app) serve(ctx context.Context) error {
 	e := api.New(api.Deps{
 		Tenants: a.tenants, Telegram: a.telegram, Contacts: a.contacts, Broadcasts: a.broadcasts,
-		DB: a.db, Redis: a.rdb, AdminToken: a.cfg.AdminToken, Log: a.log,
+		DB: a.db, Redis: a.rdb, AdminToken: a.cfg.AdminToken, Log: a.log, Metrics: a.metrics,
 	})
 	srv := &http.Server{
 		Addr:              a.cfg.HTTPAddr,
@@ -344,7 +348,7 @@ func startPprof(ctx context.Context, addr string, log *slog.Logger) {
 	go func() {
 		log.Info("pprof listening", "addr", addr)
 		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("pprof listener failed", "err", err)
+			log.Error("pprof listener failed", "error", err)
 		}
 	}()
 	go func() {

@@ -159,7 +159,7 @@ func (s *Server) Start(addr string) (string, error) {
 	s.baseURL = "http://" + ln.Addr().String()
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("tgemu: serve", "err", err)
+			s.log.Error("tgemu: serve", "error", err)
 		}
 	}()
 	s.log.Info("tgemu: listening", "url", s.baseURL)
