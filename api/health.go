@@ -58,7 +58,7 @@ func (s *server) readyz(c echo.Context) error {
 			if err != nil {
 				resp.Status = "unavailable"
 				resp.Checks[name] = "unavailable"
-				s.log.Warn("readiness check failed", "request_id", reqID(c), "check", name, "error", err)
+				s.log.WarnContext(ctx, "readiness check failed", "request_id", reqID(c), "check", name, "error", err)
 				return
 			}
 			resp.Checks[name] = "ok"

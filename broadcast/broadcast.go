@@ -384,7 +384,7 @@ func (s *Service) startRun(ctx context.Context, id uuid.UUID) {
 		return
 	}
 	if err := s.enqueueRun(ctx, id); err != nil {
-		s.log.Warn("broadcast: enqueue run failed; the sweep will retry", "broadcast_id", id, "error", err)
+		s.log.WarnContext(ctx, "broadcast: enqueue run failed; the sweep will retry", "broadcast_id", id, "error", err)
 	}
 }
 

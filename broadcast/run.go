@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/botfleet/botfleet/internal/apperr"
+	"github.com/botfleet/botfleet/internal/logging"
 	"github.com/botfleet/botfleet/internal/queue"
 	"github.com/botfleet/botfleet/telegram"
 )
@@ -64,11 +66,12 @@ func (s *Service) run(ctx context.Context, id uuid.UUID) error {
 	b, err := broadcastByID(ctx, s.db, id)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
-			log.Warn("broadcast: run of an unknown broadcast ignored")
+			log.WarnContext(ctx, "broadcast: run of an unknown broadcast ignored")
 			return nil
 		}
 		return err
 	}
+	logging.Add(ctx, slog.String(logging.KeyTenantID, b.TenantID.String()), slog.String(logging.KeyBotAppID, b.BotID.String()))
 	switch b.Status {
 	case StatusCancelled, StatusCompleted, StatusFailed:
 		return nil
@@ -78,7 +81,7 @@ func (s *Service) run(ctx context.Context, id uuid.UUID) error {
 		if apperr.KindOf(err) != apperr.KindNotFound {
 			return err
 		}
-		log.Warn("broadcast: bot deleted, broadcast failed", "bot_app_id", b.BotID.String())
+		log.WarnContext(ctx, "broadcast: bot deleted, broadcast failed", "bot_app_id", b.BotID.String())
 		return failBroadcast(context.WithoutCancel(ctx), s.db, id, errBotDeleted)
 	}
 	if ok, err := markRunning(ctx, s.db, id); err != nil || !ok {
@@ -89,7 +92,7 @@ func (s *Service) run(ctx context.Context, id uuid.UUID) error {
 		if err := materialize(ctx, s.db, id); err != nil {
 			return err
 		}
-		log.Info("broadcast: recipients written", "total", b.Total, "took", time.Since(start))
+		log.InfoContext(ctx, "broadcast: recipients written", "total", b.Total, "took", time.Since(start))
 	}
 
 	msg := telegram.Outgoing{Text: b.MessageText, ParseMode: b.ParseMode}
@@ -102,7 +105,7 @@ func (s *Service) run(ctx context.Context, id uuid.UUID) error {
 			return err
 		}
 		if !running {
-			log.Info("broadcast: run stopped, broadcast no longer running", "sent", sent)
+			log.InfoContext(ctx, "broadcast: run stopped, broadcast no longer running", "sent", sent)
 			return nil
 		}
 		if len(rows) == 0 {
@@ -113,7 +116,7 @@ func (s *Service) run(ctx context.Context, id uuid.UUID) error {
 		if err != nil {
 			// The rows not recorded stay "sending" until the sweep gives them back
 			// (ClaimLease); those already sent will then be sent again.
-			log.Error("broadcast: write results failed", "recipients", len(rows), "sent", cr.sent, "error", err)
+			log.ErrorContext(ctx, "broadcast: write results failed", "recipients", len(rows), "sent", cr.sent, "error", err)
 			return err
 		}
 		if cr.waitUntil.After(waitUntil) {
@@ -131,7 +134,7 @@ func (s *Service) run(ctx context.Context, id uuid.UUID) error {
 		return err
 	}
 	if done {
-		log.Info("broadcast: completed", "sent", sent)
+		log.InfoContext(ctx, "broadcast: completed", "sent", sent)
 		return nil
 	}
 	left, err := remaining(fctx, s.db, id)
@@ -166,7 +169,7 @@ func (s *Service) writeResultsRetrying(ctx context.Context, id uuid.UUID, rs []r
 		if err == nil {
 			return nil
 		}
-		s.log.Warn("broadcast: write results failed, retrying", "broadcast_id", id.String(), "error", err)
+		s.log.WarnContext(ctx, "broadcast: write results failed, retrying", "broadcast_id", id.String(), "error", err)
 		select {
 		case <-wctx.Done():
 			return err
@@ -349,7 +352,7 @@ func (s *Service) HandleSweep(ctx context.Context, _ *asynq.Task) error {
 		// The run that held these recipients died with its worker; asynq recovers its task
 		// only after its own lease and recoverer interval (up to 1.5 min). Start another run
 		// now: runs of one broadcast never send a recipient twice (they claim with SKIP LOCKED).
-		s.log.Warn("broadcast: released recipients of a dead worker; starting a new run", "broadcast_id", id.String())
+		s.log.WarnContext(ctx, "broadcast: released recipients of a dead worker; starting a new run", "broadcast_id", id.String())
 		t, err := NewRunTask(id)
 		if err != nil {
 			return err
@@ -367,7 +370,7 @@ func (s *Service) HandleSweep(ctx context.Context, _ *asynq.Task) error {
 		}
 		for _, id := range ids {
 			if err := s.enqueueRun(ctx, id); err != nil {
-				s.log.Warn("broadcast: sweep could not enqueue run", "broadcast_id", id.String(), "error", err)
+				s.log.WarnContext(ctx, "broadcast: sweep could not enqueue run", "broadcast_id", id.String(), "error", err)
 				if firstErr == nil {
 					firstErr = err
 				}

@@ -251,7 +251,7 @@ func (c *botCache) publish(ctx context.Context, id uuid.UUID) error {
 				return
 			}
 		}
-		c.log.Error("telegram: bot invalidation not published; other processes see the change within the cache TTL",
+		c.log.ErrorContext(ctx, "telegram: bot invalidation not published; other processes see the change within the cache TTL",
 			"bot_app_id", id.String(), "ttl", BotCacheTTL.String())
 	}()
 	return fmt.Errorf("publish bot invalidation: %w", err)
@@ -272,7 +272,7 @@ func (s *Service) InvalidateBot(ctx context.Context, botID uuid.UUID) error {
 // invalidateBot is InvalidateBot for callers that only log a failure.
 func (s *Service) invalidateBot(ctx context.Context, botID uuid.UUID) {
 	if err := s.InvalidateBot(ctx, botID); err != nil {
-		s.log.Warn("telegram: bot cache invalidation not published; retrying in the background",
+		s.log.WarnContext(ctx, "telegram: bot cache invalidation not published; retrying in the background",
 			"bot_app_id", botID.String(), "error", err)
 	}
 }

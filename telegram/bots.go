@@ -189,9 +189,9 @@ func (s *Service) RegisterBot(ctx context.Context, tenantID uuid.UUID, nb NewBot
 		SecretToken: secret, AllowedUpdates: AllowedUpdates, MaxConnections: 40,
 	}); err != nil {
 		status, whErr = WebhookFailed, "setWebhook: "+safeTelegramError(err)
-		log.Warn("telegram: setWebhook failed", "error", whErr)
+		log.WarnContext(ctx, "telegram: setWebhook failed", "error", whErr)
 	} else if _, err := api.SetMyCommandsWithContext(ctx, BotCommands, nil); err != nil {
-		log.Warn("telegram: setMyCommands failed", "error", safeTelegramError(err))
+		log.WarnContext(ctx, "telegram: setMyCommands failed", "error", safeTelegramError(err))
 	}
 	_, err = s.db.NewUpdate().Model(&b).
 		Set("webhook_status = ?", status).Set("webhook_error = ?", whErr).Set("updated_at = now()").
@@ -200,7 +200,7 @@ func (s *Service) RegisterBot(ctx context.Context, tenantID uuid.UUID, nb NewBot
 		return Bot{}, apperr.Classify(fmt.Errorf("update webhook status: %w", err))
 	}
 	s.invalidateBot(ctx, b.ID)
-	log.Info("telegram: bot registered", "webhook_status", status)
+	log.InfoContext(ctx, "telegram: bot registered", "webhook_status", status)
 	return b, nil
 }
 
@@ -283,9 +283,9 @@ func (s *Service) DeleteBot(ctx context.Context, tenantID, botID uuid.UUID) erro
 	}
 	log := s.log.With("bot_app_id", b.ID.String(), "telegram_bot_id", b.TelegramBotID)
 	if api, err := s.apiBotFor(b); err != nil {
-		log.Error("telegram: open bot token", "error", err)
+		log.ErrorContext(ctx, "telegram: open bot token", "error", err)
 	} else if _, err := api.DeleteWebhookWithContext(context.WithoutCancel(ctx), nil); err != nil {
-		log.Warn("telegram: deleteWebhook failed; deleting the bot anyway", "error", safeTelegramError(err))
+		log.WarnContext(ctx, "telegram: deleteWebhook failed; deleting the bot anyway", "error", safeTelegramError(err))
 	}
 	res, err := s.db.NewUpdate().Model((*Bot)(nil)).
 		Set("deleted_at = now()").Set("webhook_status = ?", WebhookDeleted).Set("updated_at = now()").
@@ -298,7 +298,7 @@ func (s *Service) DeleteBot(ctx context.Context, tenantID, botID uuid.UUID) erro
 		return ErrBotNotFound // deleted concurrently
 	}
 	s.invalidateBot(ctx, botID)
-	log.Info("telegram: bot deleted")
+	log.InfoContext(ctx, "telegram: bot deleted")
 	return nil
 }
 

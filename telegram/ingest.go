@@ -101,7 +101,7 @@ func (s *Service) Ingest(ctx context.Context, botID uuid.UUID, secret string, bo
 	case isDataException(err):
 		return apperr.ErrMalformed.WithMessage("the update cannot be stored: %s", pgMessage(err))
 	default:
-		s.log.Warn("telegram: storing an update failed; Telegram will redeliver",
+		s.log.WarnContext(ctx, "telegram: storing an update failed; Telegram will redeliver",
 			"bot_app_id", botID.String(), "update_id", updateID, "error", err)
 		return apperr.ErrUnavailable.Wrap(fmt.Errorf("store event: %w", err))
 	}
@@ -282,7 +282,7 @@ func (b *ingestBatcher) flush(batch []*ingestRow) {
 	inserted, err := b.insert(ctx, uniq)
 	if err != nil && isDataException(err) && len(uniq) > 1 {
 		b.fallbacks.Add(1)
-		b.log.Debug("telegram: a webhook batch has a bad row; writing its rows one by one", "rows", len(uniq))
+		b.log.DebugContext(ctx, "telegram: a webhook batch has a bad row; writing its rows one by one", "rows", len(uniq))
 		for _, r := range uniq {
 			n, err := b.insert(ctx, []*ingestRow{r})
 			metrics.WebhookBatch(n, 1+len(dups[ingestKey{r.botID, r.updateID}]), err)

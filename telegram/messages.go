@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/botfleet/botfleet/contacts"
 	"github.com/botfleet/botfleet/internal/apperr"
+	"github.com/botfleet/botfleet/internal/logging"
 	"github.com/botfleet/botfleet/internal/queue"
 )
 
@@ -126,7 +128,7 @@ func (s *Service) enqueueSend(ctx context.Context, id uuid.UUID) {
 		_, err = s.queue.EnqueueContext(ctx, task)
 	}
 	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-		s.log.Error("telegram: enqueue send failed; the sweep will retry", "message_id", id.String(), "error", err)
+		s.log.ErrorContext(ctx, "telegram: enqueue send failed; the sweep will retry", "message_id", id.String(), "error", err)
 	}
 }
 
@@ -169,6 +171,7 @@ func (s *Service) HandleSend(ctx context.Context, t *asynq.Task) error {
 		return nil // sent, failed, or being sent by a live worker
 	}
 	log := s.log.With("bot_app_id", m.BotID.String(), "chat_id", m.ChatID, "message_id", m.ID.String())
+	logging.Add(ctx, slog.String(logging.KeyTenantID, m.TenantID.String()), slog.String(logging.KeyBotAppID, m.BotID.String()))
 	// From here on the claim is ours: every path records an outcome, even if ctx ends.
 	dbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
@@ -183,7 +186,7 @@ func (s *Service) HandleSend(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		back := contacts.SendResult{ID: m.ID, Status: contacts.StatusQueued, Attempts: m.Attempts - 1, KeepError: true}
 		if rerr := s.contacts.FinishSends(dbCtx, []contacts.SendResult{back}); rerr != nil {
-			log.Warn("telegram: give message back failed; the sweep will", "error", rerr)
+			log.WarnContext(ctx, "telegram: give message back failed; the sweep will", "error", rerr)
 		}
 		return fmt.Errorf("load bot %s: %w", m.BotID, err)
 	}
@@ -194,7 +197,7 @@ func (s *Service) HandleSend(ctx context.Context, t *asynq.Task) error {
 		if out.Status == OutcomeSent {
 			// Retrying the task would send a duplicate: give up loudly instead. The message
 			// stays "sending" with its attempt counted.
-			log.Error("telegram: message sent but not recorded", "telegram_message_id", out.MessageID, "error", err)
+			log.ErrorContext(ctx, "telegram: message sent but not recorded", "telegram_message_id", out.MessageID, "error", err)
 			return fmt.Errorf("record sent message %s: %v: %w", m.ID, err, asynq.SkipRetry)
 		}
 		return fmt.Errorf("record send of message %s: %w", m.ID, err)
@@ -209,7 +212,7 @@ func (s *Service) HandleSend(ctx context.Context, t *asynq.Task) error {
 	case r.Status == contacts.StatusQueued: // a retryable failure: asynq retries with its backoff
 		return fmt.Errorf("send message %s (attempt %d): %s", m.ID, r.Attempts, out.Err)
 	case out.Status == OutcomeRetry:
-		log.Warn("telegram: send failed after retries", "attempts", r.Attempts, "error", out.Err)
+		log.WarnContext(ctx, "telegram: send failed after retries", "attempts", r.Attempts, "error", out.Err)
 		return fmt.Errorf("send message %s: %s (after %d attempts): %w", m.ID, out.Err, r.Attempts, asynq.SkipRetry)
 	default: // OutcomeBlocked, OutcomeFailed
 		return fmt.Errorf("send message %s: %s: %w", m.ID, out.Err, asynq.SkipRetry)
@@ -388,7 +391,7 @@ func (s *Service) sendBatchOf(ctx context.Context, botID uuid.UUID, ids []uuid.U
 			return 0, ferr
 		}
 		if status == contacts.StatusFailed {
-			s.log.Warn("telegram: messages of a deleted bot failed", "bot_app_id", botID.String(), "messages", len(ms))
+			s.log.WarnContext(ctx, "telegram: messages of a deleted bot failed", "bot_app_id", botID.String(), "messages", len(ms))
 			return 0, nil
 		}
 		return 0, fmt.Errorf("load bot %s: %w", botID, err)
@@ -456,7 +459,7 @@ func (s *Service) sendBatchOf(ctx context.Context, botID uuid.UUID, ids []uuid.U
 	}
 	if err != nil {
 		// The messages stay "sending"; the sweep takes them back after SendLease.
-		s.log.Error("telegram: batch sent but not recorded", "bot_app_id", bot.ID.String(), "messages", len(ms), "error", err)
+		s.log.ErrorContext(ctx, "telegram: batch sent but not recorded", "bot_app_id", bot.ID.String(), "messages", len(ms), "error", err)
 		return 0, nil
 	}
 	return again, nil

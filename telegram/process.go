@@ -127,7 +127,7 @@ func (s *Service) ProcessEvents(ctx context.Context) error {
 				return nil
 			}
 			backoff = min(max(2*backoff, eventBackoffMin), eventBackoffMax)
-			s.log.Warn("telegram: event processing failed; retrying", "error", err, "retry_in", backoff.String())
+			s.log.WarnContext(ctx, "telegram: event processing failed; retrying", "error", err, "retry_in", backoff.String())
 			s.waitForEvents(ctx, backoff)
 			continue
 		}
@@ -240,7 +240,7 @@ func (s *Service) processNext(ctx context.Context) (batchResult, error) {
 	if s.retryable(bctx, err) || len(ids) == 0 {
 		return batchResult{}, err
 	}
-	s.log.Warn("telegram: event batch failed; processing its events one by one", "events", len(ids), "error", err)
+	s.log.WarnContext(ctx, "telegram: event batch failed; processing its events one by one", "events", len(ids), "error", err)
 	return s.processOneByOne(bctx, ids)
 }
 
@@ -259,7 +259,7 @@ func (s *Service) processOneByOne(ctx context.Context, ids []int64) (batchResult
 			if s.retryable(ctx, err) {
 				return total, err
 			}
-			s.log.Error("telegram: event processing failed for good", "event_id", id, "error", err)
+			s.log.ErrorContext(ctx, "telegram: event processing failed for good", "event_id", id, "error", err)
 			if merr := s.markFailed(ctx, id, err); merr != nil {
 				return total, merr
 			}
@@ -374,7 +374,7 @@ func (s *Service) afterCommit(ctx context.Context, post postCommit) {
 				}
 				if err := s.enqueueTask(ctx, tasks[i]); err != nil {
 					if !failed.Swap(true) {
-						s.log.Warn("telegram: enqueue replies failed; the sweep will retry", "error", err)
+						s.log.WarnContext(ctx, "telegram: enqueue replies failed; the sweep will retry", "error", err)
 					}
 					return
 				}
@@ -418,7 +418,7 @@ func (s *Service) HandleUpdate(ctx context.Context, t *asynq.Task) error {
 		if ok1 && ok2 && retried < maxRetry {
 			return fmt.Errorf("process event %d: %w", p.EventID, err)
 		}
-		log.Error("telegram: processing failed for good", "error", err)
+		log.ErrorContext(ctx, "telegram: processing failed for good", "error", err)
 		if merr := s.markFailed(ctx, p.EventID, err); merr != nil {
 			return fmt.Errorf("process event %d: %w (and recording it failed: %v)", p.EventID, err, merr)
 		}
@@ -442,11 +442,11 @@ func mustSendTask(id uuid.UUID) *asynq.Task {
 func (s *Service) answerCallback(ctx context.Context, bot Bot, id string, log *slog.Logger) {
 	api, err := s.apiBotFor(bot)
 	if err != nil {
-		log.Error("telegram: open bot token", "error", err)
+		log.ErrorContext(ctx, "telegram: open bot token", "error", err)
 		return
 	}
 	if _, err := api.AnswerCallbackQueryWithContext(ctx, id, nil); err != nil {
-		log.Warn("telegram: answerCallbackQuery failed", "error", safeTelegramError(err))
+		log.WarnContext(ctx, "telegram: answerCallbackQuery failed", "error", safeTelegramError(err))
 	}
 }
 
@@ -603,7 +603,7 @@ func (s *Service) processBatch(ctx context.Context, tx bun.Tx, evs []WebhookEven
 			if st.blocked != p.block {
 				st.blocked, st.changed = p.block, true
 			}
-			s.log.Info("telegram: contact membership changed", "bot_app_id", p.ev.BotID.String(), "update_id", p.ev.UpdateID,
+			s.log.InfoContext(ctx, "telegram: contact membership changed", "bot_app_id", p.ev.BotID.String(), "update_id", p.ev.UpdateID,
 				"chat_id", p.key.chatID, "blocked", p.block)
 		}
 	}
@@ -685,7 +685,7 @@ func (s *Service) planEvents(ctx context.Context, evs []WebhookEvent) ([]*eventP
 		u := &updates[i]
 		if err := json.Unmarshal(ev.Payload, u); err != nil {
 			// Permanent: the same bytes will never decode. Keep the raw payload, move on.
-			s.log.Warn("telegram: undecodable update", "bot_app_id", ev.BotID.String(), "update_id", ev.UpdateID, "error", err)
+			s.log.WarnContext(ctx, "telegram: undecodable update", "bot_app_id", ev.BotID.String(), "update_id", ev.UpdateID, "error", err)
 			p.procErr = "skipped: cannot decode update: " + err.Error()
 			continue
 		}

@@ -113,7 +113,7 @@ func (s *Service) reserveDaily(ctx context.Context, bot Bot, chatID int64, now t
 	}
 	ok, err := s.limits.ReserveDaily(ctx, bot.ID, bot.DailyLimit, now)
 	if err != nil {
-		log.Warn("telegram: daily limit check failed", "error", err)
+		log.WarnContext(ctx, "telegram: daily limit check failed", "error", err)
 		return Outcome{Status: OutcomeWait, ChatID: chatID, RetryAfter: sendRedisWaitRetry, Err: "send limits unavailable (Redis); nothing was sent"}, false
 	}
 	if !ok {
@@ -128,7 +128,7 @@ func (s *Service) releaseDaily(ctx context.Context, bot Bot, now time.Time, log 
 		return
 	}
 	if err := s.limits.ReleaseDaily(context.WithoutCancel(ctx), bot.ID, now); err != nil {
-		log.Warn("telegram: release daily send failed", "error", err)
+		log.WarnContext(ctx, "telegram: release daily send failed", "error", err)
 	}
 }
 
@@ -149,7 +149,7 @@ func acquireOutcome(ctx context.Context, chatID int64, refused *Refusal, err err
 	case err != nil && ctx.Err() != nil:
 		return Outcome{Status: OutcomeWait, ChatID: chatID, RetryAfter: sendCancelWaitRetry, Err: "cancelled while waiting for a rate slot"}, false
 	case err != nil:
-		log.Warn("telegram: rate limiter failed", "error", err)
+		log.WarnContext(ctx, "telegram: rate limiter failed", "error", err)
 		return Outcome{Status: OutcomeWait, ChatID: chatID, RetryAfter: sendRedisWaitRetry, Err: "send limits unavailable (Redis); nothing was sent"}, false
 	case refused != nil:
 		return Outcome{Status: OutcomeWait, ChatID: chatID, RetryAfter: refused.RetryAfter, ChatBusy: refused.Reason == RefusedChat,
@@ -166,7 +166,7 @@ func (s *Service) deliver(ctx context.Context, bot Bot, chatID int64, msg Outgoi
 	api, err := s.apiBotFor(bot)
 	if err != nil {
 		_ = permit.Cancel(ctx)
-		log.Error("telegram: cannot open bot token", "error", err)
+		log.ErrorContext(ctx, "telegram: cannot open bot token", "error", err)
 		return Outcome{Status: OutcomeFailed, ChatID: chatID, Err: "cannot decrypt the bot token (wrong ENCRYPTION_KEY?)"}
 	}
 	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RequestTimeout)
@@ -180,7 +180,7 @@ func (s *Service) deliver(ctx context.Context, bot Bot, chatID int64, msg Outgoi
 	var tgErr *gotgbot.TelegramError
 	if !errors.As(err, &tgErr) {
 		text := redactToken(sendErrText(err), api.Token)
-		log.Warn("telegram: sendMessage failed", "error", redactToken(err.Error(), api.Token))
+		log.WarnContext(ctx, "telegram: sendMessage failed", "error", redactToken(err.Error(), api.Token))
 		return Outcome{Status: OutcomeRetry, ChatID: chatID, Err: text}
 	}
 	desc := redactToken(tgErr.Description, api.Token)
@@ -195,13 +195,13 @@ func (s *Service) deliver(ctx context.Context, bot Bot, chatID int64, msg Outgoi
 	case params.RetryAfter > 0 || tgErr.Code == 429:
 		d := time.Duration(max(params.RetryAfter, 1)) * time.Second
 		if err := s.limits.PauseBot(context.WithoutCancel(ctx), bot.ID, d); err != nil {
-			log.Warn("telegram: pause bot failed", "error", err)
+			log.WarnContext(ctx, "telegram: pause bot failed", "error", err)
 		}
-		log.Info("telegram: flood wait, bot paused", "retry_after", d)
+		log.InfoContext(ctx, "telegram: flood wait, bot paused", "retry_after", d)
 		return Outcome{Status: OutcomeWait, ChatID: chatID, RetryAfter: d, Err: desc}
 	case tgErr.Code == 403:
 		if _, err := s.contacts.SetBlocked(context.WithoutCancel(ctx), s.db, bot.ID, chatID, true); err != nil {
-			log.Error("telegram: mark contact blocked failed", "error", err)
+			log.ErrorContext(ctx, "telegram: mark contact blocked failed", "error", err)
 		}
 		return Outcome{Status: OutcomeBlocked, ChatID: chatID, Err: desc}
 	case tgErr.Code == 400 && params.MigrateToChatId != 0:
@@ -209,9 +209,9 @@ func (s *Service) deliver(ctx context.Context, bot Bot, chatID int64, msg Outgoi
 		if !mayMigrate || newID == chatID {
 			return Outcome{Status: OutcomeFailed, ChatID: chatID, Err: desc}
 		}
-		log.Info("telegram: chat migrated", "new_chat_id", newID)
+		log.InfoContext(ctx, "telegram: chat migrated", "new_chat_id", newID)
 		if err := s.contacts.MigrateChat(context.WithoutCancel(ctx), bot.ID, chatID, newID); err != nil {
-			log.Error("telegram: migrate contact chat failed", "new_chat_id", newID, "error", err)
+			log.ErrorContext(ctx, "telegram: migrate contact chat failed", "new_chat_id", newID, "error", err)
 		}
 		opts := AcquireOpts{Priority: PriorityInteractive, MaxWait: s.cfg.MaxWait, WaitForChat: true, WaitForPause: true}
 		return s.sendOnce(ctx, bot, newID, msg, opts, log.With("chat_id", newID), false)

@@ -29,10 +29,10 @@ const (
 func (s *Service) HandleSweep(ctx context.Context, t *asynq.Task) error {
 	events, messages, err := s.Sweep(ctx, SweepAge)
 	if messages > 0 {
-		s.log.Info("telegram: sweep re-enqueued work", "messages", messages)
+		s.log.InfoContext(ctx, "telegram: sweep re-enqueued work", "messages", messages)
 	}
 	if events > 0 {
-		s.log.Warn("telegram: webhook events wait for processing; are the event processors running?",
+		s.log.WarnContext(ctx, "telegram: webhook events wait for processing; are the event processors running?",
 			"events", events, "older_than", SweepAge.String())
 	}
 	return err

@@ -147,7 +147,7 @@ func Run(ctx context.Context, d Deps) error {
 				}
 				id, _ := asynq.GetTaskID(ctx)
 				retried, _ := asynq.GetRetryCount(ctx)
-				log.Warn("task failed", "task_type", t.Type(), "task_id", id, "retry", retried, "error", err)
+				log.WarnContext(ctx, "task failed", "task_type", t.Type(), "task_id", id, "retry", retried, "error", err)
 			}),
 		})
 	}
@@ -190,14 +190,14 @@ func Run(ctx context.Context, d Deps) error {
 			}
 		})
 	}
-	log.Info("worker started", "concurrency", d.Concurrency, "send_concurrency", d.SendConcurrency, "loops", len(d.Loops))
+	log.InfoContext(ctx, "worker started", "concurrency", d.Concurrency, "send_concurrency", d.SendConcurrency, "loops", len(d.Loops))
 	var runErr error
 	select {
 	case <-ctx.Done():
 	case runErr = <-loopErr:
-		log.Error("worker: loop failed", "error", runErr)
+		log.ErrorContext(ctx, "worker: loop failed", "error", runErr)
 	}
-	log.Info("worker stopping", "shutdown_timeout", d.ShutdownTimeout)
+	log.InfoContext(ctx, "worker stopping", "shutdown_timeout", d.ShutdownTimeout)
 	deadline := time.Now().Add(d.ShutdownTimeout)
 	cancelBase()
 	if sched != nil {
@@ -212,9 +212,9 @@ func Run(ctx context.Context, d Deps) error {
 	}()
 	select {
 	case <-done:
-		log.Info("worker stopped")
+		log.InfoContext(ctx, "worker stopped")
 	case <-time.After(time.Until(deadline)):
-		log.Warn("worker: shutdown timeout; tasks still running are abandoned (asynq runs them again)")
+		log.WarnContext(ctx, "worker: shutdown timeout; tasks still running are abandoned (asynq runs them again)")
 	}
 	return runErr
 }
