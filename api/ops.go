@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"sync"
 
@@ -103,6 +104,10 @@ func (s *server) queueUI(c echo.Context) error {
 	h := s.queues()
 	if h == nil {
 		return apperr.ErrUnavailable
+	}
+	if p := c.Request().URL.Path; !strings.HasPrefix(p, QueuesPath+"api/") && !strings.Contains(path.Base(p), ".") {
+		// A page (asynqmon renders its index template without a Content-Type).
+		c.Response().Header().Set(echo.HeaderContentType, echo.MIMETextHTMLCharsetUTF8)
 	}
 	h.ServeHTTP(c.Response(), c.Request())
 	return nil

@@ -10,8 +10,12 @@ import (
 	"github.com/uptrace/bun"
 )
 
-// scrapeTimeout bounds the PostgreSQL or Redis queries of one collector at one scrape.
-const scrapeTimeout = 3 * time.Second
+const (
+	// scrapeTimeout bounds the PostgreSQL or Redis queries of one collector at one scrape.
+	scrapeTimeout = 3 * time.Second
+	// DefaultMinInterval is the collectors' default MinInterval.
+	DefaultMinInterval = 5 * time.Second
+)
 
 // ScrapeErrors counts scrapes at which a collector could not read its source (PostgreSQL or
 // Redis down, timeout), by collector (broadcasts, queues); its metrics are then left out.
@@ -22,7 +26,7 @@ var ScrapeErrors = newCounterVec("botfleet_scrape_errors_total",
 // between, so that several Prometheus servers (or a short scrape interval) cost PostgreSQL
 // and Redis one read per ttl.
 type cached[T any] struct {
-	ttl  time.Duration
+	ttl  *time.Duration
 	read func(context.Context) (T, error)
 
 	mu   sync.Mutex
@@ -33,7 +37,7 @@ type cached[T any] struct {
 func (c *cached[T]) get() (T, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.at.IsZero() && time.Since(c.at) < c.ttl {
+	if !c.at.IsZero() && time.Since(c.at) < *c.ttl {
 		return c.last, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
@@ -49,10 +53,14 @@ func (c *cached[T]) get() (T, error) {
 
 // BroadcastCollector reports, at scrape time, the broadcasts by status and the recipients of
 // the broadcasts still in progress (queued or running) by recipient status. It reads
-// PostgreSQL at most once per 5 s: the broadcasts table (one row per broadcast) and, for the
+// PostgreSQL at most once per MinInterval: the broadcasts table (one row per broadcast) and, for the
 // unfinished broadcasts only, broadcast_recipients through its (broadcast_id, status) index,
 // so that a scrape never counts the recipients of every finished broadcast.
 type BroadcastCollector struct {
+	// MinInterval is the least time between two reads of PostgreSQL; scrapes in between
+	// get the last answer. Default: DefaultMinInterval.
+	MinInterval time.Duration
+
 	broadcasts, recipients *prometheus.Desc
 	c                      cached[broadcastCounts]
 }
@@ -64,12 +72,13 @@ type broadcastCounts struct {
 // NewBroadcastCollector returns a BroadcastCollector reading db.
 func NewBroadcastCollector(db bun.IDB) *BroadcastCollector {
 	bc := &BroadcastCollector{
+		MinInterval: DefaultMinInterval,
 		broadcasts: prometheus.NewDesc("botfleet_broadcasts",
 			"Broadcasts by status (queued, running, completed, cancelled, failed).", []string{"status"}, nil),
 		recipients: prometheus.NewDesc("botfleet_broadcast_recipients",
 			"Recipients of the broadcasts in progress (queued or running), by recipient status.", []string{"status"}, nil),
 	}
-	bc.c = cached[broadcastCounts]{ttl: 5 * time.Second, read: func(ctx context.Context) (broadcastCounts, error) {
+	bc.c = cached[broadcastCounts]{ttl: &bc.MinInterval, read: func(ctx context.Context) (broadcastCounts, error) {
 		out := broadcastCounts{broadcasts: map[string]float64{}, recipients: map[string]float64{}}
 		if err := countBy(ctx, db, out.broadcasts, `SELECT status, count(*) FROM broadcasts GROUP BY status`); err != nil {
 			return out, err
@@ -122,8 +131,12 @@ func (bc *BroadcastCollector) Collect(ch chan<- prometheus.Metric) {
 
 // QueueCollector reports, at scrape time, every asynq queue's tasks by state (pending,
 // active, scheduled, retry, archived, completed, aggregating) and its latency (the age of
-// its oldest pending task), read with the asynq Inspector at most once per 5 s.
+// its oldest pending task), read with the asynq Inspector at most once per MinInterval.
 type QueueCollector struct {
+	// MinInterval is the least time between two reads of Redis; scrapes in between get the
+	// last answer. Default: DefaultMinInterval.
+	MinInterval time.Duration
+
 	tasks, latency, paused *prometheus.Desc
 	c                      cached[[]*asynq.QueueInfo]
 }
@@ -131,6 +144,7 @@ type QueueCollector struct {
 // NewQueueCollector returns a QueueCollector using insp (asynq.NewInspectorFromRedisClient).
 func NewQueueCollector(insp *asynq.Inspector) *QueueCollector {
 	qc := &QueueCollector{
+		MinInterval: DefaultMinInterval,
 		tasks: prometheus.NewDesc("botfleet_queue_tasks",
 			"asynq tasks by queue and state (pending, active, scheduled, retry, archived, completed, aggregating).", []string{"queue", "state"}, nil),
 		latency: prometheus.NewDesc("botfleet_queue_latency_seconds",
@@ -138,7 +152,7 @@ func NewQueueCollector(insp *asynq.Inspector) *QueueCollector {
 		paused: prometheus.NewDesc("botfleet_queue_paused",
 			"1 when the asynq queue is paused (asynqmon), else 0.", []string{"queue"}, nil),
 	}
-	qc.c = cached[[]*asynq.QueueInfo]{ttl: 5 * time.Second, read: func(context.Context) ([]*asynq.QueueInfo, error) {
+	qc.c = cached[[]*asynq.QueueInfo]{ttl: &qc.MinInterval, read: func(context.Context) ([]*asynq.QueueInfo, error) {
 		names, err := insp.Queues()
 		if err != nil {
 			return nil, err
