@@ -131,7 +131,7 @@ func (c Config) settingsLogValue() slog.Value {
 		key := strings.ToLower(s.Name)
 		v, ok := values[s.Name]
 		switch {
-		case ok && !s.Secret && isInt(v.Kind()):
+		case ok && !s.Secret && isInt(v.Kind()) && v.Type().PkgPath() == "": // int, not time.Duration
 			attrs = append(attrs, slog.Int64(key, v.Int()))
 		case ok && !s.Secret && v.Kind() == reflect.Bool:
 			attrs = append(attrs, slog.Bool(key, v.Bool()))

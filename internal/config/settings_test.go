@@ -176,6 +176,9 @@ func TestSettings_Redacted(t *testing.T) {
 			t.Errorf("the startup log lacks %s", strings.ToLower(v.Name))
 		}
 	}
+	if logged.Config["telegram_max_wait"] != "15s" {
+		t.Errorf("telegram_max_wait logged as %v, want \"15s\"", logged.Config["telegram_max_wait"])
+	}
 	if logged.Config["worker_concurrency"] != float64(20) {
 		t.Errorf("worker_concurrency logged as %v (%T), want the number 20", logged.Config["worker_concurrency"], logged.Config["worker_concurrency"])
 	}
