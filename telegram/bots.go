@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"regexp"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/botfleet/botfleet/internal/apperr"
 	"github.com/botfleet/botfleet/internal/database"
+	"github.com/botfleet/botfleet/internal/logging"
 	"github.com/botfleet/botfleet/internal/page"
 )
 
@@ -216,6 +218,7 @@ func (s *Service) GetBot(ctx context.Context, tenantID, botID uuid.UUID) (Bot, e
 		}
 		return Bot{}, apperr.Classify(fmt.Errorf("get bot: %w", err))
 	}
+	logging.Add(ctx, slog.String(logging.KeyBotAppID, b.ID.String())) // the request's log lines name the bot
 	return b, nil
 }
 
@@ -319,6 +322,7 @@ func (s *Service) BotForTenant(ctx context.Context, tenantID uuid.UUID, botID *u
 	if len(bots) != 1 {
 		return Bot{}, ErrBotRequired
 	}
+	logging.Add(ctx, slog.String(logging.KeyBotAppID, bots[0].ID.String())) // the request's log lines name the bot
 	return bots[0], nil
 }
 
@@ -345,5 +349,6 @@ func botByID(ctx context.Context, idb bun.IDB, botID uuid.UUID, withDeleted bool
 		}
 		return Bot{}, apperr.Classify(fmt.Errorf("get bot: %w", err))
 	}
+	logging.Add(ctx, slog.String(logging.KeyBotAppID, b.ID.String())) // the request's log lines name the bot
 	return b, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -85,5 +86,24 @@ func TestOneErrorKey(t *testing.T) {
 	})
 	if err != nil || n < 50 {
 		t.Fatalf("walked %d files: %v", n, err)
+	}
+}
+
+// BenchmarkHandler is an access-log-like record through Handler with a request scope of
+// three attributes, against the bare JSON handler.
+func BenchmarkHandler(b *testing.B) {
+	ctx := NewContext(context.Background(), slog.String(KeyRequestID, "r1"), slog.String(KeyTenantID, "t1"), slog.String(KeyBotAppID, "b1"))
+	for _, bc := range []struct {
+		name string
+		log  *slog.Logger
+	}{
+		{"bare", slog.New(slog.NewJSONHandler(io.Discard, nil))},
+		{"scoped", New(io.Discard, FormatJSON, slog.LevelInfo)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				bc.log.LogAttrs(ctx, slog.LevelInfo, "http request", slog.String("method", "GET"), slog.Int("status", 200))
+			}
+		})
 	}
 }
