@@ -245,3 +245,23 @@ func TestREADMESettingsTable(t *testing.T) {
 		t.Errorf("README.md's settings table has %s, which is not a setting of internal/config", name)
 	}
 }
+
+// TestConfig_EveryFieldHasAVariable fails on an exported field of Config without an env tag:
+// nothing would ever set it.
+func TestConfig_EveryFieldHasAVariable(t *testing.T) {
+	var check func(rt reflect.Type)
+	check = func(rt reflect.Type) {
+		for i := 0; i < rt.NumField(); i++ {
+			f := rt.Field(i)
+			if !f.IsExported() || f.Tag.Get("env") != "" {
+				continue
+			}
+			if f.Type.Kind() == reflect.Struct {
+				check(f.Type)
+				continue
+			}
+			t.Errorf("Config field %s has no env tag: no variable sets it", f.Name)
+		}
+	}
+	check(reflect.TypeFor[Config]())
+}
