@@ -182,16 +182,6 @@ func childEnv(environ []string, harness map[string]string) []string {
 	return out
 }
 
-// envValue returns the value of name in the platform's environment.
-func (p *platform) envValue(name string) string {
-	for _, kv := range p.env {
-		if k, v, _ := strings.Cut(kv, "="); k == name {
-			return v
-		}
-	}
-	return ""
-}
-
 func (p *platform) cmd(args ...string) *exec.Cmd {
 	cmd := exec.Command(p.r.bin, args...)
 	cmd.Env = p.env

@@ -46,7 +46,7 @@ const (
 
 // SecretHeader is the header Telegram sets to the webhook's secret_token
 // (core.telegram.org/bots/api#setwebhook).
-const SecretHeader = "X-Telegram-Bot-Api-Secret-Token"
+const SecretHeader = "X-Telegram-Bot-Api-Secret-Token" //nolint:gosec // G101: a header name, not a credential
 
 // AllowedUpdates are the update types the platform processes; given to setWebhook.
 var AllowedUpdates = []string{"message", "edited_message", "callback_query", "my_chat_member"}

@@ -82,7 +82,7 @@ func IsFailure(err error) bool {
 func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	var ra *telegram.RetryAfterError
 	if errors.As(err, &ra) {
-		return ra.RetryAfter + time.Duration(rand.IntN(50))*time.Millisecond
+		return ra.RetryAfter + time.Duration(rand.IntN(50))*time.Millisecond //nolint:gosec // G404: retry jitter, not a secret
 	}
 	if errors.Is(err, context.Canceled) {
 		return time.Second
@@ -94,7 +94,7 @@ func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	if d > 10*time.Minute {
 		d = 10 * time.Minute
 	}
-	jitter := time.Duration(rand.Int64N(int64(d)/5+1)) - d/10
+	jitter := time.Duration(rand.Int64N(int64(d)/5+1)) - d/10 //nolint:gosec // G404: retry jitter, not a secret
 	return d + jitter
 }
 

@@ -19,7 +19,7 @@ import (
 
 // Development defaults for the two secrets. They are refused when APP_ENV=production.
 const (
-	DevAdminToken    = "dev-admin-token"
+	DevAdminToken    = "dev-admin-token"                              //nolint:gosec // G101: the public development default, refused in production
 	DevEncryptionKey = "ZGV2LWVuY3J5cHRpb24ta2V5LTMyLWJ5dGVzLWxvbmc=" // base64("dev-encryption-key-32-bytes-long")
 )
 

@@ -103,7 +103,7 @@ func New(opts Options) *Server {
 		byToken: map[string]*bot{},
 		// Real bot ids are 10-digit numbers; start somewhere random so ids
 		// from two emulator runs rarely collide.
-		nextBotID: 7_000_000_000 + mrand.Int64N(1_000_000_000),
+		nextBotID: 7_000_000_000 + mrand.Int64N(1_000_000_000), //nolint:gosec // G404: emulator ids need not be unpredictable
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -274,7 +274,7 @@ func randomSecret(n int) string {
 	for i := range buf {
 		v, err := rand.Int(rand.Reader, max)
 		if err != nil { // crypto/rand does not fail on supported platforms
-			buf[i] = secretAlphabet[mrand.IntN(len(secretAlphabet))]
+			buf[i] = secretAlphabet[mrand.IntN(len(secretAlphabet))] //nolint:gosec // G404: fake emulator tokens, never real credentials
 			continue
 		}
 		buf[i] = secretAlphabet[v.Int64()]
