@@ -112,6 +112,7 @@ func baseEnv(t *testing.T) (cliEnv, *tgemu.Server) {
 		"PUBLIC_BASE_URL":     "http://" + addr,
 		"TELEGRAM_RATE_LIMIT": "30/s",
 		"SHUTDOWN_TIMEOUT":    "5s",
+		"DATABASE_MAX_CONNS":  "4",  // the shared PostgreSQL allows 100 connections for everyone
 		"SWEEP_INTERVAL":      "1s", // the scheduler runs and is shut down
 	}, emu
 }
