@@ -376,6 +376,18 @@ func TestDoctor(t *testing.T) {
 		t.Fatalf("doctor reported a failure:\n%s", out)
 	}
 
+	// PUBLIC_BASE_URL moved: it does not reach serve, and the bot's webhook is not under it.
+	moved := env.with("PUBLIC_BASE_URL", "http://"+freeAddr(t))
+	out, _, err = runCLI(t, ctx, moved, "doctor")
+	if err == nil {
+		t.Fatalf("doctor with PUBLIC_BASE_URL moved succeeded:\n%s", out)
+	}
+	for _, want := range []string{"FAIL  public base url ", "FAIL  webhooks ", "is not under PUBLIC_BASE_URL", "fix: the tenant deletes the bot and registers it again"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("doctor output lacks %q:\n%s", want, out)
+		}
+	}
+
 	// PostgreSQL on a port where nothing listens.
 	bad := env.with("DATABASE_URL", "postgres://postgres@"+freeAddr(t)+"/botfleet?sslmode=disable")
 	out, _, err = runCLI(t, ctx, bad, "doctor")

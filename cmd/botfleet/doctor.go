@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -33,6 +34,11 @@ const (
 
 // doctorTimeout bounds each network check of `botfleet doctor`.
 const doctorTimeout = 5 * time.Second
+
+// doctorProbeBudget bounds all the webhook probes of one doctor run together: with
+// thousands of bots and a slow PUBLIC_BASE_URL, the bots not probed by then are counted
+// in a WARN instead of keeping the operator waiting.
+const doctorProbeBudget = 30 * time.Second
 
 // doctorMaxBotLines is how many bots with a webhook problem doctor lists one by one; the
 // rest are counted.
@@ -328,6 +334,9 @@ func (d *doctor) checkWebhooks(ctx context.Context, cfg config.Config, db *bun.D
 	}
 	base := strings.TrimRight(cfg.PublicBaseURL, "/")
 	problems := make([]string, len(bots))
+	var unprobed atomic.Int64
+	pctx, cancelProbes := context.WithTimeout(ctx, doctorProbeBudget)
+	defer cancelProbes()
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
 	for i, b := range bots {
@@ -339,9 +348,17 @@ func (d *doctor) checkWebhooks(ctx context.Context, cfg config.Config, db *bun.D
 			problems[i] = fmt.Sprintf("webhook URL %s is not under PUBLIC_BASE_URL %s", b.WebhookURL, base)
 		case baseOK:
 			wg.Go(func() {
-				sem <- struct{}{}
+				select {
+				case sem <- struct{}{}:
+				case <-pctx.Done():
+					unprobed.Add(1)
+					return
+				}
 				defer func() { <-sem }()
-				problems[i] = d.probeWebhook(ctx, want)
+				if problems[i] = d.probeWebhook(pctx, want); problems[i] != "" && pctx.Err() != nil {
+					problems[i] = ""
+					unprobed.Add(1)
+				}
 			})
 		}
 	}
@@ -357,6 +374,11 @@ func (d *doctor) checkWebhooks(ctx context.Context, cfg config.Config, db *bun.D
 				Detail: fmt.Sprintf("bot %s (tenant %s): %s", bots[i].ID, bots[i].TenantID, p),
 				Fix:    "the tenant deletes the bot and registers it again (POST /telegram/v1/bots/), which calls setWebhook with the current PUBLIC_BASE_URL"})
 		}
+	}
+	if n := unprobed.Load(); n > 0 {
+		d.report(checkResult{Name: "webhooks", Status: checkWarn,
+			Detail: fmt.Sprintf("%d of %d bots not probed within %s", n, len(bots), doctorProbeBudget),
+			Fix:    "PUBLIC_BASE_URL answers slowly: check serve's load and the proxy in front of it"})
 	}
 	switch {
 	case failed > doctorMaxBotLines:

@@ -377,9 +377,14 @@ func startPprof(ctx context.Context, addr string, log *slog.Logger) {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		log.Error("pprof: listen on PPROF_ADDR", "addr", addr, "err", err)
+		return
+	}
+	log.Info("pprof listening", "addr", ln.Addr().String())
 	go func() {
-		log.Info("pprof listening", "addr", addr)
-		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("pprof listener failed", "err", err)
 		}
 	}()
