@@ -76,6 +76,7 @@ type isoFixture struct {
 	broadcastFor func(bot *uuid.UUID, recipients ...uuid.UUID) map[string]any
 }
 
+// q builds a query from name, value pairs.
 func q(kv ...string) url.Values {
 	v := url.Values{}
 	for i := 0; i+1 < len(kv); i += 2 {
@@ -83,8 +84,6 @@ func q(kv ...string) url.Values {
 	}
 	return v
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // isolationCases is the table: one entry per route (METHOD + echo path). A new route
 // without an entry fails TestIsolation_EveryRoute.

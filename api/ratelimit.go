@@ -129,7 +129,14 @@ func (l *apiLimiter) allow(ctx context.Context, key string, read bool) (res rate
 		cancel()
 		if err == nil {
 			// Branch on Allowed: RetryAfter is -1 ns when allowed (TECH-NOTES §5).
-			return rateResult{allowed: r.Allowed > 0, remaining: r.Remaining, retryAfter: r.RetryAfter, resetAfter: r.ResetAfter}, true
+			res := rateResult{allowed: r.Allowed > 0, retryAfter: r.RetryAfter, resetAfter: r.ResetAfter}
+			if res.allowed {
+				// The script's Remaining truncates a float computed on Redis' clock in seconds
+				// since 2017 (about 1e-7 s of precision): 39 requests left can come back as
+				// 38. The same count from ResetAfter, with a tolerance of 1/1000 of an interval.
+				res.remaining = int(math.Floor(float64(l.limit.Burst) - float64(r.ResetAfter)/float64(l.interval) + 1e-3))
+			}
+			return res, true
 		}
 		if ctx.Err() != nil {
 			return rateResult{}, false // the client went away; nothing to decide
