@@ -254,3 +254,44 @@ func TestRateLimit_RedisDown(t *testing.T) {
 		t.Fatal("the outage was not logged")
 	}
 }
+
+// TestOpenAPI_RateLimitAndAdminDocumented: every tenant operation documents its 429 (with
+// Retry-After) and the RateLimit headers of its success answer; every admin operation its
+// 403.
+func TestOpenAPI_RateLimitAndAdminDocumented(t *testing.T) {
+	doc := loadSpec(t)
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			sec := doc.Security
+			if op.Security != nil {
+				sec = *op.Security
+			}
+			scheme := ""
+			if len(sec) > 0 {
+				for name := range sec[0] {
+					scheme = name
+				}
+			}
+			switch scheme {
+			case "adminToken":
+				if op.Responses.Status(http.StatusForbidden) == nil {
+					t.Errorf("%s %s: admin operation without a 403", method, path)
+				}
+			case "apiKey":
+				tooMany := op.Responses.Status(http.StatusTooManyRequests)
+				if tooMany == nil || tooMany.Value.Headers["Retry-After"] == nil {
+					t.Errorf("%s %s: tenant operation without a 429 with Retry-After", method, path)
+				}
+				for code, resp := range op.Responses.Map() {
+					if strings.HasPrefix(code, "2") {
+						for _, h := range []string{HeaderRateLimitLimit, HeaderRateLimitRemaining, HeaderRateLimitReset} {
+							if resp.Value.Headers[h] == nil {
+								t.Errorf("%s %s: %s answer without %s", method, path, code, h)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
