@@ -42,6 +42,9 @@ type Deps struct {
 	AdminToken config.Secret
 	// Log receives access logs and 5xx causes. Nil means slog.Default().
 	Log *slog.Logger
+	// RateLimit is the per-API-key limit of the tenant routes, kept in Redis (ratelimit.go).
+	// The zero value disables it.
+	RateLimit RateLimit
 }
 
 // Body size limits (DESIGN.md Security: request bodies are size-limited).
@@ -62,8 +65,9 @@ const (
 
 // server holds the handlers' dependencies.
 type server struct {
-	d   Deps
-	log *slog.Logger
+	d       Deps
+	log     *slog.Logger
+	limiter *apiLimiter // nil: no rate limit
 }
 
 // New returns the REST server: middleware, error handler and the route table of routes.go.
@@ -73,7 +77,7 @@ func New(d Deps) *echo.Echo {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
-	s := &server{d: d, log: d.Log}
+	s := &server{d: d, log: d.Log, limiter: newAPILimiter(d)}
 
 	e := echo.New()
 	e.HideBanner = true

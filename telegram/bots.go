@@ -322,6 +322,23 @@ func (s *Service) BotForTenant(ctx context.Context, tenantID uuid.UUID, botID *u
 	return bots[0], nil
 }
 
+// RequireBot returns nil when botID is one of the tenant's bots, deleted ones included (their
+// contacts, messages and events are kept and stay listable), and ErrBotNotFound (404)
+// otherwise: unknown, or another tenant's, which must answer exactly like an unknown id
+// (DESIGN.md Security). List filters naming a bot use it, so that ?bot_app_id= with another
+// tenant's bot is a 404 rather than an empty page. Errors: apperr.ErrUnavailable (503).
+func (s *Service) RequireBot(ctx context.Context, tenantID, botID uuid.UUID) error {
+	ok, err := s.db.NewSelect().Model((*Bot)(nil)).
+		Where("b.tenant_id = ?", tenantID).Where("b.id = ?", botID).Exists(ctx)
+	if err != nil {
+		return apperr.Classify(fmt.Errorf("check bot: %w", err))
+	}
+	if !ok {
+		return ErrBotNotFound
+	}
+	return nil
+}
+
 // BotByID returns the active bot botID whatever its tenant (worker use; never expose it to
 // an API client without a tenant check). It reads the process's bot cache (cachedBot): a
 // change made through this package (InvalidateBot) is seen at once in this process and

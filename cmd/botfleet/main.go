@@ -316,6 +316,7 @@ func (a *app) serve(ctx context.Context) error {
 	e := api.New(api.Deps{
 		Tenants: a.tenants, Telegram: a.telegram, Contacts: a.contacts, Broadcasts: a.broadcasts,
 		DB: a.db, Redis: a.rdb, AdminToken: a.cfg.AdminToken, Log: a.log,
+		RateLimit: api.RateLimit{Rate: a.cfg.APIRateLimit, Burst: a.cfg.APIRateBurst},
 	})
 	srv := &http.Server{
 		Addr:              a.cfg.HTTPAddr,

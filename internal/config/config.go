@@ -167,6 +167,14 @@ type Config struct {
 	SweepInterval time.Duration `env:"SWEEP_INTERVAL" envDefault:"1m"`
 	// LogLevel is debug, info, warn or error. Default: info.
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
+	// APIRateLimit is the sustained request rate allowed to one tenant API key on the tenant
+	// routes, shared by every API process through Redis (GCRA, go-redis/redis_rate);
+	// webhooks and admin routes are not limited by it. Over it: 429 rate_limited with
+	// Retry-After. Default: 20/s.
+	APIRateLimit Rate `env:"API_RATE_LIMIT" envDefault:"20/s"`
+	// APIRateBurst is how many requests one API key may make at once above APIRateLimit's
+	// pace (the bucket size); it is also the RateLimit-Limit header. Default: 40.
+	APIRateBurst int `env:"API_RATE_BURST" envDefault:"40"`
 }
 
 // Load reads the configuration from getenv and validates it.
@@ -176,7 +184,8 @@ func Load(getenv func(string) string) (Config, error) {
 	for _, k := range []string{"APP_ENV", "DATABASE_URL", "DATABASE_MAX_CONNS", "REDIS_URL", "HTTP_ADDR", "PUBLIC_BASE_URL", "TELEGRAM_API_URL",
 		"ADMIN_TOKEN", "ENCRYPTION_KEY", "TELEGRAM_RATE_LIMIT", "TELEGRAM_BOT_RATE_LIMIT", "TELEGRAM_CHAT_INTERVAL",
 		"TELEGRAM_MAX_RETRIES", "TELEGRAM_MAX_WAIT", "TELEGRAM_REQUEST_TIMEOUT", "WORKER_CONCURRENCY", "WORKER_SEND_CONCURRENCY",
-		"BROADCAST_SENDERS", "EVENT_PROCESSORS", "SHUTDOWN_TIMEOUT", "PPROF_ADDR", "SWEEP_INTERVAL", "LOG_LEVEL"} {
+		"BROADCAST_SENDERS", "EVENT_PROCESSORS", "SHUTDOWN_TIMEOUT", "PPROF_ADDR", "SWEEP_INTERVAL", "LOG_LEVEL",
+		"API_RATE_LIMIT", "API_RATE_BURST"} {
 		if v := getenv(k); v != "" {
 			vars[k] = v
 		}
@@ -240,6 +249,7 @@ func (c Config) Validate() error {
 		{"BROADCAST_SENDERS", c.BroadcastSenders > 0},
 		{"EVENT_PROCESSORS", c.EventProcessors > 0},
 		{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout > 0},
+		{"API_RATE_BURST", c.APIRateBurst > 0},
 	} {
 		if !v.positive {
 			errs = append(errs, fmt.Errorf("%s must be > 0", v.name))
