@@ -6,6 +6,7 @@
 //	botfleet migrate    create the database when missing and apply the embedded migrations
 //	botfleet tenant create --name N   create a tenant and print its API key (shown once)
 //	botfleet emulator --addr HOST:PORT   run the tgemu Telegram Bot API emulator
+//	botfleet rotate-encryption-key   re-encrypt every bot token with ENCRYPTION_KEY
 //
 // Configuration comes from the environment (see README.md and internal/config).
 package main
@@ -153,6 +154,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	emuCmd.Flags().StringVar(&emuAddr, "addr", "127.0.0.1:8081", "listen address")
 	root.AddCommand(emuCmd)
+	root.AddCommand(rotateCmd(ctx, getenv, stdout, stderr))
 	return root.ExecuteContext(ctx)
 }
 
@@ -226,6 +228,10 @@ func withApp(ctx context.Context, getenv func(string) string, stderr io.Writer, 
 	if err != nil {
 		return err
 	}
+	oldKeys, err := cfg.OldKeys()
+	if err != nil {
+		return err
+	}
 	db, err := database.Open(cfg.DatabaseURL.Reveal(), database.WithMaxConns(cfg.DatabaseMaxConns))
 	if err != nil {
 		return err
@@ -269,6 +275,7 @@ func withApp(ctx context.Context, getenv func(string) string, stderr io.Writer, 
 			BotRate:        cfg.TelegramBotRateLimit,
 			ChatInterval:   cfg.TelegramChatInterval,
 			EncryptionKey:  key,
+			DecryptionKeys: oldKeys,
 		},
 	})
 	if err != nil {

@@ -225,6 +225,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("APP_ENV must be development or production, got %q", c.AppEnv))
 	}
 	errs = append(errs, c.validateKeys()...)
+	errs = append(errs, c.validateDSNs()...)
 	if c.TelegramMaxRetries < 0 {
 		errs = append(errs, errors.New("TELEGRAM_MAX_RETRIES must be >= 0"))
 	}

@@ -1,6 +1,9 @@
 package config
 
 import (
+	"errors"
+	"fmt"
+	"net/url"
 	"regexp"
 	"strings"
 )
@@ -44,4 +47,35 @@ func redactDSN(raw string) string {
 		}
 	}
 	return raw[:scheme+3] + passwordParamRe.ReplaceAllString(rest, "${1}"+redacted)
+}
+
+// validateDSNs checks that DATABASE_URL and REDIS_URL, when URL-shaped, parse as URLs. It
+// runs in Load, before any library parses them, because net/url's errors quote the whole
+// URL, password included (`parse "postgres://u:pass@h:x/db": invalid port`), and the
+// drivers' callers print them; here the quoted URL is redacted.
+func (c Config) validateDSNs() []error {
+	var errs []error
+	for _, v := range []struct {
+		name string
+		dsn  Secret
+	}{{"DATABASE_URL", c.DatabaseURL}, {"REDIS_URL", c.RedisURL}} {
+		raw := v.dsn.Reveal()
+		if !strings.Contains(raw, "://") {
+			continue
+		}
+		if _, err := url.Parse(raw); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", v.name, RedactURLError(err)))
+		}
+	}
+	return errs
+}
+
+// RedactURLError returns err with the URL that a *url.Error quotes redacted (RedactURL);
+// other errors are returned unchanged.
+func RedactURLError(err error) error {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err
+	}
+	return fmt.Errorf("%s %q: %w", ue.Op, RedactURL(ue.URL), ue.Err)
 }

@@ -75,3 +75,15 @@ func TestConfig_StartupLogRedactsEveryDSNForm(t *testing.T) {
 func logConfig(w io.Writer, cfg Config) {
 	slog.New(slog.NewTextHandler(w, nil)).Info("botfleet starting", "config", cfg)
 }
+
+func TestLoad_MalformedDSNErrorHidesPassword(t *testing.T) {
+	for _, env := range []map[string]string{
+		{"DATABASE_URL": "postgres://app:hunter2@db:xx/b"},
+		{"REDIS_URL": "redis://:hunter2@cache:xx/0"},
+	} {
+		_, err := Load(envOf(env))
+		if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "xxxxx") {
+			t.Fatalf("Load(%v) = %v, want a redacted parse error", env, err)
+		}
+	}
+}
