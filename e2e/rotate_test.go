@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/botfleet/botfleet/internal/testlog"
 	"github.com/botfleet/botfleet/telegram/tgemu"
 )
 
@@ -54,6 +55,7 @@ func TestRotateEncryptionKey(t *testing.T) {
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		err := cmd.Run()
+		_, _ = testlog.NewWriter("e2e-rotate").Write(stderr.Bytes())
 		for _, out := range []string{stdout.String(), stderr.String()} {
 			if strings.Contains(out, tg.Token) || strings.Contains(out, oldKey) || strings.Contains(out, newKey) {
 				t.Fatalf("rotate-encryption-key printed a secret:\n%s", out)

@@ -6,7 +6,6 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/botfleet/botfleet/internal/testenv"
+	"github.com/botfleet/botfleet/internal/testlog"
 	"github.com/botfleet/botfleet/telegram/tgemu"
 	"github.com/botfleet/botfleet/tenant"
 )
@@ -251,11 +251,11 @@ func TestReencryptTokens(t *testing.T) {
 		return sealLegacy(t, keyC, token) // a key nobody has
 	}, false)
 
-	res, err := ReencryptTokens(ctx, db, newKeys, 5, slog.New(slog.DiscardHandler))
+	res, err := ReencryptTokens(ctx, db, newKeys, 5, testlog.Logger(t))
 	if err != nil || res != (ReencryptResult{Reencrypted: 9, Current: 2, Failed: 1}) {
 		t.Fatalf("first run = %+v, %v", res, err)
 	}
-	res, err = ReencryptTokens(ctx, db, newKeys, 5, slog.New(slog.DiscardHandler))
+	res, err = ReencryptTokens(ctx, db, newKeys, 5, testlog.Logger(t))
 	if err != nil || res != (ReencryptResult{Current: 11, Failed: 1}) {
 		t.Fatalf("second run = %+v, %v", res, err)
 	}
@@ -290,7 +290,7 @@ func TestReencryptTokens(t *testing.T) {
 			t.Fatal(err)
 		}
 		var r ReencryptResult
-		changed, err := reencryptBatch(ctx, db, newKeys, stale, &r, slog.New(slog.DiscardHandler))
+		changed, err := reencryptBatch(ctx, db, newKeys, stale, &r, testlog.Logger(t))
 		if err != nil || len(changed) != 1 || changed[0] != id || r.Reencrypted != 0 {
 			t.Fatalf("reencryptBatch = %v, %+v, %v; want the row reported changed", changed, r, err)
 		}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +18,7 @@ import (
 	"github.com/botfleet/botfleet/internal/apperr"
 	"github.com/botfleet/botfleet/internal/config"
 	"github.com/botfleet/botfleet/internal/testenv"
+	"github.com/botfleet/botfleet/internal/testlog"
 	"github.com/botfleet/botfleet/telegram/tgemu"
 	"github.com/botfleet/botfleet/tenant"
 )
@@ -77,7 +76,7 @@ func (e *sendEnv) newService(c Config) *Service {
 	e.t.Helper()
 	svc, err := New(Deps{
 		DB: e.db, Redis: e.rdb, Queue: e.queue, Contacts: contacts.New(e.db), Cfg: c,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log: testlog.Logger(e.t),
 	})
 	if err != nil {
 		e.t.Fatal(err)

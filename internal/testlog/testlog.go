@@ -133,6 +133,15 @@ func Logger(t testing.TB) *slog.Logger {
 	return l
 }
 
+// Writer returns a writer to this test binary's log file in Dir (the one Logger writes
+// to), or io.Discard when Dir is "": for loggers a test builds itself.
+func Writer() io.Writer {
+	if Dir() == "" {
+		return io.Discard
+	}
+	return processLog
+}
+
 // NewWriter returns a writer to a new file <name>-<pid>-<n>.log in Dir, for the output of
 // a child process, or io.Discard when Dir is "".
 func NewWriter(name string) io.Writer {
