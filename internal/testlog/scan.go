@@ -140,7 +140,7 @@ func Scan(dir string) (Report, error) {
 }
 
 func scanFile(path, rel string, find map[string]string) (int64, []Finding, error) {
-	f, err := os.Open(path)
+	f, err := os.Open(filepath.Clean(path))
 	if err != nil {
 		return 0, nil, err
 	}

@@ -56,7 +56,7 @@ func Dir() string {
 		if !filepath.IsAbs(d) {
 			d = filepath.Join(moduleRoot(), d)
 		}
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		if err := os.MkdirAll(d, 0o750); err != nil {
 			fmt.Fprintf(os.Stderr, "testlog: %s=%s: %v\n", EnvDir, d, err)
 			return
 		}
@@ -95,7 +95,7 @@ type lazyFile struct {
 
 func (l *lazyFile) Write(p []byte) (int, error) {
 	l.once.Do(func() {
-		f, err := os.OpenFile(filepath.Join(Dir(), l.name), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		f, err := os.OpenFile(filepath.Join(Dir(), l.name), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "testlog: %v\n", err)
 			return
@@ -172,7 +172,7 @@ func readSecrets(dir string) (map[string]string, error) {
 	}
 	out := map[string]string{}
 	for _, name := range files {
-		f, err := os.Open(name)
+		f, err := os.Open(filepath.Clean(name))
 		if err != nil {
 			return nil, err
 		}
