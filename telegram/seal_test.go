@@ -6,12 +6,14 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"encoding/hex"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/botfleet/botfleet/internal/config"
 	"github.com/botfleet/botfleet/internal/testenv"
 	"github.com/botfleet/botfleet/internal/testlog"
 	"github.com/botfleet/botfleet/telegram/tgemu"
@@ -299,4 +301,13 @@ func TestReencryptTokens(t *testing.T) {
 			t.Fatalf("the concurrent write was overwritten (%v)", err)
 		}
 	})
+}
+
+// TestKeyIDOf_IsTheStartupFingerprint: the key id stored with each token is the
+// encryption_key_fingerprint of the startup log, so an operator can match them.
+func TestKeyIDOf_IsTheStartupFingerprint(t *testing.T) {
+	cfg := config.Config{EncryptionKey: config.Secret(hex.EncodeToString(keyA))}
+	if got, want := KeyIDOf(keyA).String(), cfg.KeyFingerprint(); got != want || len(got) != 8 {
+		t.Fatalf("KeyIDOf = %s, KeyFingerprint = %s", got, want)
+	}
 }
