@@ -49,8 +49,14 @@ run: build services ## migrate, then run API + worker in one process (developmen
 emulator: build ## run the Telegram Bot API emulator (EMULATOR_ADDR, default 127.0.0.1:8081)
 	$(BIN) emulator --addr $(EMULATOR_ADDR)
 
-test: services ## build, vet and test everything against real PostgreSQL and Redis
-	$(GO) build ./... && $(GO) vet ./... && $(GO) test ./... -count=1 -p 2 -timeout 9m
+# The test processes' logs and the secrets the tests issued (internal/testlog), scanned
+# for leaked secrets after the tests.
+TEST_LOG_DIR := $(CURDIR)/.data/testlogs
+
+test: services ## build, vet and test everything against real PostgreSQL and Redis; then scan the logs for secrets
+	rm -rf $(TEST_LOG_DIR)
+	$(GO) build ./... && $(GO) vet ./... && BOTFLEET_TEST_LOG_DIR=$(TEST_LOG_DIR) $(GO) test ./... -count=1 -p 2 -timeout 9m
+	$(GO) run ./internal/testlog/logscan $(TEST_LOG_DIR)
 
 bench: services ## the user workload (docs/benchmarks.md): serve + 2 workers vs tgemu, prints a table
 	$(GO) test ./bench -run '^$$' -bench Workload -benchtime 1x -count 1 -timeout $(BENCH_TIMEOUT)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -26,6 +25,7 @@ import (
 	"github.com/botfleet/botfleet/internal/apperr"
 	"github.com/botfleet/botfleet/internal/config"
 	"github.com/botfleet/botfleet/internal/testenv"
+	"github.com/botfleet/botfleet/internal/testlog"
 	"github.com/botfleet/botfleet/telegram"
 	"github.com/botfleet/botfleet/telegram/tgemu"
 	"github.com/botfleet/botfleet/tenant"
@@ -53,7 +53,7 @@ type envOptions struct {
 	maxRetries int
 }
 
-var testLog = slog.New(slog.DiscardHandler)
+var testLog = testlog.Logger(nil)
 
 func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()

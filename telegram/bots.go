@@ -160,7 +160,9 @@ func (s *Service) RegisterBot(ctx context.Context, tenantID uuid.UUID, nb NewBot
 		return Bot{}, ErrBotExists
 	}
 
-	sealed, err := s.sealToken(token)
+	// The id is chosen here because it is the sealed token's associated data.
+	id := uuid.New()
+	sealed, err := s.sealToken(id, token)
 	if err != nil {
 		return Bot{}, fmt.Errorf("seal token: %w", err)
 	}
@@ -169,7 +171,7 @@ func (s *Service) RegisterBot(ctx context.Context, tenantID uuid.UUID, nb NewBot
 		return Bot{}, fmt.Errorf("webhook secret: %w", err)
 	}
 	b := Bot{
-		ID: uuid.New(), TenantID: tenantID, Name: name, TelegramBotID: me.Id, Username: me.Username,
+		ID: id, TenantID: tenantID, Name: name, TelegramBotID: me.Id, Username: me.Username,
 		TokenSealed: sealed, WebhookSecretHash: secretHash, WebhookStatus: WebhookPending,
 		DailyLimit: nb.DailyLimit,
 	}

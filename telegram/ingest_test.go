@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/botfleet/botfleet/internal/apperr"
 	"github.com/botfleet/botfleet/internal/database"
 	"github.com/botfleet/botfleet/internal/page"
+	"github.com/botfleet/botfleet/internal/testlog"
 	"github.com/botfleet/botfleet/telegram"
 	"github.com/botfleet/botfleet/telegram/tgemu"
 )
@@ -304,7 +304,7 @@ func TestService_ListEvents(t *testing.T) {
 	wantErr(t, err, page.ErrBadCursor, http.StatusUnprocessableEntity)
 }
 
-func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func discardLogger() *slog.Logger { return testlog.Logger(nil) }
 
 // TestService_IngestGroupCommit sends many concurrent deliveries, with duplicates and one
 // row PostgreSQL refuses, while the table is locked so that they gather into multi-row

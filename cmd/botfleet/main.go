@@ -9,6 +9,7 @@
 //	botfleet doctor     check configuration, PostgreSQL, migrations, Redis, Telegram, webhooks
 //	botfleet healthcheck [--url URL | --worker]   container health probe (exit 0 or 1)
 //	botfleet version    print the version (also --version)
+//	botfleet rotate-encryption-key   re-encrypt every bot token with ENCRYPTION_KEY
 //
 // Configuration comes from the environment (see README.md and internal/config).
 package main
@@ -176,6 +177,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	})
 	root.AddCommand(newDoctorCmd(ctx, getenv, stdout))
 	root.AddCommand(newHealthcheckCmd(ctx, getenv, stdout))
+	root.AddCommand(rotateCmd(ctx, getenv, stdout, stderr))
 	return root.ExecuteContext(ctx)
 }
 
@@ -250,6 +252,10 @@ func withApp(ctx context.Context, getenv func(string) string, stderr io.Writer, 
 	if err != nil {
 		return err
 	}
+	oldKeys, err := cfg.OldKeys()
+	if err != nil {
+		return err
+	}
 	db, err := database.Open(cfg.DatabaseURL.Reveal(), database.WithMaxConns(cfg.DatabaseMaxConns))
 	if err != nil {
 		return err
@@ -300,6 +306,7 @@ func withApp(ctx context.Context, getenv func(string) string, stderr io.Writer, 
 			BotRate:        cfg.TelegramBotRateLimit,
 			ChatInterval:   cfg.TelegramChatInterval,
 			EncryptionKey:  key,
+			DecryptionKeys: oldKeys,
 		},
 	})
 	if err != nil {

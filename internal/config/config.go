@@ -3,9 +3,6 @@
 package config
 
 import (
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -125,6 +122,11 @@ type Config struct {
 	// EncryptionKey is the AES-256 key for bot tokens at rest: 32 bytes as base64 or 64 hex
 	// characters. Default (development only): a fixed development key.
 	EncryptionKey Secret `env:"ENCRYPTION_KEY" envDefault:"ZGV2LWVuY3J5cHRpb24ta2V5LTMyLWJ5dGVzLWxvbmc="`
+	// EncryptionKeys are older AES-256 keys, comma separated, each encoded like
+	// ENCRYPTION_KEY: bot tokens sealed with them are still read, nothing new is sealed with
+	// them. Set during a key rotation (README, Key rotation) until `botfleet
+	// rotate-encryption-key` has re-sealed every token with ENCRYPTION_KEY. Default: "" (none).
+	EncryptionKeys Secret `env:"ENCRYPTION_KEYS"`
 	// TelegramRateLimit caps sends across all bots and all workers. Default: 30/min.
 	TelegramRateLimit Rate `env:"TELEGRAM_RATE_LIMIT" envDefault:"30/min"`
 	// TelegramBotRateLimit is the most messages of one bot, across all workers, that can
@@ -182,7 +184,7 @@ func Load(getenv func(string) string) (Config, error) {
 	var cfg Config
 	vars := map[string]string{}
 	for _, k := range []string{"APP_ENV", "DATABASE_URL", "DATABASE_MAX_CONNS", "REDIS_URL", "HTTP_ADDR", "PUBLIC_BASE_URL", "TELEGRAM_API_URL",
-		"ADMIN_TOKEN", "ENCRYPTION_KEY", "TELEGRAM_RATE_LIMIT", "TELEGRAM_BOT_RATE_LIMIT", "TELEGRAM_CHAT_INTERVAL",
+		"ADMIN_TOKEN", "ENCRYPTION_KEY", "ENCRYPTION_KEYS", "TELEGRAM_RATE_LIMIT", "TELEGRAM_BOT_RATE_LIMIT", "TELEGRAM_CHAT_INTERVAL",
 		"TELEGRAM_MAX_RETRIES", "TELEGRAM_MAX_WAIT", "TELEGRAM_REQUEST_TIMEOUT", "WORKER_CONCURRENCY", "WORKER_SEND_CONCURRENCY",
 		"BROADCAST_SENDERS", "EVENT_PROCESSORS", "SHUTDOWN_TIMEOUT", "PPROF_ADDR", "SWEEP_INTERVAL", "LOG_LEVEL",
 		"API_RATE_LIMIT", "API_RATE_BURST"} {
@@ -225,15 +227,14 @@ func nameVariables(err error) error {
 func (c Config) Production() bool { return c.AppEnv == "production" }
 
 // Validate checks values; in production a missing, default or weak ENCRYPTION_KEY or
-// ADMIN_TOKEN is an error.
+// ADMIN_TOKEN is an error, and so is the development key in ENCRYPTION_KEYS (keys.go).
 func (c Config) Validate() error {
 	var errs []error
 	if c.AppEnv != "development" && c.AppEnv != "production" {
 		errs = append(errs, fmt.Errorf("APP_ENV must be development or production, got %q", c.AppEnv))
 	}
-	if _, err := c.Key(); err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, c.validateKeys()...)
+	errs = append(errs, c.validateDSNs()...)
 	if c.TelegramMaxRetries < 0 {
 		errs = append(errs, errors.New("TELEGRAM_MAX_RETRIES must be >= 0"))
 	}
@@ -256,9 +257,6 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.Production() {
-		if c.EncryptionKey == DevEncryptionKey {
-			errs = append(errs, errors.New("ENCRYPTION_KEY must be set in production (the development key is refused)"))
-		}
 		if c.AdminToken == DevAdminToken || len(c.AdminToken) < 32 {
 			errs = append(errs, errors.New("ADMIN_TOKEN must be set in production, at least 32 characters"))
 		}
@@ -269,31 +267,20 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Key decodes ENCRYPTION_KEY: 32 bytes as standard/URL base64 or 64 hex characters.
+// Key decodes ENCRYPTION_KEY: 32 bytes as standard/URL base64 (padded or not) or 64 hex
+// characters (keys.go).
 func (c Config) Key() ([]byte, error) {
-	s := strings.TrimSpace(c.EncryptionKey.Reveal())
-	if s == "" {
-		return nil, errors.New("ENCRYPTION_KEY must be set: 32 bytes as base64 or 64 hex characters")
-	}
-	if b, err := hex.DecodeString(s); err == nil && len(b) == 32 {
-		return b, nil
-	}
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
-		if b, err := enc.DecodeString(s); err == nil && len(b) == 32 {
-			return b, nil
-		}
-	}
-	return nil, errors.New("ENCRYPTION_KEY must be 32 bytes as base64 or 64 hex characters")
+	return decodeKey("ENCRYPTION_KEY", c.EncryptionKey.Reveal())
 }
 
-// KeyFingerprint is a short non-secret identifier of the encryption key, for logs.
+// KeyFingerprint is a short non-secret identifier of the encryption key, for logs: the
+// first 4 bytes of SHA-256 of the key in hex, the key id stored with every sealed token.
 func (c Config) KeyFingerprint() string {
 	k, err := c.Key()
 	if err != nil {
 		return ""
 	}
-	h := sha256.Sum256(k)
-	return hex.EncodeToString(h[:4])
+	return keyFingerprint(k)
 }
 
 // LogValue prints the configuration with secrets masked (DATABASE_URL and REDIS_URL may carry passwords).
@@ -323,18 +310,10 @@ func (c Config) LogValue() slog.Value {
 	)
 }
 
-// RedactURL masks the password of a URL-shaped DSN.
+// RedactURL masks the passwords of a DSN in any form (redact.go): URL userinfo, password
+// query parameters, keyword/value password=.
 func RedactURL(raw string) string {
-	at := strings.LastIndex(raw, "@")
-	scheme := strings.Index(raw, "://")
-	if at < 0 || scheme < 0 || at < scheme {
-		return raw
-	}
-	userinfo := raw[scheme+3 : at]
-	if user, _, ok := strings.Cut(userinfo, ":"); ok {
-		return raw[:scheme+3] + user + ":xxxxx" + raw[at:]
-	}
-	return raw
+	return redactDSN(raw)
 }
 
 // SlogLevel maps LOG_LEVEL to a slog.Level (info when unknown).
