@@ -35,7 +35,8 @@ func toContactResponse(ct contacts.Contact) contactResponse {
 }
 
 // listContacts answers one page of the tenant's contacts, newest first, optionally of one
-// bot (?bot_app_id=).
+// bot (?bot_app_id=; 404 bot_not_found when it is not one of the tenant's bots, checked
+// when the page is empty since a non-empty page proves it).
 func (s *server) listContacts(c echo.Context) error {
 	tid, err := tenantID(c)
 	if err != nil {
@@ -52,6 +53,11 @@ func (s *server) listContacts(c echo.Context) error {
 	cs, next, err := s.d.Contacts.List(c.Request().Context(), tid, contacts.ListFilter{BotID: botID, Cursor: cursor, Limit: limit})
 	if err != nil {
 		return err
+	}
+	if len(cs) == 0 && botID != nil {
+		if err := s.d.Telegram.RequireBot(c.Request().Context(), tid, *botID); err != nil {
+			return err
+		}
 	}
 	return c.JSON(http.StatusOK, newPage(cs, next, toContactResponse))
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/botfleet/botfleet/internal/config"
 	"github.com/botfleet/botfleet/internal/logging"
 	"github.com/botfleet/botfleet/internal/testenv"
+	"github.com/botfleet/botfleet/internal/testlog"
 	"github.com/botfleet/botfleet/telegram"
 	"github.com/botfleet/botfleet/telegram/tgemu"
 	"github.com/botfleet/botfleet/tenant"
@@ -77,7 +78,7 @@ func newEnv(t testing.TB) *testEnv {
 	rdb := testenv.Redis(t)
 	emu := tgemu.NewTest(t, tgemu.Options{})
 	logs := &syncBuffer{}
-	log := slogTo(logs)
+	log := slogTo(io.MultiWriter(logs, testlog.Writer()))
 	queue := asynq.NewClientFromRedisClient(rdb)
 	cs := contacts.New(db)
 	tg, err := telegram.New(telegram.Deps{
@@ -101,6 +102,7 @@ func newEnv(t testing.TB) *testEnv {
 		AdminToken: testAdminToken, Log: log,
 	})
 	te.e.Use(exposeRoute)
+	testlog.RecordSecret("admin_token", testAdminToken)
 	return te
 }
 
@@ -205,6 +207,7 @@ func (te *testEnv) newTenant(name string) (uuid.UUID, string) {
 	mustStatus(te.t, r, http.StatusCreated)
 	var tr tenantResponse
 	r.decode(te.t, &tr)
+	testlog.RecordSecret("api_key", tr.APIKey)
 	return tr.ID, tr.APIKey
 }
 
@@ -337,8 +340,10 @@ func httptestServe(h http.Handler, req *http.Request) *httptest.ResponseRecorder
 	return rec
 }
 
-// discardLog is a logger that writes nothing.
-func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+// discardLog is the logger of tests that do not read their logs: it writes only to
+// testlog's file, which `make test` scans for secrets (nowhere when BOTFLEET_TEST_LOG_DIR
+// is unset).
+func discardLog() *slog.Logger { return testlog.Logger(nil) }
 
 // slogTo is a debug-level JSON logger writing to w.
 func slogTo(w io.Writer) *slog.Logger {

@@ -7,6 +7,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
+
+	"github.com/botfleet/botfleet/tenant"
 )
 
 func TestAdmin_CreateTenant(t *testing.T) {
@@ -31,9 +33,17 @@ func TestAdmin_CreateTenant(t *testing.T) {
 		req.Header.Set("Authorization", "Basic "+testAdminToken)
 		mustStatus(t, te.serve(req), http.StatusUnauthorized)
 	})
-	t.Run("401 tenant key", func(t *testing.T) {
+	t.Run("403 tenant key", func(t *testing.T) {
 		_, key := te.newTenant("someone")
-		mustStatus(t, te.do(http.MethodPost, "/admin/v1/tenants/", key, body), http.StatusUnauthorized)
+		r := te.do(http.MethodPost, "/admin/v1/tenants/", key, body)
+		if r.Code != http.StatusForbidden || r.errorCode(t) != "forbidden" {
+			t.Fatalf("%d %s", r.Code, r.Body)
+		}
+		// A key of the right shape that is not a tenant's stays 401.
+		r = te.do(http.MethodPost, "/admin/v1/tenants/", tenant.KeyPrefix+strings.Repeat("A", 43), body)
+		if r.Code != http.StatusUnauthorized || r.errorCode(t) != "unauthorized" {
+			t.Fatalf("%d %s", r.Code, r.Body)
+		}
 	})
 	t.Run("201", func(t *testing.T) {
 		r := te.do(http.MethodPost, "/admin/v1/tenants", testAdminToken, body) // no trailing slash

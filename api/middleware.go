@@ -74,7 +74,7 @@ func validRequestID(s string) bool {
 	}
 	for i := 0; i < len(s); i++ {
 		b := s[i]
-		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '.' || b == '_' || b == ':' || b == '-') {
+		if (b < 'a' || b > 'z') && (b < 'A' || b > 'Z') && (b < '0' || b > '9') && b != '.' && b != '_' && b != ':' && b != '-' {
 			return false
 		}
 	}
@@ -190,19 +190,40 @@ func (s *server) tenantAuth(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// errForbidden answers an admin route called with a valid tenant API key: the caller is
+// authenticated, but not as the operator (RFC 9110 §15.5.4).
+var errForbidden = echo.NewHTTPError(http.StatusForbidden, "this route needs the ADMIN_TOKEN; a tenant API key cannot use it")
+
 // adminAuth checks "Authorization: Bearer <ADMIN_TOKEN>" in constant time (both sides are
-// hashed first, so not even the length leaks). An empty AdminToken refuses everything.
+// hashed first, so not even the length leaks). An empty AdminToken refuses everything. A
+// token that is not the ADMIN_TOKEN answers 401 unauthorized, except a valid tenant API key,
+// which answers 403 forbidden (PostgreSQL down while checking it: 503).
 func (s *server) adminAuth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		want := s.d.AdminToken.Reveal()
 		got := bearer(c.Request())
-		if want == "" || got == "" {
+		if got == "" {
 			return unauthorized(c)
 		}
 		w, g := sha256.Sum256([]byte(want)), sha256.Sum256([]byte(got))
-		if subtle.ConstantTimeCompare(w[:], g[:]) != 1 {
-			return unauthorized(c)
+		if want == "" || subtle.ConstantTimeCompare(w[:], g[:]) != 1 {
+			return s.notAdmin(c, got)
 		}
 		return next(c)
 	}
+}
+
+// notAdmin answers a request whose token is not the ADMIN_TOKEN: 403 for a valid tenant API
+// key, else 401.
+func (s *server) notAdmin(c echo.Context, token string) error {
+	if s.d.Tenants == nil || !strings.HasPrefix(token, tenant.KeyPrefix) {
+		return unauthorized(c)
+	}
+	if _, err := s.d.Tenants.Authenticate(c.Request().Context(), token); err != nil {
+		if apperr.KindOf(err) == apperr.KindUnauthorized {
+			return unauthorized(c)
+		}
+		return err
+	}
+	return errForbidden
 }

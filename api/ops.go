@@ -3,6 +3,7 @@ package api
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -57,7 +58,7 @@ func adminCredential(r *http.Request) string {
 // adminAuthBrowser guards the operator's tools (/metrics, /admin/queues/): ADMIN_TOKEN as a
 // Bearer token or as the password of Basic authentication, compared in constant time. A
 // missing or wrong credential answers 401 with a Basic challenge, so that a browser asks
-// for it. State-changing requests (asynqmon's POST and DELETE) from a page of another
+// for it; a tenant API key 403, as on the other admin routes (notAdmin). State-changing requests (asynqmon's POST and DELETE) from a page of another
 // origin answer 403: a browser re-sends Basic credentials on its own, so the Origin header
 // is checked against the Host (cross-site request forgery).
 func (s *server) adminAuthBrowser(next echo.HandlerFunc) echo.HandlerFunc {
@@ -66,8 +67,14 @@ func (s *server) adminAuthBrowser(next echo.HandlerFunc) echo.HandlerFunc {
 		want, got := s.d.AdminToken.Reveal(), adminCredential(req)
 		w, g := sha256.Sum256([]byte(want)), sha256.Sum256([]byte(got))
 		if want == "" || got == "" || subtle.ConstantTimeCompare(w[:], g[:]) != 1 {
-			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Basic realm="botfleet admin", charset="UTF-8"`)
-			return apperr.ErrUnauthorized
+			err := error(apperr.ErrUnauthorized)
+			if got != "" {
+				err = s.notAdmin(c, got) // a tenant API key: 403, as on every admin route
+			}
+			if errors.Is(err, apperr.ErrUnauthorized) {
+				c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Basic realm="botfleet admin", charset="UTF-8"`)
+			}
+			return err
 		}
 		if req.Method != http.MethodGet && req.Method != http.MethodHead && !sameOrigin(req) {
 			return echo.NewHTTPError(http.StatusForbidden, "requests from another origin are refused")

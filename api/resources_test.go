@@ -303,8 +303,9 @@ func TestBroadcasts(t *testing.T) {
 		if !strings.Contains(string(r.Body), `"contact_ids":["nope"]`) {
 			t.Fatalf("%s", r.Body)
 		}
+		// An id that is not the tenant's contact (here another tenant's) names nothing: 404.
 		r = te.do(http.MethodPost, "/broadcast/", keyA, body(c1.ID, foreign.ID))
-		mustStatus(t, r, http.StatusUnprocessableEntity)
+		mustStatus(t, r, http.StatusNotFound)
 		if !strings.Contains(string(r.Body), foreign.ID.String()) || !strings.Contains(string(r.Body), `"details"`) {
 			t.Fatalf("unknown recipient not named: %s", r.Body)
 		}
@@ -358,7 +359,7 @@ func TestBroadcasts(t *testing.T) {
 		}
 	})
 	t.Run("large body", func(t *testing.T) {
-		// 30 000 ids is over 1 MiB: accepted by the 8 MiB limit of this route (then 422: unknown ids).
+		// 30 000 ids is over 1 MiB: accepted by the 8 MiB limit of this route (then 404: unknown ids).
 		ids := make([]string, 30000)
 		for i := range ids {
 			ids[i] = uuid.NewString()
@@ -370,7 +371,7 @@ func TestBroadcasts(t *testing.T) {
 			t.Fatalf("body only %d bytes", len(raw))
 		}
 		r := te.do(http.MethodPost, "/broadcast/", keyA, raw)
-		if r.Code != http.StatusUnprocessableEntity {
+		if r.Code != http.StatusNotFound {
 			t.Fatalf("%d %s", r.Code, fmt.Sprintf("%.300s", r.Body))
 		}
 		over := append([]byte(`{"recipients":["`), bytes.Repeat([]byte("x"), BroadcastBodyLimit)...)

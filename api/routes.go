@@ -13,7 +13,7 @@ import (
 // Every route also runs the global middleware of New: request id, access log, recover and
 // the 1 MiB body limit (8 MiB for POST /broadcast/).
 func (s *server) routes(e *echo.Echo) {
-	tenant, admin := s.tenantAuth, s.adminAuth
+	tenant, admin := s.tenantRoute, s.adminAuth // tenantRoute: tenantAuth, then the per-key rate limit
 
 	// Operations (no authentication).
 	e.GET("/healthz", s.healthz)

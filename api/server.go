@@ -45,6 +45,9 @@ type Deps struct {
 	// Metrics serves GET /metrics (metrics.Handler with the process's collectors). Nil
 	// serves the process-wide instruments alone.
 	Metrics http.Handler
+	// RateLimit is the per-API-key limit of the tenant routes, kept in Redis (ratelimit.go).
+	// The zero value disables it.
+	RateLimit RateLimit
 }
 
 // Body size limits (DESIGN.md Security: request bodies are size-limited).
@@ -65,9 +68,10 @@ const (
 
 // server holds the handlers' dependencies.
 type server struct {
-	d   Deps
-	log *slog.Logger
-	ui  queuesOnce // the asynq web UI, built on first use (ops.go)
+	d       Deps
+	log     *slog.Logger
+	limiter *apiLimiter // nil: no rate limit
+	ui      queuesOnce  // the asynq web UI, built on first use (ops.go)
 }
 
 // New returns the REST server: middleware, error handler and the route table of routes.go.
@@ -77,7 +81,7 @@ func New(d Deps) *echo.Echo {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
-	s := &server{d: d, log: d.Log}
+	s := &server{d: d, log: d.Log, limiter: newAPILimiter(d)}
 
 	e := echo.New()
 	e.HideBanner = true

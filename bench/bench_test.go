@@ -40,11 +40,11 @@ func BenchmarkWorkload(b *testing.B) {
 		if cfg.outDir, err = os.MkdirTemp("", "botfleet-bench-"); err != nil {
 			b.Fatal(err)
 		}
-	} else if err := os.MkdirAll(cfg.outDir, 0o755); err != nil {
+	} else if err := os.MkdirAll(cfg.outDir, 0o750); err != nil {
 		b.Fatal(err)
 	}
 	if cfg.profile != "" {
-		if err := os.MkdirAll(cfg.profile, 0o755); err != nil {
+		if err := os.MkdirAll(cfg.profile, 0o750); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"sync"
@@ -345,10 +344,4 @@ func (p *platform) broadcastsOpen(ctx context.Context) (int, error) {
 	var n int
 	err := p.db.QueryRow(ctx, "SELECT count(*) FROM broadcasts WHERE status NOT IN ('completed', 'failed', 'cancelled')").Scan(&n)
 	return n, err
-}
-
-// drainBody reads and closes a response body so that the connection is reused.
-func drainBody(resp *http.Response) {
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
 }

@@ -37,7 +37,9 @@ import (
 // Errors returned by this package (apperr kinds: Invalid → 422, NotFound → 404,
 // Conflict → 409). Field errors carry Details map[string]any{"field": <json field>};
 // ErrUnknownRecipients and ErrRecipientsNotOfBot as returned by Create name the ids in their
-// message and carry Details map[string]any{"contact_ids": []string}.
+// message and carry Details map[string]any{"contact_ids": []string}. ErrUnknownRecipients is
+// a 404 like every other id that names nothing of the tenant's (DESIGN.md Security: another
+// tenant's id answers 404, the same as a missing one).
 var (
 	ErrNotFound           = apperr.NotFound("broadcast_not_found", "broadcast not found")
 	ErrNotCancellable     = apperr.Conflict("broadcast_not_cancellable", "the broadcast has already ended and cannot be cancelled")
@@ -47,7 +49,7 @@ var (
 	ErrInvalidParseMode   = invalidField("invalid_parse_mode", "parse_mode", `parse_mode must be "", "HTML", "MarkdownV2" or "Markdown"`)
 	ErrRecipientsRequired = invalidField("recipients_required", "recipients", "recipients must list at least one contact id")
 	ErrTooManyRecipients  = invalidField("too_many_recipients", "recipients", "recipients must list at most 100000 contact ids")
-	ErrUnknownRecipients  = apperr.Invalid("unknown_recipients", "some recipients are not contacts of this tenant")
+	ErrUnknownRecipients  = apperr.NotFound("unknown_recipients", "some recipients are not contacts of this tenant")
 	ErrRecipientsNotOfBot = apperr.Invalid("recipients_not_of_bot", "some recipients are contacts of another bot")
 )
 
@@ -329,9 +331,9 @@ func idsError(e *apperr.Error, ids []uuid.UUID) error {
 // Errors: ErrInvalidName, ErrInvalidPlatform, ErrInvalidMessageText, ErrInvalidParseMode,
 // ErrRecipientsRequired, ErrTooManyRecipients (422); the bot lookup's errors unchanged
 // (telegram.ErrBotNotFound 404 for another tenant's or a deleted bot,
-// telegram.ErrBotRequired 422 bot_app_id_required); ErrUnknownRecipients (ids that are not
-// contacts of this tenant) and ErrRecipientsNotOfBot (contacts of another of the tenant's
-// bots), both 422 naming the ids; apperr.ErrUnavailable (503). A failed enqueue is only
+// telegram.ErrBotRequired 422 bot_app_id_required); ErrUnknownRecipients (404: ids that are
+// not contacts of this tenant, another tenant's included) and ErrRecipientsNotOfBot (422:
+// contacts of another of the tenant's bots), both naming the ids; apperr.ErrUnavailable (503). A failed enqueue is only
 // logged: HandleSweep starts the run within a sweep interval.
 func (s *Service) Create(ctx context.Context, tenantID uuid.UUID, nb NewBroadcast) (Broadcast, Counts, error) {
 	ids, err := validate(&nb)

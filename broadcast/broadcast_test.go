@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -26,6 +25,7 @@ import (
 	"github.com/botfleet/botfleet/internal/apperr"
 	"github.com/botfleet/botfleet/internal/config"
 	"github.com/botfleet/botfleet/internal/testenv"
+	"github.com/botfleet/botfleet/internal/testlog"
 	"github.com/botfleet/botfleet/telegram"
 	"github.com/botfleet/botfleet/telegram/tgemu"
 	"github.com/botfleet/botfleet/tenant"
@@ -53,7 +53,7 @@ type envOptions struct {
 	maxRetries int
 }
 
-var testLog = slog.New(slog.DiscardHandler)
+var testLog = testlog.Logger(nil)
 
 func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
@@ -289,8 +289,8 @@ func TestService_Create(t *testing.T) {
 		{"422 parse mode", valid(func(nb *NewBroadcast) { nb.ParseMode = "html" }), "invalid_parse_mode", apperr.KindInvalid, nil},
 		{"422 no recipients", valid(func(nb *NewBroadcast) { nb.Recipients = nil }), "recipients_required", apperr.KindInvalid, nil},
 		{"422 too many recipients", valid(func(nb *NewBroadcast) { nb.Recipients = many }), "too_many_recipients", apperr.KindInvalid, nil},
-		{"422 unknown recipients", valid(func(nb *NewBroadcast) { nb.Recipients = []uuid.UUID{c1.ID, stranger, foreign.ID, stranger} }),
-			"unknown_recipients", apperr.KindInvalid, []uuid.UUID{stranger, foreign.ID}},
+		{"404 unknown recipients", valid(func(nb *NewBroadcast) { nb.Recipients = []uuid.UUID{c1.ID, stranger, foreign.ID, stranger} }),
+			"unknown_recipients", apperr.KindNotFound, []uuid.UUID{stranger, foreign.ID}},
 		{"422 recipients of another bot", valid(func(nb *NewBroadcast) { nb.Recipients = []uuid.UUID{c1.ID, ofBot2.ID} }),
 			"recipients_not_of_bot", apperr.KindInvalid, []uuid.UUID{ofBot2.ID}},
 		{"404 another tenant's bot", valid(func(nb *NewBroadcast) { nb.BotID = &otherTenantsBot }), "bot_not_found", apperr.KindNotFound, nil},

@@ -201,19 +201,6 @@ func (s *Service) GetByChat(ctx context.Context, botID uuid.UUID, chatID int64) 
 	return c, nil
 }
 
-// GetMany returns the tenant's contacts among ids (missing or foreign ids are simply absent).
-func (s *Service) GetMany(ctx context.Context, tenantID uuid.UUID, ids []uuid.UUID) ([]Contact, error) {
-	var cs []Contact
-	if len(ids) == 0 {
-		return cs, nil
-	}
-	err := s.db.NewSelect().Model(&cs).Where("c.tenant_id = ?", tenantID).Where("c.id IN (?)", bun.In(ids)).Scan(ctx)
-	if err != nil {
-		return nil, apperr.Classify(err)
-	}
-	return cs, nil
-}
-
 // List returns one page of the tenant's contacts, newest first, and the cursor of the next
 // page ("" on the last). Errors: page.ErrBadCursor, page.ErrBadLimit.
 func (s *Service) List(ctx context.Context, tenantID uuid.UUID, f ListFilter) ([]Contact, string, error) {

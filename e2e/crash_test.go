@@ -309,10 +309,9 @@ func TestWorkerKilledMidProcessing(t *testing.T) {
 				}
 			}
 			for u := range users {
-				switch n := got[userID(i, u)]; {
-				case n == 0:
+				if n := got[userID(i, u)]; n == 0 {
 					missing = append(missing, userID(i, u))
-				default:
+				} else {
 					total++
 					dups += n - 1
 				}

@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/botfleet/botfleet/internal/testenv"
+	"github.com/botfleet/botfleet/internal/testlog"
 	"github.com/botfleet/botfleet/telegram/tgemu"
 )
 
@@ -107,14 +108,23 @@ func newPlatform(t *testing.T, opts options) *platform {
 		"PATH":                     os.Getenv("PATH"),
 		"HOME":                     os.Getenv("HOME"),
 	}
+	if testlog.Dir() != "" {
+		// `make test` scans the processes' output for secrets: let them log everything.
+		env["LOG_LEVEL"] = "debug"
+	}
 	for k, v := range opts.env {
 		env[k] = v
 	}
 	for k, v := range env {
 		p.env = append(p.env, k+"="+v)
 	}
+	for _, k := range []string{"ADMIN_TOKEN", "ENCRYPTION_KEY", "ENCRYPTION_KEYS"} {
+		testlog.RecordSecret(strings.ToLower(k), env[k])
+	}
 	for i := 0; i < 2; i++ { // migrate is safe to run twice
-		if out, err := p.cmd("migrate").CombinedOutput(); err != nil {
+		out, err := p.cmd("migrate").CombinedOutput()
+		_, _ = testlog.NewWriter("e2e-migrate").Write(out)
+		if err != nil {
 			t.Fatalf("botfleet migrate (run %d): %v\n%s", i+1, err, out)
 		}
 	}
@@ -177,13 +187,15 @@ func (pr *proc) exited(d time.Duration) bool {
 	}
 }
 
-// start runs a long-lived subcommand, stopped with SIGTERM at cleanup; its output is kept
-// and printed when the test fails.
+// start runs a long-lived subcommand, stopped with SIGTERM at cleanup; its output is kept,
+// printed when the test fails, and copied to a testlog file (scanned for secrets by
+// `make test`).
 func (p *platform) start(args ...string) *proc {
 	p.t.Helper()
 	cmd := p.cmd(args...)
 	buf := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = buf, buf
+	out := io.MultiWriter(buf, testlog.NewWriter("e2e-"+args[0]))
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}

@@ -240,7 +240,7 @@ func (c *botCache) publish(ctx context.Context, id uuid.UUID) error {
 	if err == nil {
 		return nil
 	}
-	go func() {
+	go func() { //nolint:gosec // G118: the retry must outlive the request that changed the bot
 		deadline := time.Now().Add(botPublishRetryFor)
 		for wait := 100 * time.Millisecond; time.Now().Before(deadline); wait = min(2*wait, time.Second) {
 			time.Sleep(wait)

@@ -162,7 +162,9 @@ func (s *Service) RegisterBot(ctx context.Context, tenantID uuid.UUID, nb NewBot
 		return Bot{}, ErrBotExists
 	}
 
-	sealed, err := s.sealToken(token)
+	// The id is chosen here because it is the sealed token's associated data.
+	id := uuid.New()
+	sealed, err := s.sealToken(id, token)
 	if err != nil {
 		return Bot{}, fmt.Errorf("seal token: %w", err)
 	}
@@ -171,7 +173,7 @@ func (s *Service) RegisterBot(ctx context.Context, tenantID uuid.UUID, nb NewBot
 		return Bot{}, fmt.Errorf("webhook secret: %w", err)
 	}
 	b := Bot{
-		ID: uuid.New(), TenantID: tenantID, Name: name, TelegramBotID: me.Id, Username: me.Username,
+		ID: id, TenantID: tenantID, Name: name, TelegramBotID: me.Id, Username: me.Username,
 		TokenSealed: sealed, WebhookSecretHash: secretHash, WebhookStatus: WebhookPending,
 		DailyLimit: nb.DailyLimit,
 	}
@@ -324,6 +326,23 @@ func (s *Service) BotForTenant(ctx context.Context, tenantID uuid.UUID, botID *u
 	}
 	logging.Add(ctx, slog.String(logging.KeyBotAppID, bots[0].ID.String())) // the request's log lines name the bot
 	return bots[0], nil
+}
+
+// RequireBot returns nil when botID is one of the tenant's bots, deleted ones included (their
+// contacts, messages and events are kept and stay listable), and ErrBotNotFound (404)
+// otherwise: unknown, or another tenant's, which must answer exactly like an unknown id
+// (DESIGN.md Security). List filters naming a bot use it, so that ?bot_app_id= with another
+// tenant's bot is a 404 rather than an empty page. Errors: apperr.ErrUnavailable (503).
+func (s *Service) RequireBot(ctx context.Context, tenantID, botID uuid.UUID) error {
+	ok, err := s.db.NewSelect().Model((*Bot)(nil)).
+		Where("b.tenant_id = ?", tenantID).Where("b.id = ?", botID).Exists(ctx)
+	if err != nil {
+		return apperr.Classify(fmt.Errorf("check bot: %w", err))
+	}
+	if !ok {
+		return ErrBotNotFound
+	}
+	return nil
 }
 
 // BotByID returns the active bot botID whatever its tenant (worker use; never expose it to

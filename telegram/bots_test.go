@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -26,6 +25,7 @@ import (
 	"github.com/botfleet/botfleet/internal/config"
 	"github.com/botfleet/botfleet/internal/page"
 	"github.com/botfleet/botfleet/internal/testenv"
+	"github.com/botfleet/botfleet/internal/testlog"
 	"github.com/botfleet/botfleet/telegram"
 	"github.com/botfleet/botfleet/telegram/tgemu"
 	"github.com/botfleet/botfleet/tenant"
@@ -70,7 +70,7 @@ func (e *botEnv) newService(t *testing.T, db *bun.DB, queue *asynq.Client) *tele
 	t.Helper()
 	svc, err := telegram.New(telegram.Deps{
 		DB: db, Redis: e.rdb, Queue: queue, Contacts: contacts.New(db), Cfg: e.cfg,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log: testlog.Logger(t),
 	})
 	if err != nil {
 		t.Fatal(err)

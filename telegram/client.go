@@ -1,16 +1,12 @@
 package telegram
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
-	"fmt"
-	"io"
 
 	"github.com/PaulSonOfLars/gotgbot/v2"
+	"github.com/google/uuid"
 )
 
 // apiBot returns a gotgbot.Bot for token that calls s.cfg.APIURL with s.cfg.RequestTimeout.
@@ -30,48 +26,21 @@ func (s *Service) apiBot(token string) (*gotgbot.Bot, error) {
 
 // apiBotFor decrypts b's token and returns its gotgbot.Bot.
 func (s *Service) apiBotFor(b Bot) (*gotgbot.Bot, error) {
-	token, err := s.openToken(b.TokenSealed)
+	token, err := s.openToken(b.ID, b.TokenSealed)
 	if err != nil {
 		return nil, err
 	}
 	return s.apiBot(token)
 }
 
-// sealToken encrypts a bot token with AES-256-GCM: nonce || ciphertext.
-func (s *Service) sealToken(token string) ([]byte, error) {
-	block, err := aes.NewCipher(s.cfg.EncryptionKey)
-	if err != nil {
-		return nil, err
-	}
-	gcm, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, err
-	}
-	nonce := make([]byte, gcm.NonceSize())
-	if _, err := io.ReadFull(rand.Reader, nonce); err != nil {
-		return nil, err
-	}
-	return gcm.Seal(nonce, nonce, []byte(token), nil), nil
+// sealToken seals a bot token for bot botID with the current key (seal.go).
+func (s *Service) sealToken(botID uuid.UUID, token string) ([]byte, error) {
+	return s.keys.Seal(botID, token)
 }
 
-// openToken decrypts a token sealed by sealToken.
-func (s *Service) openToken(sealed []byte) (string, error) {
-	block, err := aes.NewCipher(s.cfg.EncryptionKey)
-	if err != nil {
-		return "", err
-	}
-	gcm, err := cipher.NewGCM(block)
-	if err != nil {
-		return "", err
-	}
-	if len(sealed) < gcm.NonceSize() {
-		return "", errors.New("sealed token too short")
-	}
-	plain, err := gcm.Open(nil, sealed[:gcm.NonceSize()], sealed[gcm.NonceSize():], nil)
-	if err != nil {
-		return "", fmt.Errorf("open token (wrong ENCRYPTION_KEY?): %w", err)
-	}
-	return string(plain), nil
+// openToken decrypts a token sealed for bot botID with any known key (seal.go).
+func (s *Service) openToken(botID uuid.UUID, sealed []byte) (string, error) {
+	return s.keys.Open(botID, sealed)
 }
 
 // newWebhookSecret returns a random secret_token (43 characters of A-Za-z0-9_-, within

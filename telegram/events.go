@@ -32,8 +32,8 @@ type WebhookEvent struct {
 	ProcessError string    `bun:",notnull"`
 }
 
-// EventFilter selects a page of webhook events: an optional bot (another tenant's bot
-// simply matches nothing, like contacts.ListFilter), Cursor from a previous page's
+// EventFilter selects a page of webhook events: an optional bot (one of the tenant's,
+// deleted ones included; any other id is ErrBotNotFound), Cursor from a previous page's
 // next_cursor ("" = first page) and Limit 1-200 (0 = page.DefaultLimit).
 type EventFilter struct {
 	BotID  *uuid.UUID
@@ -43,7 +43,9 @@ type EventFilter struct {
 
 // ListEvents returns one page of the tenant's webhook events, newest first (by id), and the
 // cursor of the next page ("" on the last). Events of deleted bots are included. Errors:
-// page.ErrBadCursor, page.ErrBadLimit (422), apperr.ErrUnavailable (503).
+// page.ErrBadCursor, page.ErrBadLimit (422), ErrBotNotFound (404) when f.BotID is not one of
+// the tenant's bots (checked only when the page is empty: a non-empty page proves it is),
+// apperr.ErrUnavailable (503).
 func (s *Service) ListEvents(ctx context.Context, tenantID uuid.UUID, f EventFilter) ([]WebhookEvent, string, error) {
 	limit, err := page.Limit(f.Limit)
 	if err != nil {
@@ -63,6 +65,11 @@ func (s *Service) ListEvents(ctx context.Context, tenantID uuid.UUID, f EventFil
 	}
 	if err := q.OrderExpr("e.id DESC").Limit(int64(limit + 1)).Scan(ctx); err != nil {
 		return nil, "", apperr.Classify(fmt.Errorf("list events: %w", err))
+	}
+	if len(events) == 0 && f.BotID != nil {
+		if err := s.RequireBot(ctx, tenantID, *f.BotID); err != nil {
+			return nil, "", err
+		}
 	}
 	next := ""
 	if len(events) > limit {

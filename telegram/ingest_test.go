@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/botfleet/botfleet/internal/apperr"
 	"github.com/botfleet/botfleet/internal/database"
 	"github.com/botfleet/botfleet/internal/page"
+	"github.com/botfleet/botfleet/internal/testlog"
 	"github.com/botfleet/botfleet/telegram"
 	"github.com/botfleet/botfleet/telegram/tgemu"
 )
@@ -281,14 +281,30 @@ func TestService_ListEvents(t *testing.T) {
 	if got, want := strings.Join(list(telegram.EventFilter{BotID: &b1.ID}), " "), "1/3 1/2 1/1"; got != want {
 		t.Errorf("bot 1 = %s, want %s", got, want)
 	}
-	if got := list(telegram.EventFilter{BotID: &theirs.ID}); len(got) != 0 {
-		t.Errorf("another tenant's bot = %v, want none", got)
+	// Another tenant's bot answers like an unknown one: 404, not an empty page.
+	for _, id := range []uuid.UUID{theirs.ID, uuid.New()} {
+		_, _, err := e.svc.ListEvents(ctx, tn, telegram.EventFilter{BotID: &id})
+		wantErr(t, err, telegram.ErrBotNotFound, http.StatusNotFound)
+	}
+	// A deleted bot of the tenant's keeps its events, and they stay listable by bot; one
+	// without events is an empty page, not a 404.
+	b3 := e.hookedBot(t, tn, "Three")
+	for _, id := range []uuid.UUID{b2.ID, b3.ID} {
+		if err := e.svc.DeleteBot(ctx, tn, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := strings.Join(list(telegram.EventFilter{BotID: &b2.ID}), " "), "2/3 2/2 2/1"; got != want {
+		t.Errorf("deleted bot 2 = %s, want %s", got, want)
+	}
+	if got := list(telegram.EventFilter{BotID: &b3.ID}); len(got) != 0 {
+		t.Errorf("deleted bot 3 = %v, want none", got)
 	}
 	_, _, err := e.svc.ListEvents(ctx, tn, telegram.EventFilter{Cursor: "zz"})
 	wantErr(t, err, page.ErrBadCursor, http.StatusUnprocessableEntity)
 }
 
-func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func discardLogger() *slog.Logger { return testlog.Logger(nil) }
 
 // TestService_IngestGroupCommit sends many concurrent deliveries, with duplicates and one
 // row PostgreSQL refuses, while the table is locked so that they gather into multi-row

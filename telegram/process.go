@@ -789,7 +789,7 @@ func deferBusyChats(ctx context.Context, tx bun.Tx, evs []WebhookEvent, plans []
 	}
 	err := tx.NewRaw(`SELECT bot_id, `+eventChatSQL+` AS chat FROM webhook_events
 		WHERE processed_at IS NULL AND id < ? AND id NOT IN (?) AND bot_id IN (?)`,
-		maxID, bun.In(ids), bun.In(bots)).Scan(ctx, &busy)
+		maxID, bun.List(ids), bun.List(bots)).Scan(ctx, &busy)
 	if err != nil && !database.IsNoRows(err) {
 		return nil, 0, apperr.Classify(fmt.Errorf("find busy chats: %w", err))
 	}

@@ -167,7 +167,7 @@ func (s *Service) deliver(ctx context.Context, bot Bot, chatID int64, msg Outgoi
 	if err != nil {
 		_ = permit.Cancel(ctx)
 		log.ErrorContext(ctx, "telegram: cannot open bot token", "error", err)
-		return Outcome{Status: OutcomeFailed, ChatID: chatID, Err: "cannot decrypt the bot token (wrong ENCRYPTION_KEY?)"}
+		return Outcome{Status: OutcomeFailed, ChatID: chatID, Err: "cannot decrypt the bot token (wrong ENCRYPTION_KEY, or its key missing from ENCRYPTION_KEYS?)"}
 	}
 	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RequestTimeout)
 	m, err := api.SendMessageWithContext(callCtx, chatID, msg.Text, &gotgbot.SendMessageOpts{ParseMode: msg.ParseMode})

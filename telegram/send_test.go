@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +18,7 @@ import (
 	"github.com/botfleet/botfleet/internal/apperr"
 	"github.com/botfleet/botfleet/internal/config"
 	"github.com/botfleet/botfleet/internal/testenv"
+	"github.com/botfleet/botfleet/internal/testlog"
 	"github.com/botfleet/botfleet/telegram/tgemu"
 	"github.com/botfleet/botfleet/tenant"
 )
@@ -77,7 +76,7 @@ func (e *sendEnv) newService(c Config) *Service {
 	e.t.Helper()
 	svc, err := New(Deps{
 		DB: e.db, Redis: e.rdb, Queue: e.queue, Contacts: contacts.New(e.db), Cfg: c,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log: testlog.Logger(e.t),
 	})
 	if err != nil {
 		e.t.Fatal(err)
@@ -95,12 +94,13 @@ func (e *sendEnv) addBot(tenantID uuid.UUID, dailyLimit int) (tgemu.BotInfo, Bot
 // insertTestBot stores a bot row for an emulated bot, its token sealed by svc.
 func insertTestBot(t testing.TB, svc *Service, db *bun.DB, tenantID uuid.UUID, info tgemu.BotInfo, dailyLimit int) Bot {
 	t.Helper()
-	sealed, err := svc.sealToken(info.Token)
+	id := uuid.New()
+	sealed, err := svc.sealToken(id, info.Token)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := Bot{
-		TenantID: tenantID, Name: info.Username, TelegramBotID: info.ID, Username: info.Username,
+		ID: id, TenantID: tenantID, Name: info.Username, TelegramBotID: info.ID, Username: info.Username,
 		TokenSealed: sealed, WebhookSecretHash: []byte("test-secret-hash"), WebhookStatus: WebhookActive,
 		DailyLimit: dailyLimit,
 	}
@@ -305,7 +305,7 @@ func TestService_Send(t *testing.T) {
 	t.Run("revoked token fails", func(t *testing.T) {
 		e := newSendEnv(t, noLimits, nil)
 		bot := e.bot
-		bot.TokenSealed, _ = e.svc.sealToken(fmt.Sprintf("%d:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", e.info.ID))
+		bot.TokenSealed, _ = e.svc.sealToken(bot.ID, fmt.Sprintf("%d:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", e.info.ID))
 		out := e.svc.Send(ctx, bot, 1001, Outgoing{Text: "hi"})
 		if out.Status != OutcomeFailed || !strings.Contains(out.Err, "Unauthorized") {
 			t.Fatalf("outcome = %+v, want failed Unauthorized", out)

@@ -2,7 +2,6 @@ package telegram
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -63,18 +62,4 @@ func (s *Service) Sweep(ctx context.Context, olderThan time.Duration) (events, m
 		return events, messages, err
 	}
 	return events, messages, nil
-}
-
-// enqueueCounted enqueues task and reports 1 when it was enqueued, 0 when a task with its
-// TaskID exists already. Errors: apperr.ErrUnavailable.
-func (s *Service) enqueueCounted(ctx context.Context, task *asynq.Task) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, ingestEnqueueTimeout)
-	defer cancel()
-	if _, err := s.queue.EnqueueContext(ctx, task); err != nil {
-		if errors.Is(err, asynq.ErrTaskIDConflict) {
-			return 0, nil
-		}
-		return 0, apperr.ErrUnavailable.Wrap(fmt.Errorf("enqueue %s: %w", task.Type(), err))
-	}
-	return 1, nil
 }

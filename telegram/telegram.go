@@ -46,13 +46,13 @@ const (
 
 // SecretHeader is the header Telegram sets to the webhook's secret_token
 // (core.telegram.org/bots/api#setwebhook).
-const SecretHeader = "X-Telegram-Bot-Api-Secret-Token"
+const SecretHeader = "X-Telegram-Bot-Api-Secret-Token" //nolint:gosec // G101: a header name, not a credential
 
 // AllowedUpdates are the update types the platform processes; given to setWebhook.
 var AllowedUpdates = []string{"message", "edited_message", "callback_query", "my_chat_member"}
 
 // Bot is a tenant's Telegram bot. ID is the public bot_app_id. The token is sealed with
-// AES-256-GCM (Config.EncryptionKey) and never leaves this package in clear text except to
+// AES-256-GCM (Config.EncryptionKey, format in seal.go) and never leaves this package in clear text except to
 // call Telegram; WebhookSecretHash is SHA-256 of the webhook secret_token.
 type Bot struct {
 	bun.BaseModel `bun:"table:bots,alias:b"`
@@ -98,8 +98,11 @@ type Config struct {
 	// waits return OutcomeWait so that the task is rescheduled (TELEGRAM_MAX_WAIT).
 	// Default 15s.
 	MaxWait time.Duration
-	// EncryptionKey is the 32-byte AES-256 key for bot tokens.
+	// EncryptionKey is the 32-byte AES-256 key that seals bot tokens (ENCRYPTION_KEY).
 	EncryptionKey []byte
+	// DecryptionKeys are older 32-byte keys that still open tokens sealed with them but
+	// seal nothing (ENCRYPTION_KEYS, during a key rotation). Default: none.
+	DecryptionKeys [][]byte
 }
 
 // Deps are the Service's collaborators.
@@ -125,15 +128,17 @@ type Service struct {
 	log      *slog.Logger
 	http     *http.Client
 	limits   *Limiter
+	keys     *Keyring
 	// in is the inbound path's state: bot cache, ingest group commit, event processors
 	// (botcache.go, ingest.go, process.go).
 	in *inbound
 }
 
-// New returns a Service. It fails when the encryption key is not 32 bytes.
+// New returns a Service. It fails when an encryption key is not 32 bytes.
 func New(d Deps) (*Service, error) {
-	if len(d.Cfg.EncryptionKey) != 32 {
-		return nil, fmt.Errorf("telegram: encryption key must be 32 bytes, got %d", len(d.Cfg.EncryptionKey))
+	keys, err := NewKeyring(d.Cfg.EncryptionKey, d.Cfg.DecryptionKeys...)
+	if err != nil {
+		return nil, err
 	}
 	if d.Cfg.RequestTimeout <= 0 {
 		d.Cfg.RequestTimeout = 30 * time.Second
@@ -149,7 +154,7 @@ func New(d Deps) (*Service, error) {
 			Proxy: http.ProxyFromEnvironment, MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: 90 * time.Second,
 		}}
 	}
-	s := &Service{db: d.DB, rdb: d.Redis, queue: d.Queue, contacts: d.Contacts, cfg: d.Cfg, log: d.Log, http: d.HTTPClient}
+	s := &Service{db: d.DB, rdb: d.Redis, queue: d.Queue, contacts: d.Contacts, cfg: d.Cfg, log: d.Log, http: d.HTTPClient, keys: keys}
 	if d.Redis != nil {
 		s.insp = asynq.NewInspectorFromRedisClient(d.Redis)
 	}

@@ -83,7 +83,7 @@ func IsFailure(err error) bool {
 func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	var ra *telegram.RetryAfterError
 	if errors.As(err, &ra) {
-		return ra.RetryAfter + time.Duration(rand.IntN(50))*time.Millisecond
+		return ra.RetryAfter + time.Duration(rand.IntN(50))*time.Millisecond //nolint:gosec // G404: retry jitter, not a secret
 	}
 	if errors.Is(err, context.Canceled) {
 		return time.Second
@@ -95,7 +95,7 @@ func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	if d > 10*time.Minute {
 		d = 10 * time.Minute
 	}
-	jitter := time.Duration(rand.Int64N(int64(d)/5+1)) - d/10
+	jitter := time.Duration(rand.Int64N(int64(d)/5+1)) - d/10 //nolint:gosec // G404: retry jitter, not a secret
 	return d + jitter
 }
 
@@ -169,7 +169,7 @@ func Run(ctx context.Context, d Deps) error {
 	}
 	var sched *asynq.Scheduler
 	if len(d.Periodic) > 0 {
-		sched = asynq.NewSchedulerFromRedisClient(d.Redis, &asynq.SchedulerOpts{Logger: asynqLogger{log}, LogLevel: asynq.WarnLevel})
+		sched = newScheduler(d.Redis, &asynq.SchedulerOpts{Logger: asynqLogger{log}, LogLevel: asynq.WarnLevel})
 		for _, p := range d.Periodic {
 			if _, err := sched.Register(p.Spec, p.Task); err != nil {
 				shutdownServers()
@@ -229,3 +229,29 @@ func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...), "compon
 func (a asynqLogger) Fatal(args ...any) {
 	a.l.Error(fmt.Sprint(args...), "component", "asynq", "fatal", true)
 }
+
+// newScheduler returns an asynq Scheduler on its own small Redis connection pool, made with
+// shared's options. asynq v0.26.0's Scheduler.Shutdown closes its client, and a client made
+// by NewSchedulerFromRedisClient refuses to close a shared connection, so every shutdown
+// logged ERROR "Failed to close redis client connection" (hibiken/asynq#1068, open). Given
+// a RedisConnOpt, the Scheduler owns its client and closes it cleanly. A client type
+// without Options (none today) falls back to sharing.
+func newScheduler(shared redis.UniversalClient, opts *asynq.SchedulerOpts) *asynq.Scheduler {
+	switch c := shared.(type) {
+	case *redis.Client:
+		o := *c.Options()
+		o.PoolSize, o.MinIdleConns, o.MaxIdleConns = 2, 0, 2
+		return asynq.NewScheduler(ownedRedis{redis.NewClient(&o)}, opts)
+	case *redis.ClusterClient:
+		o := *c.Options()
+		o.PoolSize, o.MinIdleConns, o.MaxIdleConns = 2, 0, 2
+		return asynq.NewScheduler(ownedRedis{redis.NewClusterClient(&o)}, opts)
+	}
+	return asynq.NewSchedulerFromRedisClient(shared, opts)
+}
+
+// ownedRedis hands asynq a client that asynq then owns and closes (asynq.RedisConnOpt).
+type ownedRedis struct{ c redis.UniversalClient }
+
+// MakeRedisClient implements asynq.RedisConnOpt.
+func (o ownedRedis) MakeRedisClient() any { return o.c }

@@ -6,6 +6,10 @@
 //	botfleet migrate    create the database when missing and apply the embedded migrations
 //	botfleet tenant create --name N   create a tenant and print its API key (shown once)
 //	botfleet emulator --addr HOST:PORT   run the tgemu Telegram Bot API emulator
+//	botfleet doctor     check configuration, PostgreSQL, migrations, Redis, Telegram, webhooks
+//	botfleet healthcheck [--url URL | --worker]   container health probe (exit 0 or 1)
+//	botfleet version    print the version (also --version)
+//	botfleet rotate-encryption-key   re-encrypt every bot token with ENCRYPTION_KEY
 //
 // Configuration comes from the environment (see README.md and internal/config).
 package main
@@ -17,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -108,7 +113,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Short: "Create the database when it does not exist and apply the embedded migrations (safe to run twice)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return migrate(ctx, getenv, stdout, stderr)
+			return migrate(ctx, getenv, stdout)
 		},
 	})
 	tenantCmd := &cobra.Command{Use: "tenant", Short: "Manage tenants"}
@@ -118,15 +123,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Short: "Create a tenant and print {id, name, api_key} as JSON (the key is shown only once)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withApp(ctx, getenv, stderr, func(ctx context.Context, a *app) error {
-				t, key, err := a.tenants.Create(ctx, tenantName)
-				if err != nil {
-					return err
-				}
-				enc := json.NewEncoder(stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{"id": t.ID, "name": t.Name, "api_key": key, "created_at": t.CreatedAt})
-			})
+			// A one-shot command: no startup log, no Redis; the database must be migrated.
+			cfg, err := config.Load(getenv)
+			if err != nil {
+				return err
+			}
+			db, err := openMigratedDB(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			t, key, err := tenant.New(db).Create(ctx, tenantName)
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(map[string]any{"id": t.ID, "name": t.Name, "api_key": key, "created_at": t.CreatedAt})
 		},
 	}
 	createCmd.Flags().StringVar(&tenantName, "name", "", "tenant name (required)")
@@ -154,6 +167,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	emuCmd.Flags().StringVar(&emuAddr, "addr", "127.0.0.1:8081", "listen address")
 	root.AddCommand(emuCmd)
+	root.AddCommand(&cobra.Command{
+		Use:   "version",
+		Short: "Print the version (the same as --version)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintf(stdout, "botfleet version %s\n", version)
+			return err
+		},
+	})
+	root.AddCommand(newDoctorCmd(ctx, getenv, stdout))
+	root.AddCommand(newHealthcheckCmd(ctx, getenv, stdout))
+	root.AddCommand(rotateCmd(ctx, getenv, stdout, stderr))
 	root.AddCommand(configCmd(getenv, stdout, stderr))
 	return root.ExecuteContext(ctx)
 }
@@ -169,19 +194,20 @@ func newLogger(level, appEnv string, w io.Writer) *slog.Logger {
 	return logging.New(w, logging.FormatText, l)
 }
 
-func migrate(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer) error {
+// migrate creates the database when missing and applies the embedded migrations, printing
+// what it did on stdout (no startup log, no Redis).
+func migrate(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
 	cfg, err := config.Load(getenv)
 	if err != nil {
 		return err
 	}
-	log := logging.New(stderr, cfg.LogFormatName(), cfg.SlogLevel())
 	dsn := cfg.DatabaseURL.Reveal()
 	created, err := database.EnsureDatabase(ctx, dsn)
 	if err != nil {
-		return err
+		return explainDBError(err, dsn)
 	}
 	if created {
-		log.Info("database created", "database_url", config.RedactURL(dsn))
+		fmt.Fprintf(stdout, "database %q created\n", dbName(dsn))
 	}
 	db, err := database.Open(dsn)
 	if err != nil {
@@ -229,6 +255,10 @@ func withApp(ctx context.Context, getenv func(string) string, stderr io.Writer, 
 	if err != nil {
 		return err
 	}
+	oldKeys, err := cfg.OldKeys()
+	if err != nil {
+		return err
+	}
 	db, err := database.Open(cfg.DatabaseURL.Reveal(), database.WithMaxConns(cfg.DatabaseMaxConns))
 	if err != nil {
 		return err
@@ -247,7 +277,14 @@ func withApp(ctx context.Context, getenv func(string) string, stderr io.Writer, 
 	defer rdb.Close()
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	if err := db.PingContext(pctx); err != nil {
+		if err := explainDBError(err, cfg.DatabaseURL.Reveal()); errors.Is(err, errNotMigrated) {
+			cancel()
+			return err
+		}
 		log.Warn("PostgreSQL not reachable at start; requests needing it answer 503 until it is", "error", err)
+	} else if err := checkMigrated(pctx, db, cfg.DatabaseURL.Reveal()); err != nil {
+		cancel()
+		return err
 	}
 	if err := rdb.Ping(pctx).Err(); err != nil {
 		log.Warn("Redis not reachable at start; requests needing it answer 503 until it is", "error", err)
@@ -273,6 +310,7 @@ func withApp(ctx context.Context, getenv func(string) string, stderr io.Writer, 
 			BotRate:        cfg.TelegramBotRateLimit,
 			ChatInterval:   cfg.TelegramChatInterval,
 			EncryptionKey:  key,
+			DecryptionKeys: oldKeys,
 		},
 	})
 	if err != nil {
@@ -289,6 +327,7 @@ func (a *app) serve(ctx context.Context) error {
 	e := api.New(api.Deps{
 		Tenants: a.tenants, Telegram: a.telegram, Contacts: a.contacts, Broadcasts: a.broadcasts,
 		DB: a.db, Redis: a.rdb, AdminToken: a.cfg.AdminToken, Log: a.log, Metrics: a.metrics,
+		RateLimit: api.RateLimit{Rate: a.cfg.APIRateLimit, Burst: a.cfg.APIRateBurst},
 	})
 	srv := &http.Server{
 		Addr:              a.cfg.HTTPAddr,
@@ -298,10 +337,15 @@ func (a *app) serve(ctx context.Context) error {
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 	}
+	ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http: listen on HTTP_ADDR %s: %w", a.cfg.HTTPAddr, err)
+	}
+	// Logged once the port is bound: a client may connect from now on.
+	a.log.Info("http listening", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() {
-		a.log.Info("http listening", "addr", a.cfg.HTTPAddr)
-		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
 		}
 		close(errc)
@@ -345,9 +389,14 @@ func startPprof(ctx context.Context, addr string, log *slog.Logger) {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		log.Error("pprof: listen on PPROF_ADDR", "addr", addr, "error", err)
+		return
+	}
+	log.Info("pprof listening", "addr", ln.Addr().String())
 	go func() {
-		log.Info("pprof listening", "addr", addr)
-		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("pprof listener failed", "error", err)
 		}
 	}()

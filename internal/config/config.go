@@ -3,9 +3,6 @@
 package config
 
 import (
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,7 +16,7 @@ import (
 
 // Development defaults for the two secrets. They are refused when APP_ENV=production.
 const (
-	DevAdminToken    = "dev-admin-token"
+	DevAdminToken    = "dev-admin-token"                              //nolint:gosec // G101: the public development default, refused in production
 	DevEncryptionKey = "ZGV2LWVuY3J5cHRpb24ta2V5LTMyLWJ5dGVzLWxvbmc=" // base64("dev-encryption-key-32-bytes-long")
 )
 
@@ -125,6 +122,11 @@ type Config struct {
 	// EncryptionKey is the AES-256 key for bot tokens at rest: 32 bytes as base64 or 64 hex
 	// characters. Default (development only): a fixed development key.
 	EncryptionKey Secret `env:"ENCRYPTION_KEY" envDefault:"ZGV2LWVuY3J5cHRpb24ta2V5LTMyLWJ5dGVzLWxvbmc="`
+	// EncryptionKeys are older AES-256 keys, comma separated, each encoded like
+	// ENCRYPTION_KEY: bot tokens sealed with them are still read, nothing new is sealed with
+	// them. Set during a key rotation (README, Key rotation) until `botfleet
+	// rotate-encryption-key` has re-sealed every token with ENCRYPTION_KEY. Default: "" (none).
+	EncryptionKeys Secret `env:"ENCRYPTION_KEYS"`
 	// TelegramRateLimit caps sends across all bots and all workers. Default: 30/min.
 	TelegramRateLimit Rate `env:"TELEGRAM_RATE_LIMIT" envDefault:"30/min"`
 	// TelegramBotRateLimit is the most messages of one bot, across all workers, that can
@@ -175,6 +177,14 @@ type Config struct {
 	// Keep it private (loopback or an admin network). The API also serves /metrics behind
 	// ADMIN_TOKEN. Default: "" (off).
 	MetricsAddr string `env:"METRICS_ADDR"`
+	// APIRateLimit is the sustained request rate allowed to one tenant API key on the tenant
+	// routes, shared by every API process through Redis (GCRA, go-redis/redis_rate);
+	// webhooks and admin routes are not limited by it. Over it: 429 rate_limited with
+	// Retry-After. Default: 20/s.
+	APIRateLimit Rate `env:"API_RATE_LIMIT" envDefault:"20/s"`
+	// APIRateBurst is how many requests one API key may make at once above APIRateLimit's
+	// pace (the bucket size); it is also the RateLimit-Limit header. Default: 40.
+	APIRateBurst int `env:"API_RATE_BURST" envDefault:"40"`
 }
 
 // Load reads the configuration from getenv and validates it. The variables read are those of
@@ -217,15 +227,14 @@ func nameVariables(err error) error {
 func (c Config) Production() bool { return c.AppEnv == "production" }
 
 // Validate checks values; in production a missing, default or weak ENCRYPTION_KEY or
-// ADMIN_TOKEN is an error.
+// ADMIN_TOKEN is an error, and so is the development key in ENCRYPTION_KEYS (keys.go).
 func (c Config) Validate() error {
 	var errs []error
 	if c.AppEnv != "development" && c.AppEnv != "production" {
 		errs = append(errs, fmt.Errorf("APP_ENV must be development or production, got %q", c.AppEnv))
 	}
-	if _, err := c.Key(); err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, c.validateKeys()...)
+	errs = append(errs, c.validateDSNs()...)
 	if c.TelegramMaxRetries < 0 {
 		errs = append(errs, errors.New("TELEGRAM_MAX_RETRIES must be >= 0"))
 	}
@@ -241,15 +250,13 @@ func (c Config) Validate() error {
 		{"BROADCAST_SENDERS", c.BroadcastSenders > 0},
 		{"EVENT_PROCESSORS", c.EventProcessors > 0},
 		{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout > 0},
+		{"API_RATE_BURST", c.APIRateBurst > 0},
 	} {
 		if !v.positive {
 			errs = append(errs, fmt.Errorf("%s must be > 0", v.name))
 		}
 	}
 	if c.Production() {
-		if c.EncryptionKey == DevEncryptionKey {
-			errs = append(errs, errors.New("ENCRYPTION_KEY must be set in production (the development key is refused)"))
-		}
 		if c.AdminToken == DevAdminToken || len(c.AdminToken) < 32 {
 			errs = append(errs, errors.New("ADMIN_TOKEN must be set in production, at least 32 characters"))
 		}
@@ -261,31 +268,20 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Key decodes ENCRYPTION_KEY: 32 bytes as standard/URL base64 or 64 hex characters.
+// Key decodes ENCRYPTION_KEY: 32 bytes as standard/URL base64 (padded or not) or 64 hex
+// characters (keys.go).
 func (c Config) Key() ([]byte, error) {
-	s := strings.TrimSpace(c.EncryptionKey.Reveal())
-	if s == "" {
-		return nil, errors.New("ENCRYPTION_KEY must be set: 32 bytes as base64 or 64 hex characters")
-	}
-	if b, err := hex.DecodeString(s); err == nil && len(b) == 32 {
-		return b, nil
-	}
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
-		if b, err := enc.DecodeString(s); err == nil && len(b) == 32 {
-			return b, nil
-		}
-	}
-	return nil, errors.New("ENCRYPTION_KEY must be 32 bytes as base64 or 64 hex characters")
+	return decodeKey("ENCRYPTION_KEY", c.EncryptionKey.Reveal())
 }
 
-// KeyFingerprint is a short non-secret identifier of the encryption key, for logs.
+// KeyFingerprint is a short non-secret identifier of the encryption key, for logs: the
+// first 4 bytes of SHA-256 of the key in hex, the key id stored with every sealed token.
 func (c Config) KeyFingerprint() string {
 	k, err := c.Key()
 	if err != nil {
 		return ""
 	}
-	h := sha256.Sum256(k)
-	return hex.EncodeToString(h[:4])
+	return keyFingerprint(k)
 }
 
 // LogValue prints every setting (Settings) under its lower-case variable name, secrets
@@ -293,18 +289,10 @@ func (c Config) KeyFingerprint() string {
 // key's fingerprint.
 func (c Config) LogValue() slog.Value { return c.settingsLogValue() }
 
-// RedactURL masks the password of a URL-shaped DSN.
+// RedactURL masks the passwords of a DSN in any form (redact.go): URL userinfo, password
+// query parameters, keyword/value password=.
 func RedactURL(raw string) string {
-	at := strings.LastIndex(raw, "@")
-	scheme := strings.Index(raw, "://")
-	if at < 0 || scheme < 0 || at < scheme {
-		return raw
-	}
-	userinfo := raw[scheme+3 : at]
-	if user, _, ok := strings.Cut(userinfo, ":"); ok {
-		return raw[:scheme+3] + user + ":xxxxx" + raw[at:]
-	}
-	return raw
+	return redactDSN(raw)
 }
 
 // SlogLevel maps LOG_LEVEL to a slog.Level (info when unknown; Validate refuses an

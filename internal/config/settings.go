@@ -120,8 +120,8 @@ func redactSecret(name string, s Secret) string {
 }
 
 // settingsLogValue is LogValue's body: every setting under its lower-case name (numbers and
-// booleans typed, everything else as text), secrets redacted, plus the encryption key's
-// fingerprint.
+// booleans typed, everything else as text), secrets redacted, plus the fingerprints (key
+// ids) of ENCRYPTION_KEY and of the older ENCRYPTION_KEYS.
 func (c Config) settingsLogValue() slog.Value {
 	settings := c.Settings()
 	values := map[string]reflect.Value{}
@@ -139,7 +139,8 @@ func (c Config) settingsLogValue() slog.Value {
 			attrs = append(attrs, slog.String(key, s.Value))
 		}
 	}
-	attrs = append(attrs, slog.String("encryption_key_fingerprint", c.KeyFingerprint()))
+	attrs = append(attrs, slog.String("encryption_key_fingerprint", c.KeyFingerprint()),
+		slog.Any("encryption_keys_fingerprints", c.OldKeyFingerprints()))
 	return slog.GroupValue(attrs...)
 }
 

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +46,13 @@ func TestLoad_ReadsEveryVariable(t *testing.T) {
 	}
 }
 
+// Strong test keys (64 hex characters, not one repeated byte).
+const (
+	testKey1 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	testKey2 = "1123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	testKey3 = "2123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+)
+
 // otherValue is a valid value of a variable that differs from its default d.
 func otherValue(t *testing.T, name string, d reflect.Value) string {
 	t.Helper()
@@ -54,7 +62,13 @@ func otherValue(t *testing.T, name string, d reflect.Value) string {
 	case "ADMIN_TOKEN":
 		return strings.Repeat("a", 40)
 	case "ENCRYPTION_KEY":
-		return strings.Repeat("ab", 32)
+		return testKey1
+	case "ENCRYPTION_KEYS":
+		return testKey2 + "," + testKey3
+	case "DATABASE_URL":
+		return "postgres://other@127.0.0.1:5433/other?sslmode=disable"
+	case "REDIS_URL":
+		return "redis://127.0.0.1:6380/0"
 	case "LOG_LEVEL":
 		return "debug"
 	case "LOG_FORMAT":
@@ -78,6 +92,10 @@ func otherValue(t *testing.T, name string, d reflect.Value) string {
 		return v + "x"
 	case []Secret:
 		return strings.Repeat("cd", 32)
+	case []string:
+		return "a,b"
+	case float64:
+		return strconv.FormatFloat(v+1.5, 'f', -1, 64)
 	}
 	t.Fatalf("%s: no test value for type %s; extend otherValue", name, d.Type())
 	return ""
@@ -116,8 +134,8 @@ func TestLoad_InvalidLogSettings(t *testing.T) {
 	}{
 		{nil, "text"},
 		{map[string]string{"LOG_FORMAT": "json"}, "json"},
-		{map[string]string{"APP_ENV": "production", "ADMIN_TOKEN": strings.Repeat("a", 40), "ENCRYPTION_KEY": strings.Repeat("ab", 32)}, "json"},
-		{map[string]string{"APP_ENV": "production", "ADMIN_TOKEN": strings.Repeat("a", 40), "ENCRYPTION_KEY": strings.Repeat("ab", 32), "LOG_FORMAT": "text"}, "text"},
+		{map[string]string{"APP_ENV": "production", "ADMIN_TOKEN": strings.Repeat("a", 40), "ENCRYPTION_KEY": testKey1}, "json"},
+		{map[string]string{"APP_ENV": "production", "ADMIN_TOKEN": strings.Repeat("a", 40), "ENCRYPTION_KEY": testKey1, "LOG_FORMAT": "text"}, "text"},
 	} {
 		cfg, err := Load(envOf(tt.env))
 		if err != nil {
@@ -160,7 +178,7 @@ func TestSettings_Redacted(t *testing.T) {
 	for _, s := range cfg.Settings() {
 		out += s.Value
 	}
-	for _, secret := range []string{"SECRET1", "SECRET2", "SECRET3", strings.Repeat("ab", 8)} {
+	for _, secret := range []string{"SECRET1", "SECRET2", "SECRET3", DevEncryptionKey[:16]} {
 		if strings.Contains(out, secret) {
 			t.Errorf("settings or log leak %q: %s", secret, out)
 		}

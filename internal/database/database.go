@@ -112,6 +112,11 @@ func Open(dsn string, opts ...Option) (*bun.DB, error) {
 func EnsureDatabase(ctx context.Context, dsn string) (created bool, err error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
+		// Not err itself: a *url.Error quotes the whole URL, password included.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return false, fmt.Errorf("parse DATABASE_URL: %w", err)
 	}
 	name := strings.TrimPrefix(u.Path, "/")

@@ -23,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun"
 
+	"github.com/botfleet/botfleet/internal/config"
 	"github.com/botfleet/botfleet/internal/database"
 	"github.com/botfleet/botfleet/migrations"
 )
@@ -52,7 +53,7 @@ func RedisURL() string {
 func withDatabase(dsn, name string) string {
 	u, err := url.Parse(dsn)
 	if err != nil {
-		panic(err)
+		panic(config.RedactURLError(err))
 	}
 	u.Path = "/" + name
 	return u.String()
@@ -85,7 +86,7 @@ func ensureTemplate(ctx context.Context) (string, error) {
 		name := templateName()
 		admin, err := pgx.Connect(ctx, withDatabase(DatabaseURL(), "postgres"))
 		if err != nil {
-			tmplErr = fmt.Errorf("testenv: connect to PostgreSQL at %s (run `make services`): %w", DatabaseURL(), err)
+			tmplErr = fmt.Errorf("testenv: connect to PostgreSQL at %s (run `make services`): %w", config.RedactURL(DatabaseURL()), err)
 			return
 		}
 		defer admin.Close(ctx)

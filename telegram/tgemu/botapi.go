@@ -190,6 +190,9 @@ func (b *bot) setWebhook(_ context.Context, p params) apiResult {
 	if !secretTokenRe.MatchString(secret) {
 		return badRequest("secret token contains unallowed characters")
 	}
+	if b.s.opts.OnSecret != nil {
+		b.s.opts.OnSecret("secret_token", secret)
+	}
 	maxConn := 40
 	if p.has("max_connections") {
 		n, _ := strconv.Atoi(strings.TrimSpace(p.str("max_connections")))

@@ -30,21 +30,51 @@ import (
 //	POST   /control/bots/{bot_id}/faults       {method,chat_id,kind,retry_after,migrate_to_chat_id,latency_ms,times}
 //	DELETE /control/bots/{bot_id}/faults
 //	GET    /control/violations                 → {per_bot, per_chat, bots:{"<id>":{per_bot,per_chat}}}
+//	GET    /control/                           → {routes:[{method, path, body, returns}]}
 func (s *Server) routeControl(mux *http.ServeMux) {
-	mux.HandleFunc("POST /control/bots", s.ctlCreateBot)
-	mux.HandleFunc("GET /control/bots", s.ctlListBots)
-	mux.HandleFunc("GET /control/bots/{bot_id}", s.withBot(s.ctlGetBot))
-	mux.HandleFunc("POST /control/bots/{bot_id}/messages", s.withBot(s.ctlMessage))
-	mux.HandleFunc("POST /control/bots/{bot_id}/block", s.withBot(s.ctlBlock(true)))
-	mux.HandleFunc("POST /control/bots/{bot_id}/unblock", s.withBot(s.ctlBlock(false)))
-	mux.HandleFunc("POST /control/bots/{bot_id}/updates", s.withBot(s.ctlPushUpdate))
-	mux.HandleFunc("POST /control/bots/{bot_id}/redeliver", s.withBot(s.ctlRedeliver))
-	mux.HandleFunc("GET /control/bots/{bot_id}/idle", s.withBot(s.ctlIdle))
-	mux.HandleFunc("GET /control/bots/{bot_id}/sent", s.withBot(s.ctlSent))
-	mux.HandleFunc("GET /control/bots/{bot_id}/calls", s.withBot(s.ctlCalls))
-	mux.HandleFunc("POST /control/bots/{bot_id}/faults", s.withBot(s.ctlAddFault))
-	mux.HandleFunc("DELETE /control/bots/{bot_id}/faults", s.withBot(s.ctlClearFaults))
-	mux.HandleFunc("GET /control/violations", s.ctlViolations)
+	for _, r := range s.controlRoutes() {
+		mux.HandleFunc(r.Method+" "+r.Path, r.handler)
+	}
+	mux.HandleFunc("GET /control/{$}", s.ctlIndex)
+}
+
+// ControlRoute is one route of the control API, as GET /control/ lists it.
+type ControlRoute struct {
+	Method string `json:"method"`
+	Path   string `json:"path"`
+	// Body is the JSON request body's shape ("" when none).
+	Body string `json:"body,omitempty"`
+	// Returns is the shape of the 200 answer.
+	Returns string `json:"returns"`
+
+	handler http.HandlerFunc
+}
+
+// controlRoutes is the control API's route table: routeControl registers it and GET
+// /control/ lists it, so the listing cannot drift from the routes.
+func (s *Server) controlRoutes() []ControlRoute {
+	return []ControlRoute{
+		{"POST", "/control/bots", `{username, first_name}`, "BotInfo {id, token, username, first_name}", s.ctlCreateBot},
+		{"GET", "/control/bots", "", "{items:[BotInfo]}", s.ctlListBots},
+		{"GET", "/control/bots/{bot_id}", "", "BotInfo + {webhook, violations, commands}", s.withBot(s.ctlGetBot)},
+		{"POST", "/control/bots/{bot_id}/messages", `{user:{id, first_name, username}, text}`, "{update_id} (text starting with / is a command)", s.withBot(s.ctlMessage)},
+		{"POST", "/control/bots/{bot_id}/block", `{user:{id, first_name}}`, "{update_id} (my_chat_member: kicked)", s.withBot(s.ctlBlock(true))},
+		{"POST", "/control/bots/{bot_id}/unblock", `{user:{id, first_name}}`, "{update_id} (my_chat_member: member)", s.withBot(s.ctlBlock(false))},
+		{"POST", "/control/bots/{bot_id}/updates", "a raw Update without update_id (e.g. {callback_query:{...}})", "{update_id}", s.withBot(s.ctlPushUpdate)},
+		{"POST", "/control/bots/{bot_id}/redeliver", `{update_id}`, "{update_id}", s.withBot(s.ctlRedeliver)},
+		{"GET", "/control/bots/{bot_id}/idle", "", "{pending_update_count} once delivered (?timeout_ms=N, 408 on timeout)", s.withBot(s.ctlIdle)},
+		{"GET", "/control/bots/{bot_id}/sent", "", "{items:[{chat_id, message_id, text, parse_mode, date}]} (?chat_id=N)", s.withBot(s.ctlSent)},
+		{"GET", "/control/bots/{bot_id}/calls", "", "{items:[{method, params, status, date}]} (?method=sendMessage)", s.withBot(s.ctlCalls)},
+		{"POST", "/control/bots/{bot_id}/faults", `{method, chat_id, kind, retry_after, migrate_to_chat_id, latency_ms, times}`, "{ok}", s.withBot(s.ctlAddFault)},
+		{"DELETE", "/control/bots/{bot_id}/faults", "", "{ok}", s.withBot(s.ctlClearFaults)},
+		{"GET", "/control/violations", "", "{per_bot, per_chat, bots:{\"<id>\":{per_bot, per_chat}}}", s.ctlViolations},
+	}
+}
+
+// ctlIndex answers GET /control/ with {routes:[ControlRoute]}; it doubles as the
+// emulator's health check (botfleet healthcheck --url .../control/).
+func (s *Server) ctlIndex(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"routes": s.controlRoutes()})
 }
 
 const maxControlBody = 1 << 20

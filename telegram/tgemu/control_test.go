@@ -226,3 +226,34 @@ func newHTTPTest(t *testing.T, s *Server) string {
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
+
+// TestControlIndex: GET /control/ lists every control route, and each listed route is
+// served (a listed path that did not exist would fall through to the Bot API's 404).
+func TestControlIndex(t *testing.T) {
+	s := NewTest(t, Options{})
+	var idx struct {
+		Routes []ControlRoute `json:"routes"`
+	}
+	for _, path := range []string{"/control/", "/control"} {
+		if st := ctl(t, s, "GET", path, nil, &idx); st != 200 || len(idx.Routes) < 14 {
+			t.Fatalf("GET %s: %d, %d routes", path, st, len(idx.Routes))
+		}
+	}
+	seen := map[string]bool{}
+	for _, r := range idx.Routes {
+		if r.Method == "" || !strings.HasPrefix(r.Path, "/control/") || r.Returns == "" {
+			t.Fatalf("incomplete route %+v", r)
+		}
+		seen[r.Method+" "+r.Path] = true
+		req := httptest.NewRequest(r.Method, strings.ReplaceAll(r.Path, "{bot_id}", "999"), nil)
+		_, pattern := s.mux.Handler(req)
+		if pattern != r.Method+" "+r.Path {
+			t.Fatalf("listed %s %s is served by %q", r.Method, r.Path, pattern)
+		}
+	}
+	for _, want := range []string{"POST /control/bots", "POST /control/bots/{bot_id}/messages", "POST /control/bots/{bot_id}/faults", "GET /control/bots/{bot_id}/sent"} {
+		if !seen[want] {
+			t.Fatalf("GET /control/ does not list %s", want)
+		}
+	}
+}

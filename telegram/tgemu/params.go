@@ -89,7 +89,7 @@ func parseParams(r *http.Request) (params, error) {
 			}
 		}
 	case "multipart/form-data":
-		if err := r.ParseMultipartForm(32 << 20); err != nil {
+		if err := r.ParseMultipartForm(32 << 20); err != nil { //nolint:gosec // G120: the emulator is a test double; 32 MiB in memory, the rest spills to temp files
 			return p, fmt.Errorf("%w: %v", errBadBody, err)
 		}
 		defer r.MultipartForm.RemoveAll() //nolint:errcheck // temp files only

@@ -27,6 +27,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/botfleet/botfleet/internal/testlog"
 )
 
 // Options configures a Server. The zero value gives Telegram's documented
@@ -52,6 +54,11 @@ type Options struct {
 	// HTTPClient posts updates to webhooks. Nil means a client with a 10 s
 	// timeout (a timeout counts as a failed delivery, as with Telegram).
 	HTTPClient *http.Client
+	// OnSecret, when set, is called with every secret the emulator issues or
+	// is given: kind "bot_token" for each CreateBot token, "secret_token" for
+	// each setWebhook secret_token. NewTest sets it to testlog.RecordSecret, so
+	// that `make test` can check that no process logged them.
+	OnSecret func(kind, value string)
 }
 
 // Server is one emulated Telegram Bot API with any number of bots.
@@ -103,7 +110,7 @@ func New(opts Options) *Server {
 		byToken: map[string]*bot{},
 		// Real bot ids are 10-digit numbers; start somewhere random so ids
 		// from two emulator runs rarely collide.
-		nextBotID: 7_000_000_000 + mrand.Int64N(1_000_000_000),
+		nextBotID: 7_000_000_000 + mrand.Int64N(1_000_000_000), //nolint:gosec // G404: emulator ids need not be unpredictable
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -119,9 +126,17 @@ func New(opts Options) *Server {
 }
 
 // NewTest starts a Server on 127.0.0.1:0 and closes it in t.Cleanup.
-// It calls t.Fatal when the listener cannot be opened.
+// It calls t.Fatal when the listener cannot be opened. Unset, Logger and
+// OnSecret default to internal/testlog's (files under BOTFLEET_TEST_LOG_DIR
+// when `make test` sets it, else nothing).
 func NewTest(t testing.TB, opts Options) *Server {
 	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = testlog.Logger(t)
+	}
+	if opts.OnSecret == nil {
+		opts.OnSecret = testlog.RecordSecret
+	}
 	s := New(opts)
 	if _, err := s.Start("127.0.0.1:0"); err != nil {
 		t.Fatalf("tgemu: start: %v", err)
@@ -216,6 +231,9 @@ func (s *Server) CreateBot(username, firstName string) BotInfo {
 		firstName = "Test Bot"
 	}
 	info := BotInfo{ID: id, Token: fmt.Sprintf("%d:%s", id, randomSecret(35)), Username: username, FirstName: firstName}
+	if s.opts.OnSecret != nil {
+		s.opts.OnSecret("bot_token", info.Token)
+	}
 	b := newBot(s, info)
 	s.bots[id] = b
 	s.byToken[info.Token] = b
@@ -274,7 +292,7 @@ func randomSecret(n int) string {
 	for i := range buf {
 		v, err := rand.Int(rand.Reader, max)
 		if err != nil { // crypto/rand does not fail on supported platforms
-			buf[i] = secretAlphabet[mrand.IntN(len(secretAlphabet))]
+			buf[i] = secretAlphabet[mrand.IntN(len(secretAlphabet))] //nolint:gosec // G404: fake emulator tokens, never real credentials
 			continue
 		}
 		buf[i] = secretAlphabet[v.Int64()]

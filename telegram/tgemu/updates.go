@@ -459,10 +459,9 @@ func (b *bot) deliverLoop(ctx context.Context) {
 		} else if gen == b.hookGen { // ignore failures of a replaced webhook
 			b.lastErrDate = time.Now().Unix()
 			b.lastErrMsg = errMsg
-			switch {
-			case b.backoff == 0:
+			if b.backoff == 0 {
 				b.backoff = b.s.opts.RetryBackoff
-			default:
+			} else {
 				b.backoff = min(2*b.backoff, b.s.opts.MaxRetryBackoff)
 			}
 			b.nextAttempt = time.Now().Add(b.backoff)
