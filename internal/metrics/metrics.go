@@ -111,10 +111,17 @@ func newCounterVec(name, help string, labels ...string) *prometheus.CounterVec {
 }
 
 // ObserveHTTP records one REST request: route is the matched route template ("" when no
-// route matched: recorded as "unmatched", so that raw paths never become label values).
+// route matched: recorded as "unmatched", so that raw paths never become label values); a
+// method outside RFC 9110's (a client may send any token) is recorded as "other".
 func ObserveHTTP(method, route string, status int, d time.Duration) {
 	if route == "" {
 		route = "unmatched"
+	}
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+	default:
+		method = "other"
 	}
 	HTTPDuration.WithLabelValues(method, route, strconv.Itoa(status/100)+"xx").Observe(d.Seconds())
 }

@@ -33,10 +33,12 @@ func TestWebhookBatch(t *testing.T) {
 
 func TestHandler(t *testing.T) {
 	ObserveHTTP(http.MethodGet, "", 404, time.Millisecond)
+	ObserveHTTP("X-SCAN-1234", "", 405, time.Millisecond)
 	rec := httptest.NewRecorder()
 	Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	body := rec.Body.String()
-	for _, want := range []string{`botfleet_http_request_duration_seconds_count{code="4xx",method="GET",route="unmatched"}`, "go_goroutines", "process_cpu_seconds_total"} {
+	for _, want := range []string{`botfleet_http_request_duration_seconds_count{code="4xx",method="GET",route="unmatched"}`,
+		`botfleet_http_request_duration_seconds_count{code="4xx",method="other",route="unmatched"}`, "go_goroutines", "process_cpu_seconds_total"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
