@@ -151,6 +151,14 @@ func TestMetrics(t *testing.T) {
 	if out := te.tg.Send(ctx, tb, user.ID, telegram.Outgoing{Text: "hi"}); out.Status != telegram.OutcomeSent {
 		t.Fatalf("send: %+v", out)
 	}
+	other := tgemu.User{ID: 4343, FirstName: "Bo"}
+	if err := te.emu.AddUser(info.ID, other); err != nil {
+		t.Fatal(err)
+	}
+	te.emu.AddFault(info.ID, tgemu.Fault{Kind: tgemu.FaultTooManyRequests, RetryAfter: 1, Times: 1})
+	if out := te.tg.Send(ctx, tb, other.ID, telegram.Outgoing{Text: "flood"}); out.Status != telegram.OutcomeWait {
+		t.Fatalf("send into a 429: %+v", out)
+	}
 	contact := te.newContact(tid, bot.BotAppID, 777)
 	if _, _, err := te.bc.Create(ctx, tid, broadcast.NewBroadcast{BotID: &bot.BotAppID, Name: "b", Platform: "TELEGRAM", MessageText: "news", Recipients: []uuid.UUID{contact.ID}}); err != nil {
 		t.Fatal(err)
@@ -167,6 +175,8 @@ func TestMetrics(t *testing.T) {
 		{"botfleet_webhook_updates_total", []string{"outcome", "unauthorized"}, 1},
 		{"botfleet_update_processing_lag_seconds_count", nil, 1},
 		{"botfleet_telegram_sends_total", []string{"outcome", "sent"}, 1},
+		{"botfleet_telegram_sends_total", []string{"outcome", "429"}, 1},
+		{"botfleet_telegram_429_total", nil, 1},
 		{"botfleet_limiter_wait_seconds_count", []string{"reason", "slot"}, 1},
 		{"botfleet_http_request_duration_seconds_count", []string{"route", "/telegram/v1/webhooks/:bot_app_id/", "code", "2xx"}, 2},
 		{"botfleet_http_request_duration_seconds_count", []string{"route", "/telegram/v1/webhooks/:bot_app_id/", "code", "4xx"}, 1},
