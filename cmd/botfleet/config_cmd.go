@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -20,6 +21,7 @@ func configCmd(getenv func(string) string, stdout, stderr io.Writer) *cobra.Comm
 	cmd := &cobra.Command{
 		Use:   "config",
 		Short: "Print the effective configuration (environment and defaults), secrets redacted",
+		Long:  configHelp(),
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			for _, w := range config.Misspelled(os.Environ()) {
@@ -53,4 +55,25 @@ func printSettings(w io.Writer, settings []config.Setting, asJSON bool) error {
 		}
 	}
 	return nil
+}
+
+// configHelp is `botfleet config --help`: every setting with its default, from the struct
+// tags (README.md, Configuration, says what each one means).
+func configHelp() string {
+	var b strings.Builder
+	b.WriteString("Print the effective configuration: every setting read from the environment, or its\n" +
+		"default, secrets redacted. The settings (README.md, Configuration) and their defaults:\n\n")
+	for _, v := range (config.Config{}).Settings() {
+		def := v.Default
+		switch {
+		case def == "":
+			def = "(none)"
+		case v.Secret && strings.HasSuffix(v.Name, "_URL"):
+			def = config.RedactURL(def)
+		case v.Secret:
+			def = "(a development default, refused in production)"
+		}
+		fmt.Fprintf(&b, "  %-28s %s\n", v.Name, def)
+	}
+	return b.String()
 }
