@@ -65,7 +65,8 @@ func NewContext(ctx context.Context, attrs ...slog.Attr) context.Context {
 }
 
 // Add sets attrs in ctx's scope (an attribute replaces one of the same key). Without a scope
-// (no NewContext up the chain) it does nothing.
+// (no NewContext up the chain) it does nothing. The scope's slice is copied on write, so
+// that Handler reads it without holding the lock.
 func Add(ctx context.Context, attrs ...slog.Attr) {
 	s, _ := ctx.Value(scopeKey{}).(*scope)
 	if s == nil {
@@ -73,14 +74,27 @@ func Add(ctx context.Context, attrs ...slog.Attr) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	next := slices.Clone(s.attrs)
 	for _, a := range attrs {
-		i := slices.IndexFunc(s.attrs, func(b slog.Attr) bool { return b.Key == a.Key })
+		i := slices.IndexFunc(next, func(b slog.Attr) bool { return b.Key == a.Key })
 		if i >= 0 {
-			s.attrs[i] = a
+			next[i] = a
 		} else {
-			s.attrs = append(s.attrs, a)
+			next = append(next, a)
 		}
 	}
+	s.attrs = next
+}
+
+// current returns ctx's scope attributes, not to be modified (nil without a scope).
+func current(ctx context.Context) []slog.Attr {
+	s, _ := ctx.Value(scopeKey{}).(*scope)
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.attrs
 }
 
 // Attrs returns a copy of ctx's scope attributes (nil without a scope).
@@ -111,25 +125,31 @@ func (h *Handler) Enabled(ctx context.Context, l slog.Level) bool { return h.inn
 
 // Handle implements slog.Handler.
 func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
-	if ctx != nil && !h.grouped {
-		if attrs := Attrs(ctx); len(attrs) > 0 {
-			have := map[string]bool{}
-			for _, k := range h.keys {
-				have[k] = true
-			}
-			r = r.Clone() // AddAttrs below must not write into an array the caller shares
-			r.Attrs(func(a slog.Attr) bool {
-				have[a.Key] = true
-				return true
-			})
-			for _, a := range attrs {
-				if !have[a.Key] {
-					r.AddAttrs(a)
-				}
-			}
+	if ctx == nil || h.grouped {
+		return h.inner.Handle(ctx, r)
+	}
+	cloned := false
+	for _, a := range current(ctx) {
+		if slices.Contains(h.keys, a.Key) || recordHas(r, a.Key) {
+			continue
 		}
+		if !cloned {
+			r = r.Clone() // AddAttrs must not write into an array the caller shares
+			cloned = true
+		}
+		r.AddAttrs(a)
 	}
 	return h.inner.Handle(ctx, r)
+}
+
+// recordHas reports whether r has a top-level attribute key.
+func recordHas(r slog.Record, key string) bool {
+	found := false
+	r.Attrs(func(a slog.Attr) bool {
+		found = a.Key == key
+		return !found
+	})
+	return found
 }
 
 // WithAttrs implements slog.Handler.
