@@ -94,17 +94,24 @@ type LimiterConfig struct {
 //	tg:{<botID>}:next                     earliest start of the bot's next send (spacing)
 //	tg:{<botID>}:daily:<YYYYMMDD>         sends reserved on that UTC day
 //
-// Acquire runs the bot's script first (pause, chat, window, spacing; it adds the permit to
-// the windows), then, only when the bot granted a slot, the global script, which reserves
+// On a Redis Cluster (any client but a single-server *redis.Client), Acquire runs the bot's
+// script first (pause, chat, window, spacing; it adds the permit to the windows), then, only
+// when the bot granted a slot, the global script, which reserves
 // the next TELEGRAM_RATE_LIMIT slot at or after the bot's slot. When the global slot is
 // beyond the caller's wait, the bot's permit is cancelled (removed from its windows): no
 // global slot is ever spent on a send the bot refused, and no send starts before its global
 // slot. Each script uses the clock of the Redis node that holds its keys; only durations
 // (never instants) pass from one to the other, so clock skew between Cluster nodes cannot
-// move a slot earlier. Completions are recorded per bot, in one pipeline per batch.
+// move a slot earlier. On a single Redis the bot's script also takes the global slot (one
+// round trip per send instead of two; the keys' slots do not matter there). Completions are
+// recorded per bot, in one pipeline per batch.
 type Limiter struct {
 	rdb redis.UniversalClient
 	cfg LimiterConfig
+	// split runs the global step as its own script (limGlobalScript) after the bot's: needed
+	// when the keys may live on different servers (Redis Cluster, Ring). On a single Redis
+	// the bot's script takes the global slot too, saving a round trip per send.
+	split bool
 
 	mu    sync.Mutex
 	gates map[uuid.UUID]*botGate
@@ -145,22 +152,26 @@ func NewLimiter(rdb redis.UniversalClient, cfg LimiterConfig) *Limiter {
 	if cfg.MaxWaiters <= 0 {
 		cfg.MaxWaiters = 8
 	}
-	return &Limiter{rdb: rdb, cfg: cfg, gates: map[uuid.UUID]*botGate{}}
+	_, single := rdb.(*redis.Client)
+	return &Limiter{rdb: rdb, cfg: cfg, split: !single, gates: map[uuid.UUID]*botGate{}}
 }
 
-// limAcquireScript grants one send permit of a bot if the bot's limits allow it now. All its
-// keys carry the bot's hash tag.
+// limAcquireScript grants one send permit of a bot if the bot's limits allow it now. KEYS[1]
+// to KEYS[5] carry the bot's hash tag; KEYS[6], the global key, is passed on a single Redis
+// only (Limiter.split false), where the script also takes the global slot.
 //
 //	KEYS[1] pause  KEYS[2] prio  KEYS[3] chat window  KEYS[4] bot window
-//	KEYS[5] the bot's next start
+//	KEYS[5] the bot's next start   KEYS[6] (optional) the global next free time
 //	ARGV[1] member (unique per permit)   ARGV[2] priority (0 interactive, 1 bulk)
 //	ARGV[3] chat N    ARGV[4] chat window µs   ARGV[5] bot N   ARGV[6] bot window µs
-//	ARGV[7] in-flight bound µs (from the slot; it includes the longest global wait)
-//	ARGV[8] the bot's spacing µs (0: none)   ARGV[9] how far ahead a spaced slot may be
-//	granted µs (the caller sleeps until it, so that its next request overlaps the wait)
+//	ARGV[7] in-flight bound µs (from the slot; without KEYS[6] it includes the longest
+//	global wait)   ARGV[8] the bot's spacing µs (0: none)   ARGV[9] how far ahead a spaced
+//	slot may be granted µs (the caller sleeps until it, so that its next request overlaps
+//	the wait)   ARGV[10] global interval µs   ARGV[11] max wait µs (with KEYS[6])
 //
-// Returns {code, wait µs}: code 0 granted (wait = time until the bot's slot), 1 paused,
-// 2 chat window full, 3 bot window full (or yielding to an interactive send). A granted
+// Returns {code, wait µs}: code 0 granted (wait = time until the slot), 1 paused, 2 chat
+// window full, 3 bot window full (or yielding to an interactive send), 4 (with KEYS[6]) the
+// global slot is beyond the max wait. A granted
 // permit is added to both windows with score = slot + in-flight bound; Done lowers the score
 // to the completion time. Entries whose score is a full window in the past are dropped first.
 var limAcquireScript = redis.NewScript(`
@@ -208,6 +219,18 @@ if botN > 0 then
   end
   if nx > slot then slot = nx end
 end
+if #KEYS >= 6 then
+  local g = tonumber(redis.call('GET', KEYS[6]) or '0') or 0
+  if g > slot then slot = g end
+  if slot - now > tonumber(ARGV[11]) then
+    if g < slot then
+      return {3, slot - now}
+    end
+    return {4, slot - now}
+  end
+  local nxt = slot + tonumber(ARGV[10])
+  redis.call('SET', KEYS[6], string.format('%.0f', nxt), 'PX', math.floor((nxt - now) / 1000) + 1000)
+end
 if prio == 0 then
   redis.call('DEL', KEYS[2])
 end
@@ -230,7 +253,8 @@ return {0, slot - now}
 // limGlobalScript reserves the next global slot (TELEGRAM_RATE_LIMIT) for a send that the
 // bot's limits allow in ARGV[2] µs: slot = max(now + ARGV[2], KEYS[1]). When slot is within
 // ARGV[3] µs of now, KEYS[1] becomes slot + ARGV[1] µs (the global interval) and it returns
-// {0, slot - now}; otherwise it reserves nothing and returns {1, slot - now}.
+// {0, slot - now, the new KEYS[1] - now}; otherwise it reserves nothing and returns
+// {1, slot - now, KEYS[1] - now}.
 var limGlobalScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -238,11 +262,11 @@ local slot = now + tonumber(ARGV[2])
 local g = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
 if g > slot then slot = g end
 if slot - now > tonumber(ARGV[3]) then
-  return {1, slot - now}
+  return {1, slot - now, g - now}
 end
 local nxt = slot + tonumber(ARGV[1])
 redis.call('SET', KEYS[1], string.format('%.0f', nxt), 'PX', math.floor((nxt - now) / 1000) + 1000)
-return {0, slot - now}
+return {0, slot - now, nxt - now}
 `)
 
 // limDoneScript records the completion (now, Redis time) of permits of one bot in the
@@ -488,7 +512,12 @@ func (l *Limiter) Acquire(ctx context.Context, botID uuid.UUID, chatID int64, op
 	member := newPermitID()
 	gi := max(l.cfg.GlobalRate.Interval(), 0)
 	args := []any{member, int(opts.Priority), chatN, chatW.Microseconds(), max(l.cfg.BotRate.N, 0),
-		l.cfg.BotRate.Per.Microseconds(), l.cfg.InFlight.Microseconds(), l.spacing().Microseconds(), spacingAhead.Microseconds()}
+		l.cfg.BotRate.Per.Microseconds(), l.cfg.InFlight.Microseconds(), l.spacing().Microseconds(), spacingAhead.Microseconds(),
+		gi.Microseconds(), 0}
+	inScript := gi > 0 && !l.split // the bot's script takes the global slot too
+	if inScript {
+		keys = append(keys, limGlobalKey())
+	}
 	for {
 		maxWait := max(time.Until(deadline), 0)
 		if gi > 0 {
@@ -498,10 +527,14 @@ func (l *Limiter) Acquire(ctx context.Context, botID uuid.UUID, chatID int64, op
 				release()
 				return Permit{}, &Refusal{Reason: RefusedGlobal, RetryAfter: w}, nil
 			}
-			// The send may start up to maxWait after the bot's slot (the global wait): count
-			// it in the windows for that long too should its process die before Done.
-			args[6] = (l.cfg.InFlight + maxWait).Microseconds()
+			args[10] = maxWait.Microseconds()
+			if l.split {
+				// The send may start up to maxWait after the bot's slot (the global wait):
+				// count it in the windows for that long too should its process die first.
+				args[6] = (l.cfg.InFlight + maxWait).Microseconds()
+			}
 		}
+		asked := time.Now()
 		res, err := runPair(ctx, limAcquireScript, l.rdb, keys, args...)
 		if err != nil {
 			release()
@@ -521,7 +554,7 @@ func (l *Limiter) Acquire(ctx context.Context, botID uuid.UUID, chatID int64, op
 			if l.cfg.BotRate.N > 0 {
 				p.keys = append(p.keys, keys[3])
 			}
-			if gi > 0 {
+			if l.split && gi > 0 {
 				gw, ok, err := l.reserveGlobal(ctx, wait, maxWait)
 				if err != nil || !ok {
 					// Nothing may be sent: the bot's windows are given back.
@@ -560,8 +593,11 @@ func (l *Limiter) Acquire(ctx context.Context, botID uuid.UUID, chatID int64, op
 				release()
 				return Permit{}, &Refusal{Reason: reason, RetryAfter: wait}, nil
 			}
-		default:
+		case 3:
 			reason = RefusedBot
+		default:
+			reason = RefusedGlobal
+			l.learnGlobalNext(asked.Add(wait))
 		}
 		if time.Now().Add(wait).After(deadline) {
 			release()
@@ -581,25 +617,29 @@ func (l *Limiter) Acquire(ctx context.Context, botID uuid.UUID, chatID int64, op
 func (l *Limiter) reserveGlobal(ctx context.Context, botWait, maxWait time.Duration) (wait time.Duration, ok bool, err error) {
 	gi := l.cfg.GlobalRate.Interval()
 	asked := time.Now()
-	res, err := runPair(ctx, limGlobalScript, l.rdb, []string{limGlobalKey()},
-		gi.Microseconds(), botWait.Microseconds(), maxWait.Microseconds())
+	res, err := limGlobalScript.Run(ctx, l.rdb, []string{limGlobalKey()},
+		gi.Microseconds(), botWait.Microseconds(), maxWait.Microseconds()).Int64Slice()
 	if err != nil {
 		return 0, false, err
+	}
+	if len(res) != 3 {
+		return 0, false, errors.New("unexpected script reply")
 	}
 	wait = time.Duration(max(res[1], 0)) * time.Microsecond
 	// A lower bound of the next free slot in local time: measured from before the call, so
 	// that the round trip never makes it later than the slot Redis holds.
-	next := asked.Add(wait)
-	if res[0] == 0 {
-		next = next.Add(gi)
-	}
+	l.learnGlobalNext(asked.Add(time.Duration(res[2]) * time.Microsecond))
+	return wait, res[0] == 0, nil
+}
+
+// learnGlobalNext raises globalNext to next (local time) when next is later.
+func (l *Limiter) learnGlobalNext(next time.Time) {
 	for {
 		cur := l.globalNext.Load()
 		if next.UnixNano() <= cur || l.globalNext.CompareAndSwap(cur, next.UnixNano()) {
-			break
+			return
 		}
 	}
-	return wait, res[0] == 0, nil
 }
 
 // runPair runs script and decodes its {code, value} reply.

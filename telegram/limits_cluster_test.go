@@ -142,6 +142,7 @@ func TestLimiter_ScriptKeysShareSlot(t *testing.T) {
 		BotRate:      config.Rate{N: 3, Per: time.Second},
 		ChatInterval: time.Second,
 	})
+	l.split = true // as on a Cluster: on a single Redis the global key joins the bot's script
 	exerciseLimiter(t, l)
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -211,36 +212,46 @@ func exerciseLimiter(t *testing.T, l *Limiter) {
 	}
 }
 
-// TestLimiter_GlobalRefusalGivesBotSlotBack checks the two-step Acquire: when the bot's
-// limits grant a slot but TELEGRAM_RATE_LIMIT's next slot is beyond the wait, the bot's
-// windows are given back (the chat is free at once) and the refusal says global.
-func TestLimiter_GlobalRefusalGivesBotSlotBack(t *testing.T) {
-	r1, r2 := twoRedisClients(t)
-	cfg := LimiterConfig{GlobalRate: config.Rate{N: 1, Per: time.Hour}, BotRate: config.Rate{N: 30, Per: time.Second}, ChatInterval: time.Hour}
-	l1, l2 := NewLimiter(r1, cfg), NewLimiter(r2, cfg)
-	ctx := context.Background()
-	if _, r := acquireNow(t, l1, uuid.New(), 1, PriorityBulk); r != nil {
-		t.Fatalf("first send refused: %+v", r)
-	}
-	bot := uuid.New()
-	// l2 has not seen the global slot taken: its bot script grants, the global script refuses.
-	_, r := acquireNow(t, l2, bot, 7, PriorityBulk)
-	if r == nil || r.Reason != RefusedGlobal || r.RetryAfter < 59*time.Minute {
-		t.Fatalf("refusal %+v, want %q for about an hour", r, RefusedGlobal)
-	}
-	for _, k := range []string{limChatKey(bot, 7), limBotKey(bot)} {
-		if n := r2.ZCard(ctx, k).Val(); n != 0 {
-			t.Fatalf("%s holds %d permits after the global refusal, want 0", k, n)
-		}
-	}
-	// Now l2 knows: refused again without a script call, with the same wait.
-	calls := 0
-	r2.AddHook(countHook{&calls})
-	if _, r := acquireNow(t, l2, bot, 8, PriorityBulk); r == nil || r.Reason != RefusedGlobal || r.RetryAfter < 59*time.Minute {
-		t.Fatalf("second refusal %+v", r)
-	}
-	if calls != 0 {
-		t.Fatalf("%d Redis calls for a global slot known to be an hour away, want 0", calls)
+// TestLimiter_GlobalRefusal checks a global refusal in both forms of Acquire (the global
+// step in the bot's script on a single Redis, or its own script after the bot's, as on a
+// Cluster): the bot's windows keep nothing (the chat is free at once), the refusal says
+// global, and once a process knows the global slot is far away it refuses without asking
+// Redis.
+func TestLimiter_GlobalRefusal(t *testing.T) {
+	for _, split := range []bool{false, true} {
+		t.Run(fmt.Sprint("split=", split), func(t *testing.T) {
+			r1, r2 := twoRedisClients(t)
+			cfg := LimiterConfig{GlobalRate: config.Rate{N: 1, Per: time.Hour}, BotRate: config.Rate{N: 30, Per: time.Second}, ChatInterval: time.Hour}
+			l1, l2 := NewLimiter(r1, cfg), NewLimiter(r2, cfg)
+			if l1.split || l2.split {
+				t.Fatal("a single-server client must not split the scripts")
+			}
+			l1.split, l2.split = split, split
+			ctx := context.Background()
+			if _, r := acquireNow(t, l1, uuid.New(), 1, PriorityBulk); r != nil {
+				t.Fatalf("first send refused: %+v", r)
+			}
+			bot := uuid.New()
+			// l2 has not seen the global slot taken: Redis refuses.
+			_, r := acquireNow(t, l2, bot, 7, PriorityBulk)
+			if r == nil || r.Reason != RefusedGlobal || r.RetryAfter < 59*time.Minute {
+				t.Fatalf("refusal %+v, want %q for about an hour", r, RefusedGlobal)
+			}
+			for _, k := range []string{limChatKey(bot, 7), limBotKey(bot)} {
+				if n := r2.ZCard(ctx, k).Val(); n != 0 {
+					t.Fatalf("%s holds %d permits after the global refusal, want 0", k, n)
+				}
+			}
+			// Now l2 knows: refused again without a Redis call, with the same wait.
+			calls := 0
+			r2.AddHook(countHook{&calls})
+			if _, r := acquireNow(t, l2, bot, 8, PriorityBulk); r == nil || r.Reason != RefusedGlobal || r.RetryAfter < 59*time.Minute {
+				t.Fatalf("second refusal %+v", r)
+			}
+			if calls != 0 {
+				t.Fatalf("%d Redis calls for a global slot known to be an hour away, want 0", calls)
+			}
+		})
 	}
 }
 
