@@ -82,8 +82,8 @@ type LimiterConfig struct {
 // Telegram's arrivals can then hold more than N sends (see Acquire). Achieved rate per bot:
 // N / (window + round-trip time), e.g. 29.9/s for 30/s with a 5 ms round trip.
 //
-// Keys (db of the given client). Every key that one script touches shares a hash tag, so
-// that the Limiter works on a Redis Cluster as on a single Redis: the bot's keys carry
+// Keys (db of the given client). Every key that one script touches on a Redis Cluster shares
+// a hash tag, so that the Limiter works there as on a single Redis: the bot's keys carry
 // {<botID>}, and the global key is touched alone, by its own script:
 //
 //	tg:rate:global                        next free send time, all bots (µs since the epoch)
@@ -96,14 +96,14 @@ type LimiterConfig struct {
 //
 // On a Redis Cluster (any client but a single-server *redis.Client), Acquire runs the bot's
 // script first (pause, chat, window, spacing; it adds the permit to the windows), then, only
-// when the bot granted a slot, the global script, which reserves
-// the next TELEGRAM_RATE_LIMIT slot at or after the bot's slot. When the global slot is
-// beyond the caller's wait, the bot's permit is cancelled (removed from its windows): no
-// global slot is ever spent on a send the bot refused, and no send starts before its global
-// slot. Each script uses the clock of the Redis node that holds its keys; only durations
-// (never instants) pass from one to the other, so clock skew between Cluster nodes cannot
-// move a slot earlier. On a single Redis the bot's script also takes the global slot (one
-// round trip per send instead of two; the keys' slots do not matter there). Completions are
+// when the bot granted a slot, the global script, which reserves the next
+// TELEGRAM_RATE_LIMIT slot at or after the bot's slot. When the global slot is beyond the
+// caller's wait, the bot's permit is cancelled (removed from its windows): no global slot is
+// ever spent on a send the bot refused, and no send starts before its global slot. Each
+// script uses the clock of the Redis node that holds its keys; only durations (never
+// instants) pass from one to the other, so clock skew between Cluster nodes cannot move a
+// slot earlier. On a single Redis the bot's script also takes the global slot (one round
+// trip per send instead of two; the keys' slots do not matter there). Completions are
 // recorded per bot, in one pipeline per batch.
 type Limiter struct {
 	rdb redis.UniversalClient
