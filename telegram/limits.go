@@ -554,12 +554,13 @@ func (l *Limiter) Acquire(ctx context.Context, botID uuid.UUID, chatID int64, op
 			if l.cfg.BotRate.N > 0 {
 				p.keys = append(p.keys, keys[3])
 			}
+			// The bot's next request may go to Redis while this one takes its global slot.
+			release()
 			if l.split && gi > 0 {
 				gw, ok, err := l.reserveGlobal(ctx, wait, maxWait)
 				if err != nil || !ok {
 					// Nothing may be sent: the bot's windows are given back.
 					_ = p.Cancel(ctx)
-					release()
 					if err != nil {
 						if ctx.Err() != nil {
 							return Permit{}, nil, ctx.Err()
@@ -570,7 +571,6 @@ func (l *Limiter) Acquire(ctx context.Context, botID uuid.UUID, chatID int64, op
 				}
 				wait = gw
 			}
-			release()
 			p.StartAt = time.Now().Add(wait)
 			if opts.NoSleep {
 				return p, nil, nil
