@@ -398,9 +398,10 @@ func (l *Limiter) flushDone() {
 	}
 }
 
-// recordDone writes the completions of batch: one limDoneScript call per bot (a script's
-// keys must share a hash slot on a Redis Cluster), all in one pipeline. Errors are dropped:
-// a permit whose completion is not recorded counts until its in-flight bound.
+// recordDone writes the completions of batch: on a single Redis in one limDoneScript call;
+// on a Cluster (split) one call per bot (a script's keys must share a hash slot), all in one
+// pipeline, which the client sends to each master in parallel. Errors are dropped: a permit
+// whose completion is not recorded counts until its in-flight bound.
 func (l *Limiter) recordDone(ctx context.Context, batch []Permit) {
 	type group struct {
 		keys    []string
@@ -409,11 +410,15 @@ func (l *Limiter) recordDone(ctx context.Context, batch []Permit) {
 	var order []uuid.UUID
 	groups := map[uuid.UUID]*group{}
 	for _, p := range batch {
-		g := groups[p.bot]
+		bot := uuid.Nil // one group: any keys may go together in one call
+		if l.split {
+			bot = p.bot
+		}
+		g := groups[bot]
 		if g == nil {
 			g = &group{}
-			groups[p.bot] = g
-			order = append(order, p.bot)
+			groups[bot] = g
+			order = append(order, bot)
 		}
 		g.keys = append(g.keys, p.keys[0], p.keys[len(p.keys)-1])
 		g.members = append(g.members, p.member)
