@@ -139,6 +139,12 @@ func TestRedisCluster(t *testing.T) {
 	if _, dups := welcomes(); dups != 0 {
 		t.Errorf("%d duplicate welcomes", dups)
 	}
+	if n := p.query(t, `SELECT count(*) FROM webhook_events WHERE processed_at IS NULL`); n != 0 {
+		t.Errorf("%d stored updates left unprocessed", n)
+	}
+	if n := p.query(t, `SELECT count(*) FROM webhook_events`); n != bots*users {
+		t.Errorf("%d stored updates, want one per /start (%d)", n, bots*users)
+	}
 	welcomeEnd := time.Now()
 
 	bcs := make([]broadcastResp, bots)
