@@ -141,7 +141,10 @@ type botGate struct {
 	waiters int // guarded by Limiter.mu
 }
 
-// NewLimiter returns a Limiter on rdb with cfg. It does not contact Redis.
+// NewLimiter returns a Limiter on rdb with cfg. It does not contact Redis. With a
+// single-server client (*redis.Client, also the Sentinel failover client) Acquire takes the
+// global slot in the bot's script; with any other (*redis.ClusterClient, *redis.Ring) in a
+// script of its own (see Limiter).
 func NewLimiter(rdb redis.UniversalClient, cfg LimiterConfig) *Limiter {
 	if cfg.GroupChatRate.N == 0 {
 		cfg.GroupChatRate = DefaultGroupChatRate
