@@ -565,7 +565,7 @@ func (l *Limiter) Acquire(ctx context.Context, botID uuid.UUID, chatID int64, op
 			// The bot's next request may go to Redis while this one takes its global slot.
 			release()
 			if l.split && gi > 0 {
-				gw, ok, err := l.reserveGlobal(ctx, wait, maxWait)
+				gw, gNext, ok, err := l.reserveGlobal(ctx, wait, maxWait)
 				if err != nil || !ok {
 					// Nothing may be sent: the bot's windows are given back.
 					_ = p.Cancel(ctx)
@@ -574,6 +574,9 @@ func (l *Limiter) Acquire(ctx context.Context, botID uuid.UUID, chatID int64, op
 							return Permit{}, nil, ctx.Err()
 						}
 						return Permit{}, nil, fmt.Errorf("acquire global send slot: %w", err)
+					}
+					if gNext < gw { // the bot's own spacing put the slot beyond the wait
+						return Permit{}, &Refusal{Reason: RefusedBot, RetryAfter: gw}, nil
 					}
 					return Permit{}, &Refusal{Reason: RefusedGlobal, RetryAfter: gw}, nil
 				}
@@ -619,25 +622,29 @@ func (l *Limiter) Acquire(ctx context.Context, botID uuid.UUID, chatID int64, op
 }
 
 // reserveGlobal reserves the next TELEGRAM_RATE_LIMIT slot no earlier than botWait from now
-// and within maxWait. It returns the wait until the slot and ok; when the slot is beyond
+// and within maxWait. It returns the wait until the slot, the wait until the next free
+// global slot as Redis held it before the call (next), and ok; when the slot is beyond
 // maxWait, ok is false, nothing is reserved and wait is the time until the slot. It keeps
 // globalNext up to date either way.
-func (l *Limiter) reserveGlobal(ctx context.Context, botWait, maxWait time.Duration) (wait time.Duration, ok bool, err error) {
+func (l *Limiter) reserveGlobal(ctx context.Context, botWait, maxWait time.Duration) (wait, next time.Duration, ok bool, err error) {
 	gi := l.cfg.GlobalRate.Interval()
 	asked := time.Now()
 	res, err := limGlobalScript.Run(ctx, l.rdb, []string{limGlobalKey()},
 		gi.Microseconds(), botWait.Microseconds(), maxWait.Microseconds()).Int64Slice()
 	if err != nil {
-		return 0, false, err
+		return 0, 0, false, err
 	}
 	if len(res) != 3 {
-		return 0, false, errors.New("unexpected script reply")
+		return 0, 0, false, errors.New("unexpected script reply")
 	}
 	wait = time.Duration(max(res[1], 0)) * time.Microsecond
 	// A lower bound of the next free slot in local time: measured from before the call, so
 	// that the round trip never makes it later than the slot Redis holds.
 	l.learnGlobalNext(asked.Add(time.Duration(res[2]) * time.Microsecond))
-	return wait, res[0] == 0, nil
+	if res[0] == 0 {
+		return wait, 0, true, nil
+	}
+	return wait, time.Duration(res[2]) * time.Microsecond, false, nil
 }
 
 // learnGlobalNext raises globalNext to next (local time) when next is later.
