@@ -111,6 +111,11 @@ type Config struct {
 	DatabaseMaxConns int `env:"DATABASE_MAX_CONNS" envDefault:"16"`
 	// RedisURL is the Redis URL (asynq, limits, caches). Default: redis://127.0.0.1:6379/0.
 	RedisURL Secret `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0"`
+	// RedisCluster makes REDIS_URL name a Redis Cluster, in go-redis's cluster URL form: one
+	// seed node as the host, more as addr parameters, database 0 only (e.g.
+	// redis://:pw@10.0.0.1:7000?addr=10.0.0.2:7000&addr=10.0.0.3:7000; see
+	// internal/redisconn). Default: false (a single server).
+	RedisCluster bool `env:"REDIS_CLUSTER" envDefault:"false"`
 	// HTTPAddr is where `serve` listens. Default: 127.0.0.1:8080.
 	HTTPAddr string `env:"HTTP_ADDR" envDefault:"127.0.0.1:8080"`
 	// PublicBaseURL is the base URL Telegram calls for webhooks. Default: http://127.0.0.1:8080.
@@ -183,7 +188,7 @@ type Config struct {
 func Load(getenv func(string) string) (Config, error) {
 	var cfg Config
 	vars := map[string]string{}
-	for _, k := range []string{"APP_ENV", "DATABASE_URL", "DATABASE_MAX_CONNS", "REDIS_URL", "HTTP_ADDR", "PUBLIC_BASE_URL", "TELEGRAM_API_URL",
+	for _, k := range []string{"APP_ENV", "DATABASE_URL", "DATABASE_MAX_CONNS", "REDIS_URL", "REDIS_CLUSTER", "HTTP_ADDR", "PUBLIC_BASE_URL", "TELEGRAM_API_URL",
 		"ADMIN_TOKEN", "ENCRYPTION_KEY", "ENCRYPTION_KEYS", "TELEGRAM_RATE_LIMIT", "TELEGRAM_BOT_RATE_LIMIT", "TELEGRAM_CHAT_INTERVAL",
 		"TELEGRAM_MAX_RETRIES", "TELEGRAM_MAX_WAIT", "TELEGRAM_REQUEST_TIMEOUT", "WORKER_CONCURRENCY", "WORKER_SEND_CONCURRENCY",
 		"BROADCAST_SENDERS", "EVENT_PROCESSORS", "SHUTDOWN_TIMEOUT", "PPROF_ADDR", "SWEEP_INTERVAL", "LOG_LEVEL",
@@ -293,6 +298,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("database_url", RedactURL(c.DatabaseURL.Reveal())),
 		slog.Int("database_max_conns", c.DatabaseMaxConns),
 		slog.String("redis_url", RedactURL(c.RedisURL.Reveal())),
+		slog.Bool("redis_cluster", c.RedisCluster),
 		slog.String("telegram_rate_limit", c.TelegramRateLimit.String()),
 		slog.String("telegram_bot_rate_limit", c.TelegramBotRateLimit.String()),
 		slog.Duration("telegram_chat_interval", c.TelegramChatInterval),
