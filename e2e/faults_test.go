@@ -283,19 +283,19 @@ func (p *platform) recipients(t *testing.T, id string) []recipientRow {
 
 // TestRedisOutageMidBroadcast stops Redis (a private one without persistence: the restart
 // loses every key — queued tasks, limiter windows, daily counters — the worst case) while a
-// broadcast of a bot with a daily limit is a third sent, and starts it again empty: the
+// broadcast of a bot with a daily limit is half sent, and starts it again empty: the
 // broadcast resumes and completes, every recipient gets the message (duplicates are counted
 // and reported), Telegram's limits hold, and the bot's daily counter continues from the sends
 // recorded in PostgreSQL instead of starting again at zero.
 func TestRedisOutageMidBroadcast(t *testing.T) {
-	const perBot = 90
+	const perBot, senders = 90, 8
 	rd := testenv.StartRedis(t)
 	p := newPlatform(t, options{
 		workers: 1,
 		env: map[string]string{
 			"REDIS_URL":           rd.URL(0),
 			"TELEGRAM_RATE_LIMIT": "100000/s", "TELEGRAM_MAX_WAIT": "2s", "TELEGRAM_REQUEST_TIMEOUT": "2s",
-			"SWEEP_INTERVAL": "1s", "SHUTDOWN_TIMEOUT": "5s",
+			"SWEEP_INTERVAL": "1s", "SHUTDOWN_TIMEOUT": "5s", "BROADCAST_SENDERS": fmt.Sprint(senders),
 		},
 	})
 	f := newFleet(t, p, 1, perBot)
@@ -305,8 +305,8 @@ func TestRedisOutageMidBroadcast(t *testing.T) {
 	}
 	// The bot sends at Telegram's 30/s, so the broadcast takes about 3 s.
 	bc := f.broadcast(t, 0, "redis down sale")
-	eventually(t, 30*time.Second, "a third of the broadcast", func() bool {
-		return len(f.copies(0, "redis down sale")) >= perBot/3
+	eventually(t, 30*time.Second, "half of the broadcast", func() bool {
+		return len(f.copies(0, "redis down sale")) >= perBot/2
 	})
 	rd.Kill()
 	sentAtStop := len(f.copies(0, "redis down sale"))
@@ -348,9 +348,12 @@ func TestRedisOutageMidBroadcast(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if delivered := perBot + dups; n != delivered {
-		t.Errorf("daily counter after the restart = %d, want %d (the sends of the day; %d were sent before Redis lost the counter)",
-			n, delivered, sentAtStop)
+	// The reseed counts the sends recorded in PostgreSQL; sends in flight at that moment (at
+	// most BROADCAST_SENDERS of the run's chunk) are not recorded yet and may be missed.
+	// Without the reseed the counter would hold only the sends after the restart.
+	if delivered := perBot + dups; n > delivered || n < delivered-senders {
+		t.Errorf("daily counter after the restart = %d, want %d (at least %d); %d were sent before Redis lost the counter",
+			n, delivered, delivered-senders, sentAtStop)
 	}
 	if dups > 0 {
 		if a := p.query(t, `SELECT count(*) FROM broadcast_recipients WHERE attempts > 1`); a < dups {
