@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
 )
 
 // TestPrivateServers starts, stops and restarts a private PostgreSQL and Redis: data written
@@ -39,7 +40,9 @@ func TestPrivateServers(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Stop()
-	if err := c.Ping(ctx).Err(); err == nil {
+	probe := redis.NewClient(&redis.Options{Addr: r.Addr(), MaxRetries: -1})
+	defer probe.Close()
+	if err := probe.Ping(ctx).Err(); err == nil {
 		t.Fatal("Redis answers after Stop")
 	}
 	r.Start()
