@@ -288,13 +288,15 @@ func (p *platform) recipients(t *testing.T, id string) []recipientRow {
 // broadcast of a bot with a daily limit is half sent, and starts it again empty: the
 // broadcast resumes and completes, every recipient gets the message (duplicates are counted
 // and reported), Telegram's limits hold, and the bot's daily counter continues from the sends
-// recorded in PostgreSQL instead of starting again at zero.
+// recorded in PostgreSQL instead of starting again at zero. Users who write while Redis is
+// down are welcomed once it is back, each once.
 func TestRedisOutageMidBroadcast(t *testing.T) {
 	t.Parallel()
 	const perBot, senders = 90, 8
 	rd := testenv.StartRedis(t)
 	p := newPlatform(t, options{
 		workers: 1,
+		emu:     tgemu.Options{RetryBackoff: 100 * time.Millisecond, MaxRetryBackoff: time.Second},
 		env: map[string]string{
 			"REDIS_URL":           rd.URL(0),
 			"TELEGRAM_RATE_LIMIT": "100000/s", "TELEGRAM_MAX_WAIT": "2s", "TELEGRAM_REQUEST_TIMEOUT": "2s",
@@ -315,6 +317,15 @@ func TestRedisOutageMidBroadcast(t *testing.T) {
 	})
 	rd.Kill()
 	sentAtStop := len(f.copies(0, "redis down sale"))
+	// New users write while Redis is down: PostgreSQL is the inbound queue, so their updates
+	// are stored (or redelivered) and welcomed once Redis is back.
+	const newUsers = 5
+	newUser := func(u int) int64 { return int64(5_000_000 + u) }
+	for u := range newUsers {
+		if _, err := p.emu.SendCommand(f.emuIDs[0], tgemu.User{ID: newUser(u), FirstName: fmt.Sprint("N", u)}, "/start"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// Down long enough for the worker's Redis calls to fail and its windows to expire.
 	time.Sleep(1500 * time.Millisecond)
 	rd.Start()
@@ -338,6 +349,21 @@ func TestRedisOutageMidBroadcast(t *testing.T) {
 	if bc.Sent != perBot || bc.Failed != 0 {
 		t.Errorf("broadcast: %+v, want sent=%d", bc, perBot)
 	}
+	welcomes := map[int64]int{}
+	eventually(t, 30*time.Second, "the users who wrote during the outage welcomed", func() bool {
+		clear(welcomes)
+		for _, s := range p.emu.Sent(f.emuIDs[0]) {
+			if strings.HasPrefix(s.Text, "Hi N") {
+				welcomes[s.ChatID]++
+			}
+		}
+		return len(welcomes) == newUsers
+	})
+	for u := range newUsers {
+		if n := welcomes[newUser(u)]; n != 1 {
+			t.Errorf("user %d welcomed %d times, want once", newUser(u), n)
+		}
+	}
 	if v := p.emu.Violations(f.emuIDs[0]); v != (tgemu.Violations{}) {
 		t.Errorf("Telegram limits violated: %+v", v)
 	}
@@ -356,7 +382,11 @@ func TestRedisOutageMidBroadcast(t *testing.T) {
 	// The reseed counts the sends recorded in PostgreSQL; sends in flight at that moment (at
 	// most BROADCAST_SENDERS of the run's chunk) are not recorded yet and may be missed.
 	// Without the reseed the counter would hold only the sends after the restart.
-	if delivered := perBot + dups; n > delivered || n < delivered-senders {
+	delivered := perBot + dups
+	for _, c := range welcomes {
+		delivered += c // the welcomes count too
+	}
+	if n > delivered || n < delivered-senders {
 		t.Errorf("daily counter after the restart = %d, want %d (at least %d); %d were sent before Redis lost the counter",
 			n, delivered, delivered-senders, sentAtStop)
 	}
@@ -365,8 +395,8 @@ func TestRedisOutageMidBroadcast(t *testing.T) {
 			t.Errorf("%d duplicates but only %d recipients record more than one attempt", dups, a)
 		}
 	}
-	t.Logf("Redis killed after %d/%d sends and restarted empty: completed %s later, %d duplicates, daily counter %d",
-		sentAtStop, perBot, took.Round(time.Millisecond), dups, n)
+	t.Logf("Redis killed after %d/%d sends and restarted empty: completed %s later, %d duplicates, %d users who wrote meanwhile welcomed once, daily counter %d of %d sends",
+		sentAtStop, perBot, took.Round(time.Millisecond), dups, newUsers, n, delivered)
 }
 
 // TestTelegramSlowAndFailing runs broadcasts of two bots while Telegram answers half of the
