@@ -283,17 +283,30 @@ func (p *platform) recipients(t *testing.T, id string) []recipientRow {
 	return out
 }
 
-// TestRedisOutageMidBroadcast stops Redis (a private one without persistence: the restart
-// loses every key — queued tasks, limiter windows, daily counters — the worst case) while a
-// broadcast of a bot with a daily limit is half sent, and starts it again empty: the
+// TestRedisOutageMidBroadcast stops Redis while a broadcast of a bot with a daily limit is half sent, and starts it again empty: the
 // broadcast resumes and completes, every recipient gets the message (duplicates are counted
 // and reported), Telegram's limits hold, and the bot's daily counter continues from the sends
 // recorded in PostgreSQL instead of starting again at zero. Users who write while Redis is
-// down are welcomed once it is back, each once.
+// down are welcomed once it is back, each once. Two Redis setups: without persistence,
+// killed (the restart loses every key — queued tasks, limiter windows, daily counters — the
+// worst case), and with AOF and noeviction, stopped (the project's own setup).
 func TestRedisOutageMidBroadcast(t *testing.T) {
 	t.Parallel()
+	t.Run("no persistence, killed", func(t *testing.T) {
+		t.Parallel()
+		rd := testenv.StartRedis(t)
+		redisOutageMidBroadcast(t, rd, rd.Kill)
+	})
+	// The project's own Redis (scripts/services.sh, docker-compose.yml): the keys survive.
+	t.Run("aof, stopped", func(t *testing.T) {
+		t.Parallel()
+		rd := testenv.StartRedis(t, "--appendonly", "yes", "--maxmemory-policy", "noeviction")
+		redisOutageMidBroadcast(t, rd, rd.Stop)
+	})
+}
+
+func redisOutageMidBroadcast(t *testing.T, rd *testenv.PrivateRedis, stop func()) {
 	const perBot, senders = 90, 8
-	rd := testenv.StartRedis(t)
 	p := newPlatform(t, options{
 		workers: 1,
 		emu:     tgemu.Options{RetryBackoff: 100 * time.Millisecond, MaxRetryBackoff: time.Second},
@@ -315,7 +328,7 @@ func TestRedisOutageMidBroadcast(t *testing.T) {
 	eventually(t, 30*time.Second, "half of the broadcast", func() bool {
 		return len(f.copies(0, "redis down sale")) >= perBot/2
 	})
-	rd.Kill()
+	stop()
 	sentAtStop := len(f.copies(0, "redis down sale"))
 	// New users write while Redis is down: PostgreSQL is the inbound queue, so their updates
 	// are stored (or redelivered) and welcomed once Redis is back.
@@ -395,7 +408,7 @@ func TestRedisOutageMidBroadcast(t *testing.T) {
 			t.Errorf("%d duplicates but only %d recipients record more than one attempt", dups, a)
 		}
 	}
-	t.Logf("Redis killed after %d/%d sends and restarted empty: completed %s later, %d duplicates, %d users who wrote meanwhile welcomed once, daily counter %d of %d sends",
+	t.Logf("Redis stopped after %d/%d sends and restarted: completed %s later, %d duplicates, %d users who wrote meanwhile welcomed once, daily counter %d of %d sends",
 		sentAtStop, perBot, took.Round(time.Millisecond), dups, newUsers, n, delivered)
 }
 
