@@ -102,7 +102,8 @@ func (p *platform) dsn() string {
 // processors recover without a restart.
 func TestPostgresOutage(t *testing.T) {
 	t.Parallel() // with TestRedisOutageMidBroadcast: each has its own servers
-	const bots, before, during = 2, 4, 12
+	const bots, before, during, after = 2, 4, 12, 3
+	const users = before + during + after
 	pg := testenv.StartPostgres(t)
 	var hook webhookCounter
 	public := hook.start(t)
@@ -172,14 +173,15 @@ func TestPostgresOutage(t *testing.T) {
 		}
 	}()
 	eventually(t, 30*time.Second, "new users being welcomed", func() bool {
-		m, _ := welcomes(before + during)
-		return m <= bots*(during-2)
+		m, _ := welcomes(users)
+		return m <= bots*(during+after-2)
 	})
 	pg.Stop()
 	downAt := time.Now()
 	okAtStop := hook.count(http.StatusOK) // pg_ctl has waited for the server to exit
-	missingAtStop, _ := welcomes(before + during)
+	missingAtStop, _ := welcomes(users)
 	<-fed
+	start(before+during, users) // and a few surely while it is down
 	// Every bot's first pending update is answered 503 and redelivered with backoff
 	// (100 ms doubling to 1 s: five answers take about 2.5 s).
 	eventually(t, 30*time.Second, "503 answers to redeliveries", func() bool { return hook.count(http.StatusServiceUnavailable) >= 5*bots })
@@ -199,10 +201,10 @@ func TestPostgresOutage(t *testing.T) {
 	outage := time.Since(downAt)
 
 	eventually(t, 60*time.Second, "every user welcomed after the outage", func() bool {
-		m, _ := welcomes(before + during)
+		m, _ := welcomes(users)
 		return m == 0
 	})
-	total := bots * (before + during)
+	total := bots * users
 	eventually(t, 20*time.Second, "every update processed", func() bool {
 		return p.query(t, `SELECT count(*) FROM webhook_events WHERE processed_at IS NULL`) == 0
 	})
@@ -218,7 +220,7 @@ func TestPostgresOutage(t *testing.T) {
 	if n := p.query(t, `SELECT count(*) FROM messages WHERE direction = 'outbound' AND status <> 'sent'`); n != 0 {
 		t.Errorf("%d replies not sent", n)
 	}
-	_, dups := welcomes(before + during)
+	_, dups := welcomes(users)
 	if dups != 0 {
 		t.Errorf("%d duplicate welcomes", dups)
 	}
