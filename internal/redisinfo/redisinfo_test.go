@@ -5,6 +5,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -63,4 +64,32 @@ func TestCheck(t *testing.T) {
 			t.Fatal("no error for a closed port")
 		}
 	})
+}
+
+// TestCheck_Cluster checks a Redis Cluster client: every master is checked and each warning
+// names its node (a one-node cluster holding all slots).
+func TestCheck_Cluster(t *testing.T) {
+	ctx := context.Background()
+	r := testenv.StartRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-announce-ip", "127.0.0.1",
+		"--maxmemory-policy", "allkeys-lru", "--appendonly", "yes")
+	node := r.Client()
+	if err := node.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", "0", "16383").Err(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(node.ClusterInfo(ctx).Val(), "cluster_state:ok") {
+		if time.Now().After(deadline) {
+			t.Fatal("the one-node cluster did not become ok")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{r.Addr()}})
+	defer c.Close()
+	got, err := redisinfo.Check(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || !strings.HasPrefix(got[0], r.Addr()+": maxmemory-policy is allkeys-lru") {
+		t.Fatalf("warnings = %q, want one for node %s", got, r.Addr())
+	}
 }
