@@ -68,6 +68,9 @@ type LimiterConfig struct {
 	// once; more are refused at once with a RetryAfter that reflects the queue (so that a
 	// bot's backlog never holds a process's task slots). Default: 8.
 	MaxWaiters int
+	// DailySeed reseeds a bot's daily counter that Redis lost (daily.go). Nil: a missing
+	// counter starts at zero.
+	DailySeed DailySeedFunc
 }
 
 // Limiter holds the send limits shared by every worker process, in Redis: a global rate, a
@@ -295,18 +298,6 @@ if cur > untilT then untilT = cur end
 local ttl = math.floor((untilT - now) / 1000) + 1000
 redis.call('SET', KEYS[1], string.format('%.0f', untilT), 'PX', ttl)
 return untilT - now
-`)
-
-// limDailyReserveScript increments KEYS[1] only while it is below ARGV[1]; ARGV[2] is the
-// key's expiry in seconds. It returns 1 when a send was reserved, 0 at the limit.
-var limDailyReserveScript = redis.NewScript(`
-local n = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-if n >= tonumber(ARGV[1]) then
-  return 0
-end
-redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return 1
 `)
 
 // limDailyReleaseScript decrements KEYS[1] when it is above zero.
@@ -753,16 +744,14 @@ func (l *Limiter) PauseBot(ctx context.Context, botID uuid.UUID, d time.Duration
 
 // ReserveDaily counts one send of bot botID against its daily limit for the UTC day of now.
 // It returns false, reserving nothing, when limit sends are already counted that day.
-// limit 0 means unlimited: true without touching Redis. Counters live 48 h.
+// limit 0 means unlimited: true without touching Redis. Counters live 48 h. A missing
+// counter (Redis lost it) is first reseeded from PostgreSQL with LimiterConfig.DailySeed
+// (daily.go).
 func (l *Limiter) ReserveDaily(ctx context.Context, botID uuid.UUID, limit int, now time.Time) (ok bool, err error) {
 	if limit <= 0 {
 		return true, nil
 	}
-	n, err := limDailyReserveScript.Run(ctx, l.rdb, []string{limDailyKey(botID, now)}, limit, int(limDailyKeyTTL/time.Second)).Int()
-	if err != nil {
-		return false, fmt.Errorf("reserve daily send: %w", err)
-	}
-	return n == 1, nil
+	return l.reserveDaily(ctx, botID, limit, now)
 }
 
 // ReleaseDaily gives back one send reserved by ReserveDaily for the UTC day of now, when the
@@ -774,16 +763,10 @@ func (l *Limiter) ReleaseDaily(ctx context.Context, botID uuid.UUID, now time.Ti
 	return nil
 }
 
-// DailyCount returns how many sends of bot botID are counted for the UTC day of now.
+// DailyCount returns how many sends of bot botID are counted for the UTC day of now; a
+// missing counter is reseeded as by ReserveDaily.
 func (l *Limiter) DailyCount(ctx context.Context, botID uuid.UUID, now time.Time) (int, error) {
-	n, err := l.rdb.Get(ctx, limDailyKey(botID, now)).Int()
-	if errors.Is(err, redis.Nil) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("daily count: %w", err)
-	}
-	return n, nil
+	return l.dailyCount(ctx, botID, now)
 }
 
 // NextUTCMidnight returns the first instant of the UTC day after now's: when a bot's daily
