@@ -116,17 +116,6 @@ func RedisClusterClient(t testing.TB, addrs []string) *redis.ClusterClient {
 	return c
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // waitRedis waits until a Redis server answers PING at addr.
 func waitRedis(t testing.TB, addr string, within time.Duration) {
 	t.Helper()
