@@ -86,9 +86,9 @@ func (l *Limiter) dailyCount(ctx context.Context, botID uuid.UUID, now time.Time
 		if n, err = l.dailySeed(ctx, botID, now); err != nil {
 			return 0, fmt.Errorf("daily count: %w", err)
 		}
-		set, err := l.rdb.SetNX(ctx, key, n, limDailyKeyTTL).Result()
-		if err != nil || set {
-			return n, err
+		set, serr := l.rdb.SetNX(ctx, key, n, limDailyKeyTTL).Result()
+		if serr != nil || set {
+			return n, serr
 		}
 		n, err = l.rdb.Get(ctx, key).Int() // set concurrently
 	}

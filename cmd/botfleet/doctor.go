@@ -153,7 +153,7 @@ func (d *doctor) checkPostgres(ctx context.Context, cfg config.Config) (*bun.DB,
 	db, err := database.Open(dsn, database.WithMaxConns(4))
 	if err != nil {
 		d.report(checkResult{Name: "postgresql", Status: checkFail, Detail: err.Error(),
-			Fix: "fix DATABASE_URL (postgres://user:password@host:5432/dbname?sslmode=...)"})
+			Fix: "fix DATABASE_URL (postgres://user:password@host:5432/dbname?sslmode=...)"}) //nolint:gosec // G101: a format example, not a credential
 		return nil, false
 	}
 	pctx, cancel := context.WithTimeout(ctx, doctorTimeout)

@@ -72,7 +72,7 @@ func StartPostgres(t testing.TB) *PrivatePostgres {
 	}
 	p := &PrivatePostgres{t: t, Port: freePort(t), dir: dir}
 	t.Cleanup(func() {
-		p.stop("immediate")
+		_ = p.stop("immediate")
 		_ = os.RemoveAll(dir)
 	})
 	data := filepath.Join(dir, "data")

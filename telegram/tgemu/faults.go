@@ -123,7 +123,7 @@ func (b *bot) takeFault(method, chatID string) (Fault, bool) {
 				continue
 			}
 		}
-		if p := fs.f.Probability; p > 0 && p < 1 && mrand.Float64() >= p {
+		if p := fs.f.Probability; p > 0 && p < 1 && mrand.Float64() >= p { //nolint:gosec // G404: fault sampling, not a secret
 			continue
 		}
 		if fs.left > 0 {
