@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/botfleet/botfleet/internal/redisinfo"
 )
 
 // readyTimeout bounds each dependency check of GET /readyz.
@@ -17,16 +19,22 @@ func (s *server) healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// readyResponse is the body of GET /readyz: each check is "ok" or "unavailable".
+// readyResponse is the body of GET /readyz: each check is "ok" or "unavailable". Warnings
+// (omitted when none) name settings that do not stop the service but put data at risk: a
+// Redis that would evict or lose keys (redisinfo.Check).
 type readyResponse struct {
-	Status string            `json:"status"`
-	Checks map[string]string `json:"checks"`
+	Status   string            `json:"status"`
+	Checks   map[string]string `json:"checks"`
+	Warnings []string          `json:"warnings,omitempty"`
 }
 
 // readyz pings PostgreSQL and Redis in parallel, each within 2 s: 200 {"status":"ready"}
 // when both answer, else 503 {"status":"unavailable"} with the failed check(s). Causes are
-// logged, not returned (the endpoint is unauthenticated).
+// logged, not returned (the endpoint is unauthenticated). When Redis answers, its eviction
+// policy and persistence are checked too (redisinfo.Check): a Redis that would evict or lose
+// keys adds "redis: ..." warnings without changing the status.
 func (s *server) readyz(c echo.Context) error {
+	var redisWarnings []string // written by the redis check only
 	checks := map[string]func(context.Context) error{
 		"postgres": func(ctx context.Context) error {
 			if s.d.DB == nil {
@@ -38,7 +46,18 @@ func (s *server) readyz(c echo.Context) error {
 			if s.d.Redis == nil {
 				return errNotConfigured
 			}
-			return s.d.Redis.Ping(ctx).Err()
+			if err := s.d.Redis.Ping(ctx).Err(); err != nil {
+				return err
+			}
+			warnings, err := redisinfo.Check(ctx, s.d.Redis)
+			if err != nil {
+				s.log.Warn("readiness: Redis settings could not be read", "request_id", reqID(c), "error", err)
+				return nil // the ping answered: ready, settings unknown for now
+			}
+			for _, w := range warnings {
+				redisWarnings = append(redisWarnings, "redis: "+w)
+			}
+			return nil
 		},
 	}
 	resp := readyResponse{Status: "ready", Checks: map[string]string{}}
@@ -65,6 +84,7 @@ func (s *server) readyz(c echo.Context) error {
 		}()
 	}
 	wg.Wait()
+	resp.Warnings = redisWarnings
 	if resp.Status != "ready" {
 		return c.JSON(http.StatusServiceUnavailable, resp)
 	}

@@ -301,8 +301,12 @@ ensure_redis() {
 	*) bind=127.0.0.1 ;;
 	esac
 	mkdir -p "$DATA/redis"
+	# Keep botfleet's keys (queued tasks, send limits, daily counters): an append-only file
+	# survives restarts, and noeviction refuses writes at maxmemory instead of dropping keys.
+	# GET /readyz warns about a Redis without them.
 	local args=(--daemonize yes --bind $bind --port "$port" --dir "$DATA/redis"
-		--save "" --appendonly no --logfile "$DATA/redis.log" --pidfile "$DATA/redis.pid")
+		--save "" --appendonly yes --appendfsync everysec --maxmemory-policy noeviction
+		--logfile "$DATA/redis.log" --pidfile "$DATA/redis.pid")
 	[ -z "$U_PASS" ] || args+=(--requirepass "$U_PASS")
 	log "    starting redis-server on $host:$port (bind $bind, log $DATA/redis.log)"
 	redis-server "${args[@]}" || die "redis: redis-server failed to start, see $DATA/redis.log"

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -68,6 +69,9 @@ type LimiterConfig struct {
 	// once; more are refused at once with a RetryAfter that reflects the queue (so that a
 	// bot's backlog never holds a process's task slots). Default: 8.
 	MaxWaiters int
+	// DailySeed reseeds a bot's daily counter that Redis lost (daily.go). Nil: a missing
+	// counter starts at zero.
+	DailySeed DailySeedFunc
 }
 
 // Limiter holds the send limits shared by every worker process, in Redis: a global rate, a
@@ -82,7 +86,9 @@ type LimiterConfig struct {
 // Telegram's arrivals can then hold more than N sends (see Acquire). Achieved rate per bot:
 // N / (window + round-trip time), e.g. 29.9/s for 30/s with a 5 ms round trip.
 //
-// Keys (db of the given client; the per-bot keys share the hash tag {<botID>}):
+// Keys (db of the given client). Every key that one script touches on a Redis Cluster shares
+// a hash tag, so that the Limiter works there as on a single Redis: the bot's keys carry
+// {<botID>}, and the global key is touched alone, by its own script:
 //
 //	tg:rate:global                        next free send time, all bots (µs since the epoch)
 //	tg:{<botID>}:win                      sorted set: sends of the bot, score = completion (µs)
@@ -90,16 +96,34 @@ type LimiterConfig struct {
 //	tg:{<botID>}:pause                    time until which the bot is paused after a 429
 //	tg:{<botID>}:prio                     set while an interactive send of the bot waits
 //	tg:{<botID>}:next                     earliest start of the bot's next send (spacing)
-//	tg:daily:<botID>:<YYYYMMDD>           sends reserved on that UTC day
+//	tg:{<botID>}:daily:<YYYYMMDD>         sends reserved on that UTC day
 //
-// Redis Cluster: Acquire touches the global key and the bot's keys in one script; on
-// Cluster the global limit would need its own call (the per-bot keys share a slot).
+// On a Redis Cluster (any client but a single-server *redis.Client), Acquire runs the bot's
+// script first (pause, chat, window, spacing; it adds the permit to the windows), then, only
+// when the bot granted a slot, the global script, which reserves the next
+// TELEGRAM_RATE_LIMIT slot at or after the bot's slot. When the global slot is beyond the
+// caller's wait, the bot's permit is cancelled (removed from its windows): no global slot is
+// ever spent on a send the bot refused, and no send starts before its global slot. Each
+// script uses the clock of the Redis node that holds its keys; only durations (never
+// instants) pass from one to the other, so clock skew between Cluster nodes cannot move a
+// slot earlier. On a single Redis the bot's script also takes the global slot (one round
+// trip per send instead of two; the keys' slots do not matter there). Completions are
+// recorded per bot, in one pipeline per batch.
 type Limiter struct {
 	rdb redis.UniversalClient
 	cfg LimiterConfig
+	// split runs the global step as its own script (limGlobalScript) after the bot's: needed
+	// when the keys may live on different servers (Redis Cluster, Ring). On a single Redis
+	// the bot's script takes the global slot too, saving a round trip per send.
+	split bool
 
 	mu    sync.Mutex
 	gates map[uuid.UUID]*botGate
+
+	// globalNext is this process's lower bound on the next free global slot (local
+	// UnixNano), learnt from the global script's answers: the global slot never moves back,
+	// so a send whose wait ends before it can be refused without asking Redis.
+	globalNext atomic.Int64
 
 	doneMu      sync.Mutex
 	donePending []Permit // completions not yet recorded
@@ -121,7 +145,10 @@ type botGate struct {
 	waiters int // guarded by Limiter.mu
 }
 
-// NewLimiter returns a Limiter on rdb with cfg. It does not contact Redis.
+// NewLimiter returns a Limiter on rdb with cfg. It does not contact Redis. With a
+// single-server client (*redis.Client, also the Sentinel failover client) Acquire takes the
+// global slot in the bot's script; with any other (*redis.ClusterClient, *redis.Ring) in a
+// script of its own (see Limiter).
 func NewLimiter(rdb redis.UniversalClient, cfg LimiterConfig) *Limiter {
 	if cfg.GroupChatRate.N == 0 {
 		cfg.GroupChatRate = DefaultGroupChatRate
@@ -132,24 +159,28 @@ func NewLimiter(rdb redis.UniversalClient, cfg LimiterConfig) *Limiter {
 	if cfg.MaxWaiters <= 0 {
 		cfg.MaxWaiters = 8
 	}
-	return &Limiter{rdb: rdb, cfg: cfg, gates: map[uuid.UUID]*botGate{}}
+	_, single := rdb.(*redis.Client)
+	return &Limiter{rdb: rdb, cfg: cfg, split: !single, gates: map[uuid.UUID]*botGate{}}
 }
 
-// limAcquireScript grants one send permit if every limit allows it now.
+// limAcquireScript grants one send permit of a bot if the bot's limits allow it now. KEYS[1]
+// to KEYS[5] carry the bot's hash tag; KEYS[6], the global key, is passed on a single Redis
+// only (Limiter.split false), where the script also takes the global slot.
 //
-//	KEYS[1] pause  KEYS[2] prio  KEYS[3] chat window  KEYS[4] bot window  KEYS[5] global
-//	KEYS[6] the bot's next start
+//	KEYS[1] pause  KEYS[2] prio  KEYS[3] chat window  KEYS[4] bot window
+//	KEYS[5] the bot's next start   KEYS[6] (optional) the global next free time
 //	ARGV[1] member (unique per permit)   ARGV[2] priority (0 interactive, 1 bulk)
 //	ARGV[3] chat N    ARGV[4] chat window µs   ARGV[5] bot N   ARGV[6] bot window µs
-//	ARGV[7] global interval µs   ARGV[8] in-flight bound µs   ARGV[9] max wait µs (global)
-//	ARGV[10] the bot's spacing µs (0: none)   ARGV[11] how far ahead a spaced slot may be
-//	granted µs (the caller sleeps until it, so that its next request overlaps the wait)
+//	ARGV[7] in-flight bound µs (from the slot; without KEYS[6] it includes the longest
+//	global wait)   ARGV[8] the bot's spacing µs (0: none)   ARGV[9] how far ahead a spaced
+//	slot may be granted µs (the caller sleeps until it, so that its next request overlaps
+//	the wait)   ARGV[10] global interval µs   ARGV[11] max wait µs (with KEYS[6])
 //
-// Returns {code, wait µs}: code 0 granted (wait = time until the global slot), 1 paused,
-// 2 chat window full, 3 bot window full (or yielding to an interactive send), 4 global slot
-// beyond max wait. A granted permit is added to both windows with score = slot + in-flight
-// bound; Done lowers the score to the completion time. Entries whose score is a full window
-// in the past are dropped first.
+// Returns {code, wait µs}: code 0 granted (wait = time until the slot), 1 paused, 2 chat
+// window full, 3 bot window full (or yielding to an interactive send), 4 (with KEYS[6]) the
+// global slot is beyond the max wait. A granted
+// permit is added to both windows with score = slot + in-flight bound; Done lowers the score
+// to the completion time. Entries whose score is a full window in the past are dropped first.
 var limAcquireScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -189,44 +220,65 @@ if botN > 0 then
 end
 local slot = now
 if botN > 0 then
-  local nx = tonumber(redis.call('GET', KEYS[6]) or '0') or 0
-  if nx > now + tonumber(ARGV[11]) then
-    return {3, nx - now - tonumber(ARGV[11])}
+  local nx = tonumber(redis.call('GET', KEYS[5]) or '0') or 0
+  if nx > now + tonumber(ARGV[9]) then
+    return {3, nx - now - tonumber(ARGV[9])}
   end
   if nx > slot then slot = nx end
 end
-local gi = tonumber(ARGV[7])
-if gi > 0 then
-  local g = tonumber(redis.call('GET', KEYS[5]) or '0') or 0
+if #KEYS >= 6 then
+  local g = tonumber(redis.call('GET', KEYS[6]) or '0') or 0
   if g > slot then slot = g end
-  if slot - now > tonumber(ARGV[9]) then
+  if slot - now > tonumber(ARGV[11]) then
+    if g < slot then
+      return {3, slot - now}
+    end
     return {4, slot - now}
   end
-  local nxt = slot + gi
-  redis.call('SET', KEYS[5], string.format('%.0f', nxt), 'PX', math.floor((nxt - now) / 1000) + 1000)
+  local nxt = slot + tonumber(ARGV[10])
+  redis.call('SET', KEYS[6], string.format('%.0f', nxt), 'PX', math.floor((nxt - now) / 1000) + 1000)
 end
 if prio == 0 then
   redis.call('DEL', KEYS[2])
 end
-local score = string.format('%.0f', slot + tonumber(ARGV[8]))
+local score = string.format('%.0f', slot + tonumber(ARGV[7]))
 if chatN > 0 then
   redis.call('ZADD', KEYS[3], score, ARGV[1])
-  redis.call('PEXPIRE', KEYS[3], math.floor((slot + tonumber(ARGV[8]) + chatW - now) / 1000) + 1000)
+  redis.call('PEXPIRE', KEYS[3], math.floor((slot + tonumber(ARGV[7]) + chatW - now) / 1000) + 1000)
 end
 if botN > 0 then
   redis.call('ZADD', KEYS[4], score, ARGV[1])
-  redis.call('PEXPIRE', KEYS[4], math.floor((slot + tonumber(ARGV[8]) + botW - now) / 1000) + 1000)
-  local sp = tonumber(ARGV[10])
+  redis.call('PEXPIRE', KEYS[4], math.floor((slot + tonumber(ARGV[7]) + botW - now) / 1000) + 1000)
+  local sp = tonumber(ARGV[8])
   if sp > 0 then
-    redis.call('SET', KEYS[6], string.format('%.0f', slot + sp), 'PX', math.floor((slot + sp - now) / 1000) + 1000)
+    redis.call('SET', KEYS[5], string.format('%.0f', slot + sp), 'PX', math.floor((slot + sp - now) / 1000) + 1000)
   end
 end
 return {0, slot - now}
 `)
 
-// limDoneScript records the completion (now, Redis time) of permits in the windows that
-// still hold them: permit ARGV[i] is in KEYS[2i-1] and KEYS[2i] (the same key twice when it
-// has one window).
+// limGlobalScript reserves the next global slot (TELEGRAM_RATE_LIMIT) for a send that the
+// bot's limits allow in ARGV[2] µs: slot = max(now + ARGV[2], KEYS[1]). When slot is within
+// ARGV[3] µs of now, KEYS[1] becomes slot + ARGV[1] µs (the global interval) and it returns
+// {0, slot - now, the new KEYS[1] - now}; otherwise it reserves nothing and returns
+// {1, slot - now, KEYS[1] - now}.
+var limGlobalScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local slot = now + tonumber(ARGV[2])
+local g = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if g > slot then slot = g end
+if slot - now > tonumber(ARGV[3]) then
+  return {1, slot - now, g - now}
+end
+local nxt = slot + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], string.format('%.0f', nxt), 'PX', math.floor((nxt - now) / 1000) + 1000)
+return {0, slot - now, nxt - now}
+`)
+
+// limDoneScript records the completion (now, Redis time) of permits of one bot in the
+// windows that still hold them: permit ARGV[i] is in KEYS[2i-1] and KEYS[2i] (the same key
+// twice when it has one window). All keys carry the bot's hash tag.
 var limDoneScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = string.format('%.0f', tonumber(t[1]) * 1000000 + tonumber(t[2]))
@@ -249,18 +301,6 @@ redis.call('SET', KEYS[1], string.format('%.0f', untilT), 'PX', ttl)
 return untilT - now
 `)
 
-// limDailyReserveScript increments KEYS[1] only while it is below ARGV[1]; ARGV[2] is the
-// key's expiry in seconds. It returns 1 when a send was reserved, 0 at the limit.
-var limDailyReserveScript = redis.NewScript(`
-local n = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-if n >= tonumber(ARGV[1]) then
-  return 0
-end
-redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return 1
-`)
-
 // limDailyReleaseScript decrements KEYS[1] when it is above zero.
 var limDailyReleaseScript = redis.NewScript(`
 local n = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
@@ -280,7 +320,7 @@ func limChatKey(botID uuid.UUID, chatID int64) string {
 	return limBotTag(botID) + ":chat:" + strconv.FormatInt(chatID, 10)
 }
 func limDailyKey(botID uuid.UUID, now time.Time) string {
-	return "tg:daily:" + botID.String() + ":" + now.UTC().Format("20060102")
+	return limBotTag(botID) + ":daily:" + now.UTC().Format("20060102")
 }
 
 // chatLimit is the (count, window) of chatID: one per ChatInterval for private chats
@@ -306,7 +346,8 @@ type Permit struct {
 	StartAt time.Time
 
 	l      *Limiter
-	keys   []string
+	bot    uuid.UUID
+	keys   []string // the windows that hold the permit, all tagged {bot}
 	member string
 }
 
@@ -346,15 +387,48 @@ func (l *Limiter) flushDone() {
 			return
 		}
 		l.doneMu.Unlock()
-		keys := make([]string, 0, 2*len(batch))
-		members := make([]any, 0, len(batch))
-		for _, p := range batch {
-			keys = append(keys, p.keys[0], p.keys[len(p.keys)-1])
-			members = append(members, p.member)
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = limDoneScript.Run(ctx, l.rdb, keys, members...).Err() // on failure: counted until InFlight
+		l.recordDone(ctx, batch) // on failure: counted until InFlight
 		cancel()
+	}
+}
+
+// recordDone writes the completions of batch: on a single Redis in one limDoneScript call;
+// on a Cluster (split) one call per bot (a script's keys must share a hash slot), all in one
+// pipeline, which the client sends to each master in parallel. Errors are dropped: a permit
+// whose completion is not recorded counts until its in-flight bound.
+func (l *Limiter) recordDone(ctx context.Context, batch []Permit) {
+	type group struct {
+		keys    []string
+		members []any
+	}
+	var order []uuid.UUID
+	groups := map[uuid.UUID]*group{}
+	for _, p := range batch {
+		bot := uuid.Nil // one group: any keys may go together in one call
+		if l.split {
+			bot = p.bot
+		}
+		g := groups[bot]
+		if g == nil {
+			g = &group{}
+			groups[bot] = g
+			order = append(order, bot)
+		}
+		g.keys = append(g.keys, p.keys[0], p.keys[len(p.keys)-1])
+		g.members = append(g.members, p.member)
+	}
+	pipe := l.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(order))
+	for i, bot := range order {
+		cmds[i] = limDoneScript.EvalSha(ctx, pipe, groups[bot].keys, groups[bot].members...)
+	}
+	_, _ = pipe.Exec(ctx)
+	for i, bot := range order {
+		if err := cmds[i].Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			// Not loaded on that node yet (first use, restart, fail-over): EVAL loads it.
+			_ = limDoneScript.Run(ctx, l.rdb, groups[bot].keys, groups[bot].members...).Err()
+		}
 	}
 }
 
@@ -411,6 +485,9 @@ type AcquireOpts struct {
 // g_j - window, so its completion (score) was > g_j - window: it was still in the bot's
 // window when j was granted. Acquire grants j only while the window holds fewer than N.
 //
+// When the global slot is already known (from an earlier answer in this process) to be beyond
+// the wait, the refusal is RefusedGlobal at once, whatever the bot's own limits would say.
+//
 // Exactly one of the results is meaningful: a Permit (refusal nil, err nil), a *Refusal, or
 // err (Redis failure or ctx's error; nothing granted).
 func (l *Limiter) Acquire(ctx context.Context, botID uuid.UUID, chatID int64, opts AcquireOpts) (Permit, *Refusal, error) {
@@ -431,14 +508,34 @@ func (l *Limiter) Acquire(ctx context.Context, botID uuid.UUID, chatID int64, op
 		l.leaveGate(g)
 	}
 	chatN, chatW := l.chatLimit(chatID)
-	keys := []string{limPauseKey(botID), limPrioKey(botID), limChatKey(botID, chatID), limBotKey(botID), limGlobalKey(), limNextKey(botID)}
+	keys := []string{limPauseKey(botID), limPrioKey(botID), limChatKey(botID, chatID), limBotKey(botID), limNextKey(botID)}
 	member := newPermitID()
+	gi := max(l.cfg.GlobalRate.Interval(), 0)
 	args := []any{member, int(opts.Priority), chatN, chatW.Microseconds(), max(l.cfg.BotRate.N, 0),
-		l.cfg.BotRate.Per.Microseconds(), max(l.cfg.GlobalRate.Interval(), 0).Microseconds(),
-		l.cfg.InFlight.Microseconds(), 0, l.spacing().Microseconds(), spacingAhead.Microseconds()}
+		l.cfg.BotRate.Per.Microseconds(), l.cfg.InFlight.Microseconds(), l.spacing().Microseconds(), spacingAhead.Microseconds(),
+		gi.Microseconds(), 0}
+	inScript := gi > 0 && !l.split // the bot's script takes the global slot too
+	if inScript {
+		keys = append(keys, limGlobalKey())
+	}
 	for {
-		args[8] = max(time.Until(deadline), 0).Microseconds()
-		res, err := limAcquireScript.Run(ctx, l.rdb, keys, args...).Int64Slice()
+		maxWait := max(time.Until(deadline), 0)
+		if gi > 0 {
+			// The global slot never moves back: when it is known to be beyond the wait,
+			// neither script is needed.
+			if w := time.Duration(l.globalNext.Load() - time.Now().UnixNano()); w > maxWait {
+				release()
+				return Permit{}, &Refusal{Reason: RefusedGlobal, RetryAfter: w}, nil
+			}
+			args[10] = maxWait.Microseconds()
+			if l.split {
+				// The send may start up to maxWait after the bot's slot (the global wait):
+				// count it in the windows for that long too should its process die first.
+				args[6] = (l.cfg.InFlight + maxWait).Microseconds()
+			}
+		}
+		asked := time.Now()
+		res, err := runPair(ctx, limAcquireScript, l.rdb, keys, args...)
 		if err != nil {
 			release()
 			if ctx.Err() != nil {
@@ -446,23 +543,39 @@ func (l *Limiter) Acquire(ctx context.Context, botID uuid.UUID, chatID int64, op
 			}
 			return Permit{}, nil, fmt.Errorf("acquire send slot: %w", err)
 		}
-		if len(res) != 2 {
-			release()
-			return Permit{}, nil, errors.New("acquire send slot: unexpected script reply")
-		}
 		wait := time.Duration(max(res[1], 0)) * time.Microsecond
 		var reason string
 		switch res[0] {
 		case 0:
-			release()
-			metrics.ObserveLimiterWait(metrics.WaitSlot, wait)
-			p := Permit{l: l, member: member, StartAt: time.Now().Add(wait)}
+			p := Permit{l: l, bot: botID, member: member}
 			if chatN > 0 {
 				p.keys = append(p.keys, keys[2])
 			}
 			if l.cfg.BotRate.N > 0 {
 				p.keys = append(p.keys, keys[3])
 			}
+			// The bot's next request may go to Redis while this one takes its global slot.
+			release()
+			if l.split && gi > 0 {
+				gw, gNext, ok, err := l.reserveGlobal(ctx, wait, maxWait)
+				if err != nil || !ok {
+					// Nothing may be sent: the bot's windows are given back.
+					_ = p.Cancel(ctx)
+					if err != nil {
+						if ctx.Err() != nil {
+							return Permit{}, nil, ctx.Err()
+						}
+						return Permit{}, nil, fmt.Errorf("acquire global send slot: %w", err)
+					}
+					if gNext < gw { // the bot's own spacing put the slot beyond the wait
+						return Permit{}, &Refusal{Reason: RefusedBot, RetryAfter: gw}, nil
+					}
+					return Permit{}, &Refusal{Reason: RefusedGlobal, RetryAfter: gw}, nil
+				}
+				wait = gw
+			}
+			metrics.ObserveLimiterWait(metrics.WaitSlot, wait)
+			p.StartAt = time.Now().Add(wait)
 			if opts.NoSleep {
 				return p, nil, nil
 			}
@@ -488,6 +601,7 @@ func (l *Limiter) Acquire(ctx context.Context, botID uuid.UUID, chatID int64, op
 			reason = RefusedBot
 		default:
 			reason = RefusedGlobal
+			l.learnGlobalNext(asked.Add(wait))
 		}
 		if time.Now().Add(wait).After(deadline) {
 			release()
@@ -499,6 +613,54 @@ func (l *Limiter) Acquire(ctx context.Context, botID uuid.UUID, chatID int64, op
 			return Permit{}, nil, ctx.Err()
 		}
 	}
+}
+
+// reserveGlobal reserves the next TELEGRAM_RATE_LIMIT slot no earlier than botWait from now
+// and within maxWait. It returns the wait until the slot, the wait until the next free
+// global slot as Redis held it before the call (next), and ok; when the slot is beyond
+// maxWait, ok is false, nothing is reserved and wait is the time until the slot. It keeps
+// globalNext up to date either way.
+func (l *Limiter) reserveGlobal(ctx context.Context, botWait, maxWait time.Duration) (wait, next time.Duration, ok bool, err error) {
+	gi := l.cfg.GlobalRate.Interval()
+	asked := time.Now()
+	res, err := limGlobalScript.Run(ctx, l.rdb, []string{limGlobalKey()},
+		gi.Microseconds(), botWait.Microseconds(), maxWait.Microseconds()).Int64Slice()
+	if err != nil {
+		return 0, 0, false, err
+	}
+	if len(res) != 3 {
+		return 0, 0, false, errors.New("unexpected script reply")
+	}
+	wait = time.Duration(max(res[1], 0)) * time.Microsecond
+	// A lower bound of the next free slot in local time: measured from before the call, so
+	// that the round trip never makes it later than the slot Redis holds.
+	l.learnGlobalNext(asked.Add(time.Duration(res[2]) * time.Microsecond))
+	if res[0] == 0 {
+		return wait, 0, true, nil
+	}
+	return wait, time.Duration(res[2]) * time.Microsecond, false, nil
+}
+
+// learnGlobalNext raises globalNext to next (local time) when next is later.
+func (l *Limiter) learnGlobalNext(next time.Time) {
+	for {
+		cur := l.globalNext.Load()
+		if next.UnixNano() <= cur || l.globalNext.CompareAndSwap(cur, next.UnixNano()) {
+			return
+		}
+	}
+}
+
+// runPair runs script and decodes its {code, value} reply.
+func runPair(ctx context.Context, script *redis.Script, rdb redis.Scripter, keys []string, args ...any) ([]int64, error) {
+	res, err := script.Run(ctx, rdb, keys, args...).Int64Slice()
+	if err != nil {
+		return nil, err
+	}
+	if len(res) != 2 {
+		return nil, errors.New("unexpected script reply")
+	}
+	return res, nil
 }
 
 // spacingAhead is how far in the future a bot's next spaced slot may be granted: the permit
@@ -585,16 +747,14 @@ func (l *Limiter) PauseBot(ctx context.Context, botID uuid.UUID, d time.Duration
 
 // ReserveDaily counts one send of bot botID against its daily limit for the UTC day of now.
 // It returns false, reserving nothing, when limit sends are already counted that day.
-// limit 0 means unlimited: true without touching Redis. Counters live 48 h.
+// limit 0 means unlimited: true without touching Redis. Counters live 48 h. A missing
+// counter (Redis lost it) is first reseeded from PostgreSQL with LimiterConfig.DailySeed
+// (daily.go).
 func (l *Limiter) ReserveDaily(ctx context.Context, botID uuid.UUID, limit int, now time.Time) (ok bool, err error) {
 	if limit <= 0 {
 		return true, nil
 	}
-	n, err := limDailyReserveScript.Run(ctx, l.rdb, []string{limDailyKey(botID, now)}, limit, int(limDailyKeyTTL/time.Second)).Int()
-	if err != nil {
-		return false, fmt.Errorf("reserve daily send: %w", err)
-	}
-	return n == 1, nil
+	return l.reserveDaily(ctx, botID, limit, now)
 }
 
 // ReleaseDaily gives back one send reserved by ReserveDaily for the UTC day of now, when the
@@ -606,16 +766,10 @@ func (l *Limiter) ReleaseDaily(ctx context.Context, botID uuid.UUID, now time.Ti
 	return nil
 }
 
-// DailyCount returns how many sends of bot botID are counted for the UTC day of now.
+// DailyCount returns how many sends of bot botID are counted for the UTC day of now; a
+// missing counter is reseeded as by ReserveDaily.
 func (l *Limiter) DailyCount(ctx context.Context, botID uuid.UUID, now time.Time) (int, error) {
-	n, err := l.rdb.Get(ctx, limDailyKey(botID, now)).Int()
-	if errors.Is(err, redis.Nil) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("daily count: %w", err)
-	}
-	return n, nil
+	return l.dailyCount(ctx, botID, now)
 }
 
 // NextUTCMidnight returns the first instant of the UTC day after now's: when a bot's daily

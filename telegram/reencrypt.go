@@ -77,7 +77,7 @@ func ReencryptTokens(ctx context.Context, db bun.IDB, keys *Keyring, batch int, 
 			}
 			rows = rows[:0]
 			if err := db.NewSelect().Model(&rows).Column("id", "token_sealed").
-				Where("id IN (?)", bun.In(changed)).Scan(ctx); err != nil {
+				Where("id IN (?)", bun.List(changed)).Scan(ctx); err != nil {
 				return res, fmt.Errorf("read bots: %w", err)
 			}
 		}

@@ -160,7 +160,8 @@ func New(d Deps) (*Service, error) {
 	}
 	s.limits = NewLimiter(d.Redis, LimiterConfig{
 		GlobalRate: d.Cfg.GlobalRate, BotRate: d.Cfg.BotRate, ChatInterval: d.Cfg.ChatInterval,
-		InFlight: d.Cfg.RequestTimeout + 5*time.Second,
+		InFlight:  d.Cfg.RequestTimeout + 5*time.Second,
+		DailySeed: s.DailySent,
 	})
 	s.in = newInbound(s)
 	return s, nil

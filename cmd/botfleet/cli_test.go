@@ -336,7 +336,7 @@ func TestDoctor(t *testing.T) {
 	ctx := context.Background()
 	env, emu := baseEnv(t)
 	_, stop := startAll(t, env)
-	defer stop()
+	defer func() { _ = stop() }()
 
 	// A tenant and a bot registered through the API (setWebhook under PUBLIC_BASE_URL).
 	stdout, _, err := runCLI(t, ctx, env, "tenant", "create", "--name", "Doc")

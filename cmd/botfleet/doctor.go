@@ -19,6 +19,7 @@ import (
 
 	"github.com/botfleet/botfleet/internal/config"
 	"github.com/botfleet/botfleet/internal/database"
+	"github.com/botfleet/botfleet/internal/redisinfo"
 	"github.com/botfleet/botfleet/migrations"
 	"github.com/botfleet/botfleet/telegram"
 )
@@ -44,16 +45,10 @@ const doctorProbeBudget = 30 * time.Second
 // rest are counted.
 const doctorMaxBotLines = 20
 
-// redisDurability, when set, reports how the configured Redis could lose or evict
-// botfleet's keys (persistence off, an evicting maxmemory-policy, ...): each string is
-// printed as a WARN of the "redis durability" check; an error too.
-//
-// MERGE(lead): set it to redisinfo.Check once internal/redisinfo is merged:
-//
-//	var redisDurability = redisinfo.Check
-//
-// It is the only place doctor needs to change.
-var redisDurability func(context.Context, redis.UniversalClient) ([]string, error)
+// redisDurability reports how the configured Redis could lose or evict botfleet's keys
+// (persistence off, an evicting maxmemory-policy, ...): each string is printed as a WARN of
+// the "redis durability" check; an error too. The same check feeds GET /readyz's warnings.
+var redisDurability = redisinfo.Check
 
 // checkResult is one line of the doctor's report.
 type checkResult struct {
@@ -158,7 +153,7 @@ func (d *doctor) checkPostgres(ctx context.Context, cfg config.Config) (*bun.DB,
 	db, err := database.Open(dsn, database.WithMaxConns(4))
 	if err != nil {
 		d.report(checkResult{Name: "postgresql", Status: checkFail, Detail: err.Error(),
-			Fix: "fix DATABASE_URL (postgres://user:password@host:5432/dbname?sslmode=...)"})
+			Fix: "fix DATABASE_URL (postgres://user:password@host:5432/dbname?sslmode=...)"}) //nolint:gosec // G101: a format example, not a credential
 		return nil, false
 	}
 	pctx, cancel := context.WithTimeout(ctx, doctorTimeout)
@@ -222,9 +217,6 @@ func (d *doctor) checkRedis(ctx context.Context, cfg config.Config) {
 		return
 	}
 	d.report(checkResult{Name: "redis", Status: checkOK, Detail: fmt.Sprintf("%s (Redis %s)", shown, info["Server"]["redis_version"])})
-	if redisDurability == nil {
-		return
-	}
 	problems, err := redisDurability(pctx, rdb)
 	if err != nil {
 		d.report(checkResult{Name: "redis durability", Status: checkWarn, Detail: "could not read the configuration: " + err.Error(),

@@ -41,6 +41,7 @@ import (
 	"github.com/botfleet/botfleet/internal/config"
 	"github.com/botfleet/botfleet/internal/database"
 	"github.com/botfleet/botfleet/internal/logging"
+	"github.com/botfleet/botfleet/internal/redisconn"
 	"github.com/botfleet/botfleet/migrations"
 	"github.com/botfleet/botfleet/telegram"
 	"github.com/botfleet/botfleet/telegram/tgemu"
@@ -233,7 +234,7 @@ type app struct {
 	cfg        config.Config
 	log        *slog.Logger
 	db         *bun.DB
-	rdb        *redis.Client
+	rdb        redis.UniversalClient
 	queue      *asynq.Client
 	tenants    *tenant.Service
 	contacts   *contacts.Service
@@ -264,16 +265,12 @@ func withApp(ctx context.Context, getenv func(string) string, stderr io.Writer, 
 		return err
 	}
 	defer db.Close()
-	ropt, err := redis.ParseURL(cfg.RedisURL.Reveal())
+	// Every running send task and webhook request may use a connection at once (the
+	// default, 10 per CPU, makes them queue for Redis). REDIS_URL's pool_size wins.
+	rdb, err := redisconn.New(cfg.RedisURL.Reveal(), cfg.RedisCluster, 2*cfg.WorkerSendConcurrency+64)
 	if err != nil {
-		return fmt.Errorf("parse REDIS_URL: %w", err)
+		return err
 	}
-	if ropt.PoolSize == 0 {
-		// Every running send task and webhook request may use a connection at once (the
-		// default, 10 per CPU, makes them queue for Redis). REDIS_URL's pool_size wins.
-		ropt.PoolSize = 2*cfg.WorkerSendConcurrency + 64
-	}
-	rdb := redis.NewClient(ropt)
 	defer rdb.Close()
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	if err := db.PingContext(pctx); err != nil {

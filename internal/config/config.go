@@ -111,6 +111,11 @@ type Config struct {
 	DatabaseMaxConns int `env:"DATABASE_MAX_CONNS" envDefault:"16"`
 	// RedisURL is the Redis URL (asynq, limits, caches). Default: redis://127.0.0.1:6379/0.
 	RedisURL Secret `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0"`
+	// RedisCluster makes REDIS_URL name a Redis Cluster, in go-redis's cluster URL form: one
+	// seed node as the host, more as addr parameters, database 0 only (e.g.
+	// redis://:pw@10.0.0.1:7000?addr=10.0.0.2:7000&addr=10.0.0.3:7000; see
+	// internal/redisconn). Default: false (a single server).
+	RedisCluster bool `env:"REDIS_CLUSTER" envDefault:"false"`
 	// HTTPAddr is where `serve` listens. Default: 127.0.0.1:8080.
 	HTTPAddr string `env:"HTTP_ADDR" envDefault:"127.0.0.1:8080"`
 	// PublicBaseURL is the base URL Telegram calls for webhooks. Default: http://127.0.0.1:8080.

@@ -298,13 +298,14 @@ func (s *Server) ctlCalls(w http.ResponseWriter, r *http.Request, b *bot) {
 
 func (s *Server) ctlAddFault(w http.ResponseWriter, r *http.Request, b *bot) {
 	var req struct {
-		Method          string `json:"method"`
-		ChatID          int64  `json:"chat_id"`
-		Kind            string `json:"kind"`
-		RetryAfter      int    `json:"retry_after"`
-		MigrateToChatID int64  `json:"migrate_to_chat_id"`
-		LatencyMS       int64  `json:"latency_ms"`
-		Times           int    `json:"times"`
+		Method          string  `json:"method"`
+		ChatID          int64   `json:"chat_id"`
+		Kind            string  `json:"kind"`
+		RetryAfter      int     `json:"retry_after"`
+		MigrateToChatID int64   `json:"migrate_to_chat_id"`
+		LatencyMS       int64   `json:"latency_ms"`
+		Times           int     `json:"times"`
+		Probability     float64 `json:"probability"`
 	}
 	if err := decodeBody(r, &req); err != nil {
 		ctlError(w, http.StatusBadRequest, err.Error())
@@ -314,12 +315,13 @@ func (s *Server) ctlAddFault(w http.ResponseWriter, r *http.Request, b *bot) {
 		ctlError(w, http.StatusBadRequest, fmt.Sprintf("unknown kind %q", req.Kind))
 		return
 	}
-	if req.Times < 0 || req.LatencyMS < 0 || req.RetryAfter < 0 {
-		ctlError(w, http.StatusBadRequest, "times, latency_ms and retry_after must not be negative")
+	if req.Times < 0 || req.LatencyMS < 0 || req.RetryAfter < 0 || req.Probability < 0 || req.Probability > 1 {
+		ctlError(w, http.StatusBadRequest, "times, latency_ms and retry_after must not be negative, probability must be in [0, 1]")
 		return
 	}
 	f := Fault{Method: req.Method, ChatID: req.ChatID, Kind: FaultKind(req.Kind), RetryAfter: req.RetryAfter,
-		MigrateToChatID: req.MigrateToChatID, Latency: time.Duration(req.LatencyMS) * time.Millisecond, Times: req.Times}
+		MigrateToChatID: req.MigrateToChatID, Latency: time.Duration(req.LatencyMS) * time.Millisecond, Times: req.Times,
+		Probability: req.Probability}
 	s.AddFault(b.info.ID, f)
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 }

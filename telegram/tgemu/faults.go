@@ -3,6 +3,7 @@ package tgemu
 import (
 	"fmt"
 	"math"
+	mrand "math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -53,7 +54,10 @@ func validKind(k FaultKind) bool {
 // means "sendMessage", "*" any method) and, if ChatID != 0, its chat_id
 // parameter equals ChatID. Faults are consulted in the order added (FIFO):
 // the first matching one applies, and it is removed after Times uses
-// (0 = until ClearFaults). Latency delays the answer of any kind; for
+// (0 = until ClearFaults). With 0 < Probability < 1 a matching request is
+// faulted only with that probability (independently each time; a request
+// left alone goes on to the next fault and uses nothing); 0 means always.
+// Latency delays the answer of any kind; for
 // FaultLatency it is the whole effect. Faulted calls are logged in Calls but
 // are neither sent messages nor rate-limit arrivals.
 type Fault struct {
@@ -64,6 +68,7 @@ type Fault struct {
 	MigrateToChatID int64
 	Latency         time.Duration
 	Times           int
+	Probability     float64
 }
 
 type faultState struct {
@@ -117,6 +122,9 @@ func (b *bot) takeFault(method, chatID string) (Fault, bool) {
 			if err != nil || id != fs.f.ChatID {
 				continue
 			}
+		}
+		if p := fs.f.Probability; p > 0 && p < 1 && mrand.Float64() >= p { //nolint:gosec // G404: fault sampling, not a secret
+			continue
 		}
 		if fs.left > 0 {
 			fs.left--
