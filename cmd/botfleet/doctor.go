@@ -152,8 +152,8 @@ func (d *doctor) checkPostgres(ctx context.Context, cfg config.Config) (*bun.DB,
 	shown := config.RedactURL(dsn)
 	db, err := database.Open(dsn, database.WithMaxConns(4))
 	if err != nil {
-		d.report(checkResult{Name: "postgresql", Status: checkFail, Detail: err.Error(),
-			Fix: "fix DATABASE_URL (postgres://user:password@host:5432/dbname?sslmode=...)"}) //nolint:gosec // G101: a format example, not a credential
+		d.report(checkResult{Name: "postgresql", Status: checkFail, Detail: err.Error(), //nolint:gosec // G101: the fix shows the DSN's format, not a credential
+			Fix: "fix DATABASE_URL (postgres://user:password@host:5432/dbname?sslmode=...)"})
 		return nil, false
 	}
 	pctx, cancel := context.WithTimeout(ctx, doctorTimeout)
