@@ -2,7 +2,6 @@ package api
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -27,16 +26,17 @@ type errorDetail struct {
 
 // kindStatus maps apperr kinds to HTTP statuses (DESIGN.md REST conventions).
 var kindStatus = map[apperr.Kind]int{
-	apperr.KindInternal:     http.StatusInternalServerError,
-	apperr.KindInvalid:      http.StatusUnprocessableEntity,
-	apperr.KindMalformed:    http.StatusBadRequest,
-	apperr.KindUnauthorized: http.StatusUnauthorized,
-	apperr.KindNotFound:     http.StatusNotFound,
-	apperr.KindConflict:     http.StatusConflict,
-	apperr.KindTooLarge:     http.StatusRequestEntityTooLarge,
-	apperr.KindRateLimited:  http.StatusTooManyRequests,
-	apperr.KindUpstream:     http.StatusBadGateway,
-	apperr.KindUnavailable:  http.StatusServiceUnavailable,
+	apperr.KindInternal:             http.StatusInternalServerError,
+	apperr.KindInvalid:              http.StatusUnprocessableEntity,
+	apperr.KindMalformed:            http.StatusBadRequest,
+	apperr.KindUnauthorized:         http.StatusUnauthorized,
+	apperr.KindNotFound:             http.StatusNotFound,
+	apperr.KindConflict:             http.StatusConflict,
+	apperr.KindTooLarge:             http.StatusRequestEntityTooLarge,
+	apperr.KindUnsupportedMediaType: http.StatusUnsupportedMediaType,
+	apperr.KindRateLimited:          http.StatusTooManyRequests,
+	apperr.KindUpstream:             http.StatusBadGateway,
+	apperr.KindUnavailable:          http.StatusServiceUnavailable,
 }
 
 // httpCodes are the envelope codes of errors raised by echo itself (router, body limit).
@@ -176,8 +176,3 @@ var (
 	errEmptyBody     = apperr.New(apperr.KindMalformed, "malformed_request", "the request body is empty; send a JSON object")
 	errNotConfigured = errors.New("dependency not configured")
 )
-
-// invalidField is a 422 naming field: code invalid_field, details {"field": field}.
-func invalidField(field, format string, args ...any) *apperr.Error {
-	return apperr.Invalid("invalid_field", fmt.Sprintf(format, args...)).WithDetails(map[string]any{"field": field})
-}
