@@ -112,6 +112,11 @@ type Config struct {
 	// connections). Keep the sum over all processes under PostgreSQL's max_connections.
 	// Default: 16 (database.DefaultMaxConns).
 	DatabaseMaxConns int `env:"DATABASE_MAX_CONNS" envDefault:"16"`
+	// DatabaseStatementTimeout bounds one SQL statement (PostgreSQL's statement_timeout, set
+	// on every connection; a statement_timeout in DATABASE_URL wins). A statement past it
+	// fails instead of holding its connection and locks. Default: 30s
+	// (database.StatementTimeout).
+	DatabaseStatementTimeout time.Duration `env:"DATABASE_STATEMENT_TIMEOUT" envDefault:"30s"`
 	// RedisURL is the Redis URL (asynq, limits, caches). Default: redis://127.0.0.1:6379/0.
 	RedisURL Secret `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0"`
 	// HTTPAddr is where `serve` listens. Default: 127.0.0.1:8080.
@@ -173,7 +178,7 @@ type Config struct {
 func Load(getenv func(string) string) (Config, error) {
 	var cfg Config
 	vars := map[string]string{}
-	for _, k := range []string{"APP_ENV", "DATABASE_URL", "DATABASE_MAX_CONNS", "REDIS_URL", "HTTP_ADDR", "PUBLIC_BASE_URL", "TELEGRAM_API_URL",
+	for _, k := range []string{"APP_ENV", "DATABASE_URL", "DATABASE_MAX_CONNS", "DATABASE_STATEMENT_TIMEOUT", "REDIS_URL", "HTTP_ADDR", "PUBLIC_BASE_URL", "TELEGRAM_API_URL",
 		"ADMIN_TOKEN", "ENCRYPTION_KEY", "TELEGRAM_RATE_LIMIT", "TELEGRAM_BOT_RATE_LIMIT", "TELEGRAM_CHAT_INTERVAL",
 		"TELEGRAM_MAX_RETRIES", "TELEGRAM_MAX_WAIT", "TELEGRAM_REQUEST_TIMEOUT", "WORKER_CONCURRENCY", "WORKER_SEND_CONCURRENCY",
 		"BROADCAST_SENDERS", "EVENT_PROCESSORS", "SHUTDOWN_TIMEOUT", "PPROF_ADDR", "SWEEP_INTERVAL", "LOG_LEVEL"} {
@@ -237,6 +242,7 @@ func (c Config) Validate() error {
 		{"WORKER_CONCURRENCY", c.WorkerConcurrency > 0},
 		{"WORKER_SEND_CONCURRENCY", c.WorkerSendConcurrency > 0},
 		{"DATABASE_MAX_CONNS", c.DatabaseMaxConns > 0},
+		{"DATABASE_STATEMENT_TIMEOUT", c.DatabaseStatementTimeout > 0},
 		{"BROADCAST_SENDERS", c.BroadcastSenders > 0},
 		{"EVENT_PROCESSORS", c.EventProcessors > 0},
 		{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout > 0},
