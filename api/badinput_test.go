@@ -15,7 +15,7 @@ type badInput struct {
 	name        string
 	method      string
 	path        string // {bot}, {contact} and {broadcast} are replaced by real ids
-	key         string // "admin", "tenant" or "" (none)
+	key         string // "admin", "tenant", "webhook" (the bot's secret header) or "" (none)
 	contentType string // "" = application/json; "-" = no Content-Type header
 	body        string
 	status      int
@@ -110,6 +110,19 @@ func badInputs() []badInput {
 		{"body bot_app_id not a uuid", "POST", "/messages/", "tenant", "", `{"bot_app_id":"x","contact_id":"{contact}","text":"x"}`, 422, "invalid_field", "bot_app_id"},
 		{"recipient not a uuid", "POST", "/broadcast/", "tenant", "", `{"name":"n","platform":"TELEGRAM","message_text":"x","recipients":["\u0000"]}`, 422, "invalid_field", "recipients"},
 
+		// Webhook deliveries (Telegram's side): a 4xx tells Telegram not to retry a bad update.
+		{"webhook NUL escape", "POST", "/telegram/v1/webhooks/{bot}/", "webhook", "", `{"update_id":1,"message":{"text":"\u0000"}}`, 400, "malformed_request", ""},
+		{"webhook invalid UTF-8", "POST", "/telegram/v1/webhooks/{bot}/", "webhook", "", "{\"update_id\":2,\"message\":{\"text\":\"\xff\"}}", 400, "malformed_request", ""},
+		{"webhook nested 20000", "POST", "/telegram/v1/webhooks/{bot}/", "webhook", "", `{"update_id":3,"x":` + deep + `}`, 400, "malformed_request", ""},
+		{"webhook nested 9000 (valid JSON)", "POST", "/telegram/v1/webhooks/{bot}/", "webhook", "", `{"update_id":4,"x":` + strings.Repeat("[", 9000) + strings.Repeat("]", 9000) + `}`, 200, "", ""},
+		{"webhook escaped backslash u0000 (valid)", "POST", "/telegram/v1/webhooks/{bot}/", "webhook", "", `{"update_id":9,"message":{"text":"\\u0000"}}`, 200, "", ""},
+		{"webhook update_id 1e400", "POST", "/telegram/v1/webhooks/{bot}/", "webhook", "", `{"update_id":1e400}`, 400, "malformed_request", ""},
+		{"webhook update_id over int64", "POST", "/telegram/v1/webhooks/{bot}/", "webhook", "", `{"update_id":99999999999999999999}`, 400, "malformed_request", ""},
+		{"webhook huge number", "POST", "/telegram/v1/webhooks/{bot}/", "webhook", "", `{"update_id":5,"x":1e1000000}`, 400, "malformed_request", ""},
+		{"webhook big number", "POST", "/telegram/v1/webhooks/{bot}/", "webhook", "", `{"update_id":6,"x":1e400}`, 200, "", ""},
+		{"webhook not an object", "POST", "/telegram/v1/webhooks/{bot}/", "webhook", "", `[{"update_id":7}]`, 400, "malformed_request", ""},
+		{"webhook no secret", "POST", "/telegram/v1/webhooks/{bot}/", "", "", `{"update_id":8}`, 401, "invalid_secret_token", ""},
+
 		// Oversized bodies.
 		{"oversized body", "POST", "/admin/v1/tenants/", "admin", "", `{"name":"` + strings.Repeat("x", DefaultBodyLimit) + `"}`, 413, "payload_too_large", ""},
 	}
@@ -120,7 +133,8 @@ func badInputs() []badInput {
 func TestBadInput(t *testing.T) {
 	te := newEnv(t)
 	tid, key := te.newTenant("Acme")
-	bot, _ := te.newBot(key, "Bot")
+	bot, info := te.newBot(key, "Bot")
+	secret := te.emu.WebhookInfo(info.ID).SecretToken
 	contact := te.newContact(tid, bot.BotAppID, 777)
 	ids := strings.NewReplacer("{bot}", bot.BotAppID.String(), "{contact}", contact.ID.String())
 	for _, in := range badInputs() {
@@ -131,6 +145,9 @@ func TestBadInput(t *testing.T) {
 				body = ids.Replace(in.body)
 			}
 			req := request(t, in.method, ids.Replace(in.path), k, body)
+			if in.key == "webhook" {
+				req.Header.Set("X-Telegram-Bot-Api-Secret-Token", secret)
+			}
 			switch in.contentType {
 			case "-":
 				req.Header.Del(echo.HeaderContentType)

@@ -106,12 +106,12 @@ func TestMalformedJSON(t *testing.T) {
 		{http.MethodPost, "/broadcast/", key},
 	}
 	bodies := map[string]string{
-		"syntax":      `{"name": `,
-		"not json":    `name=x`,
-		"empty":       ``,
-		"array":       `[]`,
-		"string":      `"x"`,
-		"trailing":    `{} {}`,
+		"syntax":   `{"name": `,
+		"not json": `name=x`,
+		"empty":    ``,
+		"array":    `[]`,
+		"string":   `"x"`,
+		"trailing": `{} {}`,
 	}
 	// A value of the wrong type, in a field each route takes (an unknown field is 400 unknown_field).
 	wrongTypes := map[string]string{
