@@ -21,10 +21,13 @@ REDIS_URL    ?= redis://127.0.0.1:6379/0
 export DATABASE_URL REDIS_URL
 
 BENCH_FLAGS := -run '^$$' -benchmem
+# How long `make fuzz` runs each fuzz target, and the short run of each in `make test`.
+FUZZTIME       ?= 1m
+FUZZTIME_SHORT ?= 6s
 # The workload benchmark's overall time limit (each scenario also has its own caps).
 BENCH_TIMEOUT ?= 4h
 
-.PHONY: help build services services-stop migrate run emulator test bench bench-quick \
+.PHONY: help build services services-stop migrate run emulator test fuzz bench bench-quick \
 	bench-micro bench-webhook bench-send bench-broadcast lint docker clean clean-data
 
 help: ## list the targets
@@ -49,8 +52,12 @@ run: build services ## migrate, then run API + worker in one process (developmen
 emulator: build ## run the Telegram Bot API emulator (EMULATOR_ADDR, default 127.0.0.1:8081)
 	$(BIN) emulator --addr $(EMULATOR_ADDR)
 
-test: services ## build, vet and test everything against real PostgreSQL and Redis
+test: services ## build, vet and test everything against real PostgreSQL and Redis, then fuzz each target briefly
 	$(GO) build ./... && $(GO) vet ./... && $(GO) test ./... -count=1 -p 2 -timeout 9m
+	GO=$(GO) scripts/fuzz.sh $(FUZZTIME_SHORT)
+
+fuzz: services ## run every Go fuzz target (scripts/fuzz.sh) for FUZZTIME each (default 1m)
+	GO=$(GO) scripts/fuzz.sh $(FUZZTIME)
 
 bench: services ## the user workload (docs/benchmarks.md): serve + 2 workers vs tgemu, prints a table
 	$(GO) test ./bench -run '^$$' -bench Workload -benchtime 1x -count 1 -timeout $(BENCH_TIMEOUT)
