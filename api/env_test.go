@@ -305,6 +305,10 @@ func checkAgainstSpec(t testing.TB, method string, req *http.Request, r response
 		if err := json.Unmarshal(r.Body, &env); err != nil || env.Error.Code == "" || env.Error.Message == "" || env.Error.RequestID == "" {
 			t.Errorf("%s %s: %d is not an error envelope: %s", method, req.URL.Path, r.Code, r.Body)
 		}
+		// One details shape: every 422 names its field (internal/validate).
+		if d, _ := env.Error.Details.(map[string]any); r.Code == http.StatusUnprocessableEntity && (d == nil || d["field"] == nil || d["field"] == "") {
+			t.Errorf("%s %s: 422 without details.field: %s", method, req.URL.Path, r.Body)
+		}
 	}
 	if route == "" || doc.Paths.Value(echoToOpenAPI(route)) == nil {
 		return // no route matched (404/405 from the router)
