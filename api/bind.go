@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"mime"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -72,9 +73,10 @@ func decodeJSON(c echo.Context, dst any) error {
 	return nil
 }
 
-// errUnsupportedMediaType is the 415 of a body that is declared as something other than JSON.
-var errUnsupportedMediaType = apperr.New(apperr.KindUnsupportedMediaType, "unsupported_media_type",
-	"the request body must be JSON: send Content-Type: application/json (or no Content-Type)")
+// errUnsupportedMediaType is the 415 of a body that is declared as something other than JSON
+// (the error handler gives it the code unsupported_media_type).
+var errUnsupportedMediaType = echo.NewHTTPError(http.StatusUnsupportedMediaType,
+	"the request body must be JSON: send Content-Type: application/json (curl: -H 'Content-Type: application/json'), or no Content-Type")
 
 // requireJSON accepts a request without Content-Type, or with a JSON media type
 // (application/json, application/*+json; parameters such as charset are ignored).

@@ -26,17 +26,16 @@ type errorDetail struct {
 
 // kindStatus maps apperr kinds to HTTP statuses (DESIGN.md REST conventions).
 var kindStatus = map[apperr.Kind]int{
-	apperr.KindInternal:             http.StatusInternalServerError,
-	apperr.KindInvalid:              http.StatusUnprocessableEntity,
-	apperr.KindMalformed:            http.StatusBadRequest,
-	apperr.KindUnauthorized:         http.StatusUnauthorized,
-	apperr.KindNotFound:             http.StatusNotFound,
-	apperr.KindConflict:             http.StatusConflict,
-	apperr.KindTooLarge:             http.StatusRequestEntityTooLarge,
-	apperr.KindUnsupportedMediaType: http.StatusUnsupportedMediaType,
-	apperr.KindRateLimited:          http.StatusTooManyRequests,
-	apperr.KindUpstream:             http.StatusBadGateway,
-	apperr.KindUnavailable:          http.StatusServiceUnavailable,
+	apperr.KindInternal:     http.StatusInternalServerError,
+	apperr.KindInvalid:      http.StatusUnprocessableEntity,
+	apperr.KindMalformed:    http.StatusBadRequest,
+	apperr.KindUnauthorized: http.StatusUnauthorized,
+	apperr.KindNotFound:     http.StatusNotFound,
+	apperr.KindConflict:     http.StatusConflict,
+	apperr.KindTooLarge:     http.StatusRequestEntityTooLarge,
+	apperr.KindRateLimited:  http.StatusTooManyRequests,
+	apperr.KindUpstream:     http.StatusBadGateway,
+	apperr.KindUnavailable:  http.StatusServiceUnavailable,
 }
 
 // httpCodes are the envelope codes of errors raised by echo itself (router, body limit).

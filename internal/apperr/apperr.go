@@ -30,9 +30,6 @@ const (
 	KindRateLimited              // 429
 	KindUpstream                 // 502: Telegram answered with an error or could not be reached
 	KindUnavailable              // 503: PostgreSQL or Redis is down
-	// KindUnsupportedMediaType is 415: a request body declared as something the route
-	// does not take (not JSON).
-	KindUnsupportedMediaType
 )
 
 // Error is a domain error: Kind for the status, Code for clients, Message for humans.
