@@ -21,10 +21,13 @@ REDIS_URL    ?= redis://127.0.0.1:6379/0
 export DATABASE_URL REDIS_URL
 
 BENCH_FLAGS := -run '^$$' -benchmem
+# How long `make fuzz` runs each fuzz target, and the short run of each in `make test`.
+FUZZTIME       ?= 1m
+FUZZTIME_SHORT ?= 6s
 # The workload benchmark's overall time limit (each scenario also has its own caps).
 BENCH_TIMEOUT ?= 4h
 
-.PHONY: help build services services-stop migrate run emulator test bench bench-quick \
+.PHONY: help build services services-stop migrate run emulator test fuzz bench bench-quick \
 	bench-micro bench-webhook bench-send bench-broadcast lint docker clean clean-data
 
 help: ## list the targets
@@ -53,10 +56,14 @@ emulator: build ## run the Telegram Bot API emulator (EMULATOR_ADDR, default 127
 # for leaked secrets after the tests.
 TEST_LOG_DIR := $(CURDIR)/.data/testlogs
 
-test: services ## build, vet and test everything against real PostgreSQL and Redis; then scan the logs for secrets
+test: services ## build, vet and test everything against real PostgreSQL and Redis, fuzz each target briefly, then scan the logs for secrets
 	rm -rf $(TEST_LOG_DIR)
 	$(GO) build ./... && $(GO) vet ./... && BOTFLEET_TEST_LOG_DIR=$(TEST_LOG_DIR) $(GO) test ./... -count=1 -p 2 -timeout 9m
+	GO=$(GO) BOTFLEET_TEST_LOG_DIR=$(TEST_LOG_DIR) scripts/fuzz.sh $(FUZZTIME_SHORT)
 	$(GO) run ./internal/testlog/logscan $(TEST_LOG_DIR)
+
+fuzz: services ## run every Go fuzz target (scripts/fuzz.sh) for FUZZTIME each (default 1m)
+	GO=$(GO) scripts/fuzz.sh $(FUZZTIME)
 
 bench: services ## the user workload (docs/benchmarks.md): serve + 2 workers vs tgemu, prints a table
 	$(GO) test ./bench -run '^$$' -bench Workload -benchtime 1x -count 1 -timeout $(BENCH_TIMEOUT)

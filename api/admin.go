@@ -24,7 +24,7 @@ type tenantResponse struct {
 }
 
 // createTenant creates a tenant and its first API key: 201. tenant.Create validates the
-// name (422 invalid_name).
+// name (422 invalid_field, details.field "name").
 func (s *server) createTenant(c echo.Context) error {
 	var req createTenantRequest
 	if err := decodeJSON(c, &req); err != nil {

@@ -5,15 +5,19 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"mime"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
 	"github.com/botfleet/botfleet/internal/apperr"
 	"github.com/botfleet/botfleet/internal/page"
+	"github.com/botfleet/botfleet/internal/validate"
 	"github.com/botfleet/botfleet/tenant"
 )
 
@@ -31,19 +35,42 @@ func readBody(c echo.Context) ([]byte, error) {
 	return b, nil
 }
 
-// decodeJSON reads the body and decodes one JSON value into dst with encoding/json. The
-// Content-Type is not checked (a missing one is fine). Empty body, invalid JSON, trailing
-// data or a value of the wrong type: 400 malformed_request, naming the field when known.
-// Unknown fields are ignored.
+// decodeJSON reads the body and decodes one JSON object into dst with encoding/json, in
+// this order of checks:
+//   - a Content-Type that is not JSON (application/json or application/*+json, any
+//     parameters): 415 unsupported_media_type; no Content-Type is accepted as JSON, and so
+//     is application/x-www-form-urlencoded when the body is a JSON object or array (what
+//     `curl -d '{...}'` sends without -H; a real form body is the 415);
+//   - over the body limit: 413 payload_too_large (bodyLimit);
+//   - empty, not valid UTF-8 (RFC 8259 §8.1), invalid JSON, nested deeper than
+//     encoding/json's 10000 levels, trailing data, or a value of the wrong type (a number
+//     that does not fit the field's integer type included): 400 malformed_request, with
+//     details.field when the field is known;
+//   - a field that dst does not have: 400 unknown_field, details.field naming it (so that a
+//     typo is not silently ignored).
+//
+// The values themselves are checked by the domain with internal/validate (422 invalid_field).
 func decodeJSON(c echo.Context, dst any) error {
+	form, err := requireJSON(c)
+	if err != nil {
+		return err
+	}
 	body, err := readBody(c)
 	if err != nil {
 		return err
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
+	trimmed := bytes.TrimSpace(body)
+	if form && (len(trimmed) == 0 || trimmed[0] != '{' && trimmed[0] != '[') {
+		return errUnsupportedMediaType
+	}
+	if len(trimmed) == 0 {
 		return errEmptyBody
 	}
+	if !utf8.Valid(body) {
+		return apperr.ErrMalformed.WithMessage("the request body is not valid UTF-8")
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return malformed(err)
 	}
@@ -53,12 +80,49 @@ func decodeJSON(c echo.Context, dst any) error {
 	return nil
 }
 
+// errUnsupportedMediaType is the 415 of a body that is declared as something other than JSON
+// (the error handler gives it the code unsupported_media_type).
+var errUnsupportedMediaType = echo.NewHTTPError(http.StatusUnsupportedMediaType,
+	"the request body must be JSON: send Content-Type: application/json (curl: -H 'Content-Type: application/json'), or no Content-Type")
+
+// requireJSON accepts a request without Content-Type, or with a JSON media type
+// (application/json, application/*+json; parameters such as charset are ignored). form
+// reports application/x-www-form-urlencoded, curl's default for -d, which decodeJSON accepts
+// only when the body is JSON. Anything else: errUnsupportedMediaType.
+func requireJSON(c echo.Context) (form bool, err error) {
+	ct := c.Request().Header.Get(echo.HeaderContentType)
+	if strings.TrimSpace(ct) == "" {
+		return false, nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false, errUnsupportedMediaType
+	}
+	switch {
+	case mt == "application/json", strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"):
+		return false, nil
+	case mt == "application/x-www-form-urlencoded":
+		return true, nil
+	}
+	return false, errUnsupportedMediaType
+}
+
+// errUnknownField is the 400 of a body field that the route does not take.
+var errUnknownField = apperr.New(apperr.KindMalformed, "unknown_field", "unknown field")
+
 // malformed turns a decoding error into a 400 with a message a client can act on.
 func malformed(err error) error {
 	var (
 		typeErr   *json.UnmarshalTypeError
 		syntaxErr *json.SyntaxError
 	)
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		if f, uerr := strconv.Unquote(name); uerr == nil {
+			name = f
+		}
+		return errUnknownField.WithMessage("the request body has an unknown field %q", name).
+			WithDetails(map[string]any{"field": name}).Wrap(err)
+	}
 	switch {
 	case errors.As(err, &typeErr) && typeErr.Field != "":
 		return apperr.ErrMalformed.WithMessage("%s must be %s, not %s", typeErr.Field, jsonType(typeErr.Type.Kind().String()), typeErr.Value).
@@ -99,23 +163,22 @@ func tenantID(c echo.Context) (uuid.UUID, error) {
 	return t.ID, nil
 }
 
-// pathID parses the UUID path parameter name; one that does not parse names nothing, so
-// it is notFound (404), the same as an unknown or another tenant's id.
+// pathID parses the UUID path parameter name (canonical form, validate.ParseUUID); one that
+// does not parse names nothing, so it is notFound (404 with the resource's code), the same
+// as an unknown or another tenant's id.
 func pathID(c echo.Context, name string, notFound error) (uuid.UUID, error) {
-	id, err := uuid.Parse(c.Param(name))
-	if err != nil {
+	id, ok := validate.ParseUUID(c.Param(name))
+	if !ok {
 		return uuid.Nil, notFound
 	}
 	return id, nil
 }
 
-// pageQuery reads ?cursor= and ?limit= (an integer 1..page.MaxLimit, else 422
-// invalid_limit; absent means page.DefaultLimit, decided by the domain).
+// pageQuery reads ?cursor= (decoded by the domain with internal/page: 422 invalid_cursor)
+// and ?limit= (an integer 1..page.MaxLimit, else 422 invalid_field with details.field
+// "limit"; absent means page.DefaultLimit, decided by the domain).
 func pageQuery(c echo.Context) (cursor string, limit int, err error) {
 	cursor = c.QueryParam("cursor")
-	if len(cursor) > 512 {
-		return "", 0, page.ErrBadCursor
-	}
 	raw := c.QueryParam("limit")
 	if raw == "" {
 		return cursor, 0, nil
@@ -127,42 +190,10 @@ func pageQuery(c echo.Context) (cursor string, limit int, err error) {
 	return cursor, limit, nil
 }
 
-// optionalUUIDQuery reads the optional UUID query parameter name (nil when absent; 422 when
-// it does not parse).
+// optionalUUIDQuery reads the optional UUID query parameter name (nil when absent; 422
+// invalid_field when it does not parse).
 func optionalUUIDQuery(c echo.Context, name string) (*uuid.UUID, error) {
-	raw := c.QueryParam(name)
-	if raw == "" {
-		return nil, nil
-	}
-	id, err := uuid.Parse(raw)
-	if err != nil {
-		return nil, invalidField(name, "%s must be a UUID", name)
-	}
-	return &id, nil
-}
-
-// requiredUUID parses the required UUID body field name.
-func requiredUUID(name, raw string) (uuid.UUID, error) {
-	if raw == "" {
-		return uuid.Nil, invalidField(name, "%s is required", name)
-	}
-	id, err := uuid.Parse(raw)
-	if err != nil {
-		return uuid.Nil, invalidField(name, "%s must be a UUID", name)
-	}
-	return id, nil
-}
-
-// optionalUUID parses the optional UUID body field name (nil when absent or empty).
-func optionalUUID(name string, raw *string) (*uuid.UUID, error) {
-	if raw == nil || *raw == "" {
-		return nil, nil
-	}
-	id, err := uuid.Parse(*raw)
-	if err != nil {
-		return nil, invalidField(name, "%s must be a UUID", name)
-	}
-	return &id, nil
+	return validate.OptionalUUID(name, c.QueryParam(name))
 }
 
 // timeOrNil is t for JSON, or nil (null) when t is zero.

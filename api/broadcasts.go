@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/botfleet/botfleet/broadcast"
+	"github.com/botfleet/botfleet/internal/validate"
 )
 
 // maxReportedIDs bounds the invalid ids echoed back in a 422's details.
@@ -84,15 +85,19 @@ func (s *server) createBroadcast(c echo.Context) error {
 // toNewBroadcast parses the ids; the other fields are validated by broadcast.Create
 // (name, platform "TELEGRAM", message_text 1-4096, parse_mode, 1-100000 recipients).
 func (r createBroadcastRequest) toNewBroadcast() (broadcast.NewBroadcast, error) {
-	botID, err := optionalUUID("bot_app_id", r.BotAppID)
+	var rawBot string
+	if r.BotAppID != nil {
+		rawBot = *r.BotAppID
+	}
+	botID, err := validate.OptionalUUID("bot_app_id", rawBot)
 	if err != nil {
 		return broadcast.NewBroadcast{}, err
 	}
 	ids := make([]uuid.UUID, 0, len(r.Recipients))
 	var bad []string
 	for _, raw := range r.Recipients {
-		id, err := uuid.Parse(raw)
-		if err != nil {
+		id, ok := validate.ParseUUID(raw)
+		if !ok {
 			if len(bad) < maxReportedIDs {
 				bad = append(bad, raw)
 			}
@@ -101,7 +106,7 @@ func (r createBroadcastRequest) toNewBroadcast() (broadcast.NewBroadcast, error)
 		ids = append(ids, id)
 	}
 	if bad != nil {
-		return broadcast.NewBroadcast{}, invalidField("recipients", "recipients must be contact ids (UUIDs)").
+		return broadcast.NewBroadcast{}, validate.Field("recipients", "recipients must be contact ids (UUIDs)").
 			WithDetails(map[string]any{"field": "recipients", "contact_ids": bad})
 	}
 	return broadcast.NewBroadcast{

@@ -65,6 +65,13 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 
+// reset empties the buffer (FuzzRouter reads the logs of one request at a time).
+func (s *syncBuffer) reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.Reset()
+}
+
 func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -304,6 +311,10 @@ func checkAgainstSpec(t testing.TB, method string, req *http.Request, r response
 		var env errorBody
 		if err := json.Unmarshal(r.Body, &env); err != nil || env.Error.Code == "" || env.Error.Message == "" || env.Error.RequestID == "" {
 			t.Errorf("%s %s: %d is not an error envelope: %s", method, req.URL.Path, r.Code, r.Body)
+		}
+		// One details shape: every 422 names its field (internal/validate).
+		if d, _ := env.Error.Details.(map[string]any); r.Code == http.StatusUnprocessableEntity && (d == nil || d["field"] == nil || d["field"] == "") {
+			t.Errorf("%s %s: 422 without details.field: %s", method, req.URL.Path, r.Body)
 		}
 	}
 	if route == "" || doc.Paths.Value(echoToOpenAPI(route)) == nil {

@@ -2,7 +2,6 @@ package api
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -176,8 +175,3 @@ var (
 	errEmptyBody     = apperr.New(apperr.KindMalformed, "malformed_request", "the request body is empty; send a JSON object")
 	errNotConfigured = errors.New("dependency not configured")
 )
-
-// invalidField is a 422 naming field: code invalid_field, details {"field": field}.
-func invalidField(field, format string, args ...any) *apperr.Error {
-	return apperr.Invalid("invalid_field", fmt.Sprintf(format, args...)).WithDetails(map[string]any{"field": field})
-}

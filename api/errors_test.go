@@ -27,7 +27,7 @@ func TestToEnvelope(t *testing.T) {
 		code    string
 		message string // "" = not checked
 	}{
-		{"invalid", apperr.Invalid("invalid_name", "name must be 1-200 characters"), 422, "invalid_name", "name must be 1-200 characters"},
+		{"invalid", apperr.Invalid("invalid_field", "name must be 1-200 characters"), 422, "invalid_field", "name must be 1-200 characters"},
 		{"malformed", apperr.ErrMalformed, 400, "malformed_request", ""},
 		{"unauthorized", apperr.ErrUnauthorized, 401, "unauthorized", ""},
 		{"not found wrapped", fmt.Errorf("get: %w", telegram.ErrBotNotFound), 404, "bot_not_found", "bot not found"},

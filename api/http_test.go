@@ -64,7 +64,7 @@ func TestAdmin_CreateTenant(t *testing.T) {
 		for _, b := range []any{map[string]string{}, map[string]string{"name": "  "}, map[string]string{"name": strings.Repeat("x", 201)}} {
 			r := te.do(http.MethodPost, "/admin/v1/tenants/", testAdminToken, b)
 			mustStatus(t, r, http.StatusUnprocessableEntity)
-			if code := r.errorCode(t); code != "invalid_name" {
+			if code := r.errorCode(t); code != "invalid_field" {
 				t.Fatalf("code %s", code)
 			}
 		}
@@ -116,15 +116,25 @@ func TestMalformedJSON(t *testing.T) {
 		{http.MethodPost, "/broadcast/", key},
 	}
 	bodies := map[string]string{
-		"syntax":      `{"name": `,
-		"not json":    `name=x`,
-		"empty":       ``,
-		"array":       `[]`,
-		"string":      `"x"`,
-		"trailing":    `{} {}`,
-		"wrong types": `{"name": 1, "bot_token": 2, "daily_limit": "x", "text": 3, "recipients": "x", "platform": [], "bot_app_id": 5}`,
+		"syntax":   `{"name": `,
+		"not json": `name=x`,
+		"empty":    ``,
+		"array":    `[]`,
+		"string":   `"x"`,
+		"trailing": `{} {}`,
+	}
+	// A value of the wrong type, in a field each route takes (an unknown field is 400 unknown_field).
+	wrongTypes := map[string]string{
+		"/admin/v1/tenants/": `{"name": 1}`,
+		"/telegram/v1/bots/": `{"name": "x", "bot_token": 2, "daily_limit": "x"}`,
+		"/messages/":         `{"text": 3, "bot_app_id": 5}`,
+		"/broadcast/":        `{"recipients": "x", "platform": []}`,
 	}
 	for _, rt := range routes {
+		bodies["wrong types"] = wrongTypes[rt.path]
+		if bodies["wrong types"] == "" {
+			bodies["wrong types"] = `{"daily_limit": "x"}` // PUT /telegram/v1/bots/{id}/
+		}
 		for name, body := range bodies {
 			r := te.do(rt.method, rt.path, rt.key, body)
 			if r.Code != http.StatusBadRequest || r.errorCode(t) != "malformed_request" {
@@ -184,16 +194,16 @@ func TestRouting(t *testing.T) {
 	})
 	t.Run("422 query", func(t *testing.T) {
 		cases := map[string]string{
-			"/contacts/?limit=0":                            "invalid_limit",
-			"/contacts/?limit=201":                          "invalid_limit",
-			"/contacts/?limit=abc":                          "invalid_limit",
-			"/contacts/?limit=-1":                           "invalid_limit",
+			"/contacts/?limit=0":                            "invalid_field",
+			"/contacts/?limit=201":                          "invalid_field",
+			"/contacts/?limit=abc":                          "invalid_field",
+			"/contacts/?limit=-1":                           "invalid_field",
 			"/contacts/?bot_app_id=nope":                    "invalid_field",
 			"/contacts/?cursor=nope":                        "invalid_cursor",
 			"/telegram/v1/webhook-events/?bot_app_id=1":     "invalid_field",
-			"/telegram/v1/webhook-events/?limit=1000":       "invalid_limit",
-			"/broadcast/?limit=0":                           "invalid_limit",
-			"/telegram/v1/bots/?limit=x":                    "invalid_limit",
+			"/telegram/v1/webhook-events/?limit=1000":       "invalid_field",
+			"/broadcast/?limit=0":                           "invalid_field",
+			"/telegram/v1/bots/?limit=x":                    "invalid_field",
 			"/contacts/?cursor=" + strings.Repeat("a", 600): "invalid_cursor",
 		}
 		for p, code := range cases {

@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/botfleet/botfleet/contacts"
+	"github.com/botfleet/botfleet/internal/validate"
 	"github.com/botfleet/botfleet/telegram"
 )
 
@@ -67,11 +68,11 @@ func (s *server) createMessage(c echo.Context) error {
 // toNewMessage parses the ids; telegram.CreateMessage validates the rest (text, parse_mode,
 // the contact belonging to the bot). bot_app_id may be omitted when the tenant has one bot.
 func (r createMessageRequest) toNewMessage() (telegram.NewMessage, error) {
-	botID, err := optionalUUID("bot_app_id", &r.BotAppID)
+	botID, err := validate.OptionalUUID("bot_app_id", r.BotAppID)
 	if err != nil {
 		return telegram.NewMessage{}, err
 	}
-	contactID, err := requiredUUID("contact_id", r.ContactID)
+	contactID, err := validate.UUID("contact_id", r.ContactID)
 	if err != nil {
 		return telegram.NewMessage{}, err
 	}

@@ -22,7 +22,6 @@ import (
 	"log/slog"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
@@ -31,36 +30,29 @@ import (
 	"github.com/botfleet/botfleet/contacts"
 	"github.com/botfleet/botfleet/internal/apperr"
 	"github.com/botfleet/botfleet/internal/page"
+	"github.com/botfleet/botfleet/internal/validate"
 	"github.com/botfleet/botfleet/telegram"
 )
 
 // Errors returned by this package (apperr kinds: Invalid → 422, NotFound → 404,
-// Conflict → 409). Field errors carry Details map[string]any{"field": <json field>};
-// ErrUnknownRecipients and ErrRecipientsNotOfBot as returned by Create name the ids in their
-// message and carry Details map[string]any{"contact_ids": []string}. ErrUnknownRecipients is
-// a 404 like every other id that names nothing of the tenant's (DESIGN.md Security: another
+// Conflict → 409). A field that breaks a rule is internal/validate's invalid_field with
+// Details {"field": <json field>}. ErrUnknownRecipients and ErrRecipientsNotOfBot are a
+// different mistake (the ids are well-formed but name no usable contact): as returned by
+// Create they name the ids in their message and carry Details
+// map[string]any{"field": "recipients", "contact_ids": []string}. ErrUnknownRecipients is a
+// 404 like every other id that names nothing of the tenant's (DESIGN.md Security: another
 // tenant's id answers 404, the same as a missing one).
 var (
 	ErrNotFound           = apperr.NotFound("broadcast_not_found", "broadcast not found")
 	ErrNotCancellable     = apperr.Conflict("broadcast_not_cancellable", "the broadcast has already ended and cannot be cancelled")
-	ErrInvalidName        = invalidField("invalid_name", "name", "name must be 1-200 characters")
-	ErrInvalidPlatform    = invalidField("invalid_platform", "platform", `platform must be "TELEGRAM"`)
-	ErrInvalidMessageText = invalidField("invalid_message_text", "message_text", "message_text must be 1-4096 characters")
-	ErrInvalidParseMode   = invalidField("invalid_parse_mode", "parse_mode", `parse_mode must be "", "HTML", "MarkdownV2" or "Markdown"`)
-	ErrRecipientsRequired = invalidField("recipients_required", "recipients", "recipients must list at least one contact id")
-	ErrTooManyRecipients  = invalidField("too_many_recipients", "recipients", "recipients must list at most 100000 contact ids")
 	ErrUnknownRecipients  = apperr.NotFound("unknown_recipients", "some recipients are not contacts of this tenant")
 	ErrRecipientsNotOfBot = apperr.Invalid("recipients_not_of_bot", "some recipients are contacts of another bot")
 )
 
-func invalidField(code, field, message string) *apperr.Error {
-	return apperr.Invalid(code, message).WithDetails(map[string]any{"field": field})
-}
-
 // Validation limits of NewBroadcast.
 const (
-	MaxNameLen    = 200
-	MaxTextLen    = 4096 // Telegram's sendMessage limit (core.telegram.org/bots/api#sendmessage)
+	MaxNameLen    = validate.MaxNameLen
+	MaxTextLen    = validate.MaxTextLen // Telegram's sendMessage limit (core.telegram.org/bots/api#sendmessage)
 	MaxRecipients = 100_000
 	// SyncRecipients is the largest broadcast whose recipient rows Create writes itself;
 	// a larger one stores its audience and the worker writes the rows (materialize), so
@@ -154,13 +146,15 @@ type Counts struct {
 
 // NewBroadcast is the input of Create.
 type NewBroadcast struct {
-	// Name is 1-200 characters (trimmed).
+	// Name is 1-200 characters (trimmed), no control characters (validate.Name).
 	Name string
-	// Platform must be "TELEGRAM".
+	// Platform must be "TELEGRAM" (case-insensitive).
 	Platform string
-	// MessageText is 1-4096 characters, not only whitespace.
+	// MessageText is 1-4096 characters, not only whitespace, no control characters other
+	// than tab and newline (validate.Text).
 	MessageText string
-	// ParseMode is "", "HTML", "MarkdownV2" or "Markdown".
+	// ParseMode is "", "HTML", "MarkdownV2" or "Markdown", case-insensitive (validate.ParseMode);
+	// stored in Telegram's spelling.
 	ParseMode string
 	// Recipients are contact ids of the bot: 1-100000 after duplicates are removed.
 	Recipients []uuid.UUID
@@ -269,26 +263,22 @@ func (s *Service) ClaimLease() time.Duration {
 
 // validate checks and normalises nb's fields (not the recipients' ownership) and returns the
 // deduplicated recipient ids.
-func validate(nb *NewBroadcast) ([]uuid.UUID, error) {
-	nb.Name = strings.TrimSpace(nb.Name)
-	if nb.Name == "" || utf8.RuneCountInString(nb.Name) > MaxNameLen || !utf8.ValidString(nb.Name) || strings.ContainsRune(nb.Name, 0) {
-		return nil, ErrInvalidName
+func validateNew(nb *NewBroadcast) ([]uuid.UUID, error) {
+	var err error
+	if nb.Name, err = validate.Name("name", nb.Name, MaxNameLen); err != nil {
+		return nil, err
 	}
-	if strings.ToUpper(strings.TrimSpace(nb.Platform)) != PlatformTelegram {
-		return nil, ErrInvalidPlatform
+	if nb.Platform, err = validate.Enum("platform", nb.Platform, PlatformTelegram); err != nil {
+		return nil, err
 	}
-	nb.Platform = PlatformTelegram
-	if strings.TrimSpace(nb.MessageText) == "" || utf8.RuneCountInString(nb.MessageText) > MaxTextLen ||
-		!utf8.ValidString(nb.MessageText) || strings.ContainsRune(nb.MessageText, 0) {
-		return nil, ErrInvalidMessageText
+	if err := validate.Text("message_text", nb.MessageText, MaxTextLen); err != nil {
+		return nil, err
 	}
-	switch nb.ParseMode {
-	case "", "HTML", "MarkdownV2", "Markdown":
-	default:
-		return nil, ErrInvalidParseMode
+	if nb.ParseMode, err = validate.ParseMode("parse_mode", nb.ParseMode); err != nil {
+		return nil, err
 	}
 	if len(nb.Recipients) == 0 {
-		return nil, ErrRecipientsRequired
+		return nil, validate.Field("recipients", "recipients must list at least one contact id")
 	}
 	seen := make(map[uuid.UUID]struct{}, len(nb.Recipients))
 	ids := make([]uuid.UUID, 0, len(nb.Recipients))
@@ -300,7 +290,7 @@ func validate(nb *NewBroadcast) ([]uuid.UUID, error) {
 		ids = append(ids, id)
 	}
 	if len(ids) > MaxRecipients {
-		return nil, ErrTooManyRecipients
+		return nil, validate.Field("recipients", "recipients must list at most %d contact ids", MaxRecipients)
 	}
 	return ids, nil
 }
@@ -319,7 +309,7 @@ func idsError(e *apperr.Error, ids []uuid.UUID) error {
 		more = fmt.Sprintf(" and %d more", len(strs)-20)
 	}
 	return e.WithMessage("%s: %s%s", e.Message, strings.Join(shown, ", "), more).
-		WithDetails(map[string]any{"contact_ids": strs})
+		WithDetails(map[string]any{"field": "recipients", "contact_ids": strs})
 }
 
 // Create validates nb, stores the broadcast (status queued) and its recipients in one
@@ -328,15 +318,15 @@ func idsError(e *apperr.Error, ids []uuid.UUID) error {
 // every recipient pending until then), so that Create stays fast at 100,000 recipients. Recipients whose contact has blocked the bot are stored
 // as failed ("contact has blocked the bot") and never sent. The API answers 202.
 //
-// Errors: ErrInvalidName, ErrInvalidPlatform, ErrInvalidMessageText, ErrInvalidParseMode,
-// ErrRecipientsRequired, ErrTooManyRecipients (422); the bot lookup's errors unchanged
+// Errors: invalid_field (422) for name, platform, message_text, parse_mode and recipients
+// (none, or more than MaxRecipients); the bot lookup's errors unchanged
 // (telegram.ErrBotNotFound 404 for another tenant's or a deleted bot,
-// telegram.ErrBotRequired 422 bot_app_id_required); ErrUnknownRecipients (404: ids that are
-// not contacts of this tenant, another tenant's included) and ErrRecipientsNotOfBot (422:
+// telegram.ErrBotRequired 422 invalid_field bot_app_id); ErrUnknownRecipients (404: ids that
+// are not contacts of this tenant, another tenant's included) and ErrRecipientsNotOfBot (422:
 // contacts of another of the tenant's bots), both naming the ids; apperr.ErrUnavailable (503). A failed enqueue is only
 // logged: HandleSweep starts the run within a sweep interval.
 func (s *Service) Create(ctx context.Context, tenantID uuid.UUID, nb NewBroadcast) (Broadcast, Counts, error) {
-	ids, err := validate(&nb)
+	ids, err := validateNew(&nb)
 	if err != nil {
 		return Broadcast{}, Counts{}, err
 	}

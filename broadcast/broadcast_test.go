@@ -280,21 +280,23 @@ func TestService_Create(t *testing.T) {
 		wantKind apperr.Kind
 		wantIDs  []uuid.UUID // Details contact_ids
 	}{
-		{"422 empty name", valid(func(nb *NewBroadcast) { nb.Name = "  " }), "invalid_name", apperr.KindInvalid, nil},
-		{"422 long name", valid(func(nb *NewBroadcast) { nb.Name = strings.Repeat("é", 201) }), "invalid_name", apperr.KindInvalid, nil},
-		{"422 platform", valid(func(nb *NewBroadcast) { nb.Platform = "WHATSAPP" }), "invalid_platform", apperr.KindInvalid, nil},
-		{"422 no platform", valid(func(nb *NewBroadcast) { nb.Platform = "" }), "invalid_platform", apperr.KindInvalid, nil},
-		{"422 empty text", valid(func(nb *NewBroadcast) { nb.MessageText = "" }), "invalid_message_text", apperr.KindInvalid, nil},
-		{"422 long text", valid(func(nb *NewBroadcast) { nb.MessageText = strings.Repeat("я", 4097) }), "invalid_message_text", apperr.KindInvalid, nil},
-		{"422 parse mode", valid(func(nb *NewBroadcast) { nb.ParseMode = "html" }), "invalid_parse_mode", apperr.KindInvalid, nil},
-		{"422 no recipients", valid(func(nb *NewBroadcast) { nb.Recipients = nil }), "recipients_required", apperr.KindInvalid, nil},
-		{"422 too many recipients", valid(func(nb *NewBroadcast) { nb.Recipients = many }), "too_many_recipients", apperr.KindInvalid, nil},
+		{"422 empty name", valid(func(nb *NewBroadcast) { nb.Name = "  " }), "invalid_field", apperr.KindInvalid, nil},
+		{"422 long name", valid(func(nb *NewBroadcast) { nb.Name = strings.Repeat("é", 201) }), "invalid_field", apperr.KindInvalid, nil},
+		{"422 platform", valid(func(nb *NewBroadcast) { nb.Platform = "WHATSAPP" }), "invalid_field", apperr.KindInvalid, nil},
+		{"422 no platform", valid(func(nb *NewBroadcast) { nb.Platform = "" }), "invalid_field", apperr.KindInvalid, nil},
+		{"422 NUL in name", valid(func(nb *NewBroadcast) { nb.Name = "a\x00" }), "invalid_field", apperr.KindInvalid, nil},
+		{"422 NUL in text", valid(func(nb *NewBroadcast) { nb.MessageText = "a\x00" }), "invalid_field", apperr.KindInvalid, nil},
+		{"422 empty text", valid(func(nb *NewBroadcast) { nb.MessageText = "" }), "invalid_field", apperr.KindInvalid, nil},
+		{"422 long text", valid(func(nb *NewBroadcast) { nb.MessageText = strings.Repeat("я", 4097) }), "invalid_field", apperr.KindInvalid, nil},
+		{"422 parse mode", valid(func(nb *NewBroadcast) { nb.ParseMode = "BBCode" }), "invalid_field", apperr.KindInvalid, nil},
+		{"422 no recipients", valid(func(nb *NewBroadcast) { nb.Recipients = nil }), "invalid_field", apperr.KindInvalid, nil},
+		{"422 too many recipients", valid(func(nb *NewBroadcast) { nb.Recipients = many }), "invalid_field", apperr.KindInvalid, nil},
 		{"404 unknown recipients", valid(func(nb *NewBroadcast) { nb.Recipients = []uuid.UUID{c1.ID, stranger, foreign.ID, stranger} }),
 			"unknown_recipients", apperr.KindNotFound, []uuid.UUID{stranger, foreign.ID}},
 		{"422 recipients of another bot", valid(func(nb *NewBroadcast) { nb.Recipients = []uuid.UUID{c1.ID, ofBot2.ID} }),
 			"recipients_not_of_bot", apperr.KindInvalid, []uuid.UUID{ofBot2.ID}},
 		{"404 another tenant's bot", valid(func(nb *NewBroadcast) { nb.BotID = &otherTenantsBot }), "bot_not_found", apperr.KindNotFound, nil},
-		{"422 bot required", valid(func(nb *NewBroadcast) { nb.BotID = nil }), "bot_app_id_required", apperr.KindInvalid, nil},
+		{"422 bot required", valid(func(nb *NewBroadcast) { nb.BotID = nil }), "invalid_field", apperr.KindInvalid, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -408,7 +410,7 @@ func TestService_GetList(t *testing.T) {
 		if _, _, _, err := e.svc.List(e.ctx, tenantA, Filter{Cursor: "nope"}); code1(err) != "invalid_cursor" {
 			t.Errorf("err = %v", err)
 		}
-		if _, _, _, err := e.svc.List(e.ctx, tenantA, Filter{Limit: 201}); code1(err) != "invalid_limit" {
+		if _, _, _, err := e.svc.List(e.ctx, tenantA, Filter{Limit: 201}); code1(err) != "invalid_field" {
 			t.Errorf("err = %v", err)
 		}
 	})

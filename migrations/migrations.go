@@ -23,6 +23,11 @@ const advisoryLockKey = 7_402_113_551
 // Apply runs every embedded migration not yet applied, in one pg_advisory_lock so that two
 // concurrent callers do not race. It is safe to run twice: the second run applies nothing.
 // It returns the names of the migrations applied by this call.
+//
+// The files hold several statements each, which PostgreSQL runs only through its simple
+// query protocol: open db with database.WithMultiStatements (as `botfleet migrate` and
+// testenv do). Application pools refuse stacked statements; the migration files are the one
+// trusted exception, embedded in the binary.
 func Apply(ctx context.Context, db *bun.DB) ([]string, error) {
 	ms := migrate.NewMigrations()
 	if err := ms.Discover(sqlFS); err != nil {

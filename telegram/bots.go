@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/PaulSonOfLars/gotgbot/v2"
 	"github.com/google/uuid"
@@ -19,11 +18,13 @@ import (
 	"github.com/botfleet/botfleet/internal/database"
 	"github.com/botfleet/botfleet/internal/logging"
 	"github.com/botfleet/botfleet/internal/page"
+	"github.com/botfleet/botfleet/internal/validate"
 )
 
 // NewBot is the input of RegisterBot.
 //
-// Name is the tenant's label for the bot (1-200 characters after trimming spaces).
+// Name is the tenant's label for the bot (validate.Name: 1-200 characters after trimming,
+// no control characters).
 // Token is the token BotFather issued ("<bot id>:<secret>"); it is sealed before it is
 // stored and never returned. DailyLimit caps sends per UTC day (0 = no cap, never negative).
 type NewBot struct {
@@ -58,9 +59,6 @@ var BotCommands = []gotgbot.BotCommand{
 // follows it, then a trailing slash.
 const WebhookPath = "/telegram/v1/webhooks/"
 
-// maxNameLen is the longest bot name, in characters.
-const maxNameLen = 200
-
 // tokenRe is the shape of a bot token: the bot's numeric id, a colon and the secret part
 // (core.telegram.org/bots/api#authorizing-your-bot).
 var tokenRe = regexp.MustCompile(`^\d+:[A-Za-z0-9_-]{20,}$`)
@@ -71,19 +69,30 @@ func (s *Service) WebhookURL(id uuid.UUID) string {
 	return strings.TrimRight(s.cfg.PublicBaseURL, "/") + WebhookPath + id.String() + "/"
 }
 
+// validateName applies validate.Name to a bot name (field "name").
 func validateName(name string) (string, error) {
-	name = strings.TrimSpace(name)
-	if name == "" || utf8.RuneCountInString(name) > maxNameLen {
-		return "", ErrInvalidField.WithMessage("name must be 1-%d characters", maxNameLen).WithDetails(map[string]string{"field": "name"})
-	}
-	return name, nil
+	return validate.Name("name", name, validate.MaxNameLen)
 }
 
+// validateDailyLimit checks 0 (no limit) <= n <= 2^31-1 (field "daily_limit").
 func validateDailyLimit(n int) error {
-	if n < 0 || n > math.MaxInt32 {
-		return ErrInvalidField.WithMessage("daily_limit must be between 0 (no limit) and %d", math.MaxInt32).WithDetails(map[string]string{"field": "daily_limit"})
+	return validate.IntRange("daily_limit", int64(n), 0, math.MaxInt32)
+}
+
+// maxTokenLen bounds a bot token before its shape is checked (tokens are about 46 characters).
+const maxTokenLen = 200
+
+// validateToken checks the shape of a bot token (field "bot_token"): "<digits>:<20+ characters
+// of [A-Za-z0-9_-]>", as BotFather issues them. The message never quotes the token.
+func validateToken(raw string) (string, error) {
+	token, err := validate.Token("bot_token", raw, maxTokenLen)
+	if err != nil {
+		return "", err
 	}
-	return nil
+	if !tokenRe.MatchString(token) {
+		return "", validate.Field("bot_token", "bot_token must look like 123456789:AA... as issued by @BotFather")
+	}
+	return token, nil
 }
 
 // classifyTelegram turns an error of a Bot API call made on behalf of an API client into a
@@ -117,8 +126,8 @@ func safeTelegramError(err error) string {
 
 // RegisterBot registers a tenant's Telegram bot and returns it (201 in the API).
 //
-// Steps: validate nb (ErrInvalidField 422 for name/daily_limit, ErrInvalidBotToken 422 for a
-// token that is not "<digits>:<20+ chars of [A-Za-z0-9_-]>"); getMe with the token
+// Steps: validate nb (ErrInvalidField 422 invalid_field for name, daily_limit and a bot_token
+// that is not "<digits>:<20+ chars of [A-Za-z0-9_-]>"); getMe with the token
 // (core.telegram.org/bots/api#getme: Telegram's 401/404 → ErrInvalidBotToken, another
 // Telegram error → ErrTelegramError 502, no answer → ErrTelegramDown 502); refuse a Telegram
 // bot that is already active on the platform, for any tenant (ErrBotExists 409); store the
@@ -140,13 +149,13 @@ func (s *Service) RegisterBot(ctx context.Context, tenantID uuid.UUID, nb NewBot
 	if err := validateDailyLimit(nb.DailyLimit); err != nil {
 		return Bot{}, err
 	}
-	token := strings.TrimSpace(nb.Token)
-	if !tokenRe.MatchString(token) {
-		return Bot{}, ErrInvalidBotToken.WithMessage("token must look like 123456789:AA... as issued by @BotFather")
+	token, err := validateToken(nb.Token)
+	if err != nil {
+		return Bot{}, err
 	}
 	api, err := s.apiBot(token)
 	if err != nil {
-		return Bot{}, ErrInvalidBotToken.WithMessage("token must look like 123456789:AA... as issued by @BotFather")
+		return Bot{}, validate.Field("bot_token", "bot_token must look like 123456789:AA... as issued by @BotFather")
 	}
 	me, err := api.GetMeWithContext(ctx, nil)
 	if err != nil {

@@ -238,9 +238,12 @@ func TestService_RegisterBot(t *testing.T) {
 			{"empty name", telegram.NewBot{Name: "  ", Token: good}, telegram.ErrInvalidField},
 			{"long name", telegram.NewBot{Name: strings.Repeat("é", 201), Token: good}, telegram.ErrInvalidField},
 			{"negative daily limit", telegram.NewBot{Name: "x", Token: good, DailyLimit: -1}, telegram.ErrInvalidField},
-			{"token without colon", telegram.NewBot{Name: "x", Token: "abc"}, telegram.ErrInvalidBotToken},
-			{"token secret too short", telegram.NewBot{Name: "x", Token: "123:abc"}, telegram.ErrInvalidBotToken},
-			{"token bad characters", telegram.NewBot{Name: "x", Token: "123:" + strings.Repeat("a", 20) + "/x"}, telegram.ErrInvalidBotToken},
+			{"NUL in name", telegram.NewBot{Name: "a\x00", Token: good}, telegram.ErrInvalidField},
+			{"newline in name", telegram.NewBot{Name: "a\nb", Token: good}, telegram.ErrInvalidField},
+			{"token without colon", telegram.NewBot{Name: "x", Token: "abc"}, telegram.ErrInvalidField},
+			{"token secret too short", telegram.NewBot{Name: "x", Token: "123:abc"}, telegram.ErrInvalidField},
+			{"token bad characters", telegram.NewBot{Name: "x", Token: "123:" + strings.Repeat("a", 20) + "/x"}, telegram.ErrInvalidField},
+			{"token NUL", telegram.NewBot{Name: "x", Token: "123:\x00" + strings.Repeat("a", 20)}, telegram.ErrInvalidField},
 			{"token unknown to Telegram", telegram.NewBot{Name: "x", Token: unknown}, telegram.ErrInvalidBotToken},
 		}
 		for _, tc := range tests {

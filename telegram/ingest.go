@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
@@ -107,12 +108,21 @@ func (s *Service) Ingest(ctx context.Context, botID uuid.UUID, secret string, bo
 	}
 }
 
-// parseUpdate checks that body is a JSON object with a positive integer update_id and
-// returns it with the update's type. Errors: apperr.ErrMalformed.
+// parseUpdate checks that body is a JSON object in valid UTF-8 (RFC 8259 §8.1; nested at most
+// encoding/json's 10000 levels) with a positive integer update_id and no \u0000 escape
+// (jsonb cannot store one), and returns the update_id with the update's type. Telegram never
+// sends anything else, so the rest is refused before it reaches PostgreSQL, where one bad row
+// would fail a whole group-commit batch. Errors: apperr.ErrMalformed.
 func parseUpdate(body []byte) (int64, string, error) {
+	if !utf8.Valid(body) {
+		return 0, "", apperr.ErrMalformed.WithMessage("the update is not valid UTF-8")
+	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
 		return 0, "", apperr.ErrMalformed.WithMessage("the update is not a JSON object")
+	}
+	if hasNULEscape(body) {
+		return 0, "", apperr.ErrMalformed.WithMessage(`the update holds a \u0000 escape, which cannot be stored`)
 	}
 	raw, ok := fields["update_id"]
 	if !ok {
@@ -128,6 +138,23 @@ func parseUpdate(body []byte) (int64, string, error) {
 		}
 	}
 	return id, UpdateTypeUnknown, nil
+}
+
+// hasNULEscape reports whether the JSON text body (already known to be valid JSON) holds a
+// \u0000 escape. In valid JSON a backslash only occurs inside a string, where it starts an
+// escape sequence, so skipping each sequence whole is enough to tell "\\u0000" (a backslash
+// followed by the text u0000) from "\u0000".
+func hasNULEscape(body []byte) bool {
+	for i := 0; i < len(body); i++ {
+		if body[i] != '\\' {
+			continue
+		}
+		if i+5 < len(body) && body[i+1] == 'u' && string(body[i+2:i+6]) == "0000" {
+			return true
+		}
+		i++ // skip the escaped character
+	}
+	return false
 }
 
 // enqueueTask enqueues task, detached from ctx's cancellation and bounded by

@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
@@ -18,21 +16,19 @@ import (
 	"github.com/botfleet/botfleet/internal/apperr"
 	"github.com/botfleet/botfleet/internal/logging"
 	"github.com/botfleet/botfleet/internal/queue"
+	"github.com/botfleet/botfleet/internal/validate"
 )
 
 // MaxTextLength is the longest message text, in characters (Unicode code points), that
 // sendMessage accepts (core.telegram.org/bots/api#sendmessage: 1-4096 characters after
 // entities parsing). CreateMessage counts the raw text, so formatted text with markup is
 // checked conservatively.
-const MaxTextLength = 4096
+const MaxTextLength = validate.MaxTextLen
 
-// Errors of CreateMessage (422), besides ErrBotNotFound, ErrBotRequired and
-// contacts.ErrNotFound (404).
-var (
-	ErrContactNotOfBot  = apperr.Invalid("contact_not_of_bot", "contact_id is not a contact of this bot")
-	ErrInvalidText      = apperr.Invalid("invalid_text", "text must be 1-4096 characters and not blank")
-	ErrInvalidParseMode = apperr.Invalid("invalid_parse_mode", `parse_mode must be "", "HTML", "MarkdownV2" or "Markdown"`)
-)
+// ErrContactNotOfBot is CreateMessage's 422 for a contact of another of the tenant's bots
+// (besides ErrBotNotFound, ErrBotRequired and contacts.ErrNotFound (404)).
+var ErrContactNotOfBot = apperr.Invalid("contact_not_of_bot", "contact_id is not a contact of this bot").
+	WithDetails(map[string]any{"field": "contact_id"})
 
 // sendEnqueueTimeout bounds the enqueue of a send task after the message row is stored.
 const sendEnqueueTimeout = 5 * time.Second
@@ -43,37 +39,18 @@ type NewMessage struct {
 	BotID uuid.UUID
 	// ContactID is the recipient; it must be a contact of BotID.
 	ContactID uuid.UUID
-	// Text is 1-4096 characters, not blank.
+	// Text is 1-4096 characters, not blank, without control characters other than tab and
+	// newline (validate.Text).
 	Text string
-	// ParseMode is "", "HTML", "MarkdownV2" or "Markdown" (case-insensitive; stored in
-	// Telegram's spelling).
+	// ParseMode is "", "HTML", "MarkdownV2" or "Markdown" (validate.ParseMode:
+	// case-insensitive; stored in Telegram's spelling).
 	ParseMode string
-}
-
-// normalizeParseMode returns Telegram's spelling of mode, or false when it is unknown
-// (core.telegram.org/bots/api#formatting-options).
-func normalizeParseMode(mode string) (string, bool) {
-	for _, m := range []string{"", "HTML", "MarkdownV2", "Markdown"} {
-		if strings.EqualFold(mode, m) {
-			return m, true
-		}
-	}
-	return "", false
-}
-
-// ValidateMessageText checks a message text: not blank and at most MaxTextLength characters.
-// Errors: ErrInvalidText.
-func ValidateMessageText(text string) error {
-	if strings.TrimSpace(text) == "" || utf8.RuneCountInString(text) > MaxTextLength || !utf8.ValidString(text) {
-		return ErrInvalidText
-	}
-	return nil
 }
 
 // CreateMessage validates a single message to one contact, stores it as an outbound message
 // with status "queued" and enqueues its telegram:send task; the worker sends it through Send.
 //
-// Errors: ErrInvalidText, ErrInvalidParseMode (422); ErrBotNotFound (404, also another
+// Errors: invalid_field (422) for text and parse_mode; ErrBotNotFound (404, also another
 // tenant's bot), ErrBotRequired (422); contacts.ErrNotFound (404, unknown or another
 // tenant's contact); ErrContactNotOfBot (422); ErrContactBlocked (422, the contact blocked
 // the bot); apperr.ErrUnavailable (503) when PostgreSQL is down.
@@ -82,12 +59,12 @@ func ValidateMessageText(text string) error {
 // still returned queued and the error is logged: the periodic sweep (HandleSweep)
 // re-enqueues queued messages whose task was lost, so the send is delayed, not lost.
 func (s *Service) CreateMessage(ctx context.Context, tenantID uuid.UUID, nm NewMessage) (contacts.Message, error) {
-	if err := ValidateMessageText(nm.Text); err != nil {
+	if err := validate.Text("text", nm.Text, MaxTextLength); err != nil {
 		return contacts.Message{}, err
 	}
-	mode, ok := normalizeParseMode(nm.ParseMode)
-	if !ok {
-		return contacts.Message{}, ErrInvalidParseMode
+	mode, err := validate.ParseMode("parse_mode", nm.ParseMode)
+	if err != nil {
+		return contacts.Message{}, err
 	}
 	var botID *uuid.UUID
 	if nm.BotID != uuid.Nil {

@@ -694,6 +694,11 @@ func (s *Service) planEvents(ctx context.Context, evs []WebhookEvent) ([]*eventP
 	return plans, nil
 }
 
+// maxUpdateDate is the latest Unix time taken from an update's date field (9999-12-31): a
+// later one is not a real date, and PostgreSQL could not store it (the event's whole batch
+// would fail), so the time of processing is used instead.
+const maxUpdateDate = 253402300799
+
 // planUpdate fills p from its decoded update u.
 func planUpdate(p *eventPlan, u *gotgbot.Update) {
 	contact := func(chat gotgbot.Chat, from *gotgbot.User, date int64) {
@@ -704,7 +709,7 @@ func planUpdate(p *eventPlan, u *gotgbot.Update) {
 				from.Id, from.Username, from.FirstName, from.LastName, from.LanguageCode
 		}
 		p.seen = time.Now()
-		if date > 0 {
+		if date > 0 && date <= maxUpdateDate {
 			p.seen = time.Unix(date, 0)
 		}
 	}

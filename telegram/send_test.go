@@ -19,6 +19,7 @@ import (
 	"github.com/botfleet/botfleet/internal/config"
 	"github.com/botfleet/botfleet/internal/testenv"
 	"github.com/botfleet/botfleet/internal/testlog"
+	"github.com/botfleet/botfleet/internal/validate"
 	"github.com/botfleet/botfleet/telegram/tgemu"
 	"github.com/botfleet/botfleet/tenant"
 )
@@ -670,10 +671,12 @@ func TestService_CreateMessage(t *testing.T) {
 		nm   NewMessage
 		want error
 	}{
-		{"empty text", NewMessage{BotID: e.bot.ID, ContactID: c.ID, Text: ""}, ErrInvalidText},
-		{"blank text", NewMessage{BotID: e.bot.ID, ContactID: c.ID, Text: " \n "}, ErrInvalidText},
-		{"too long", NewMessage{BotID: e.bot.ID, ContactID: c.ID, Text: strings.Repeat("é", 4097)}, ErrInvalidText},
-		{"bad parse mode", NewMessage{BotID: e.bot.ID, ContactID: c.ID, Text: "hi", ParseMode: "BBCode"}, ErrInvalidParseMode},
+		{"empty text", NewMessage{BotID: e.bot.ID, ContactID: c.ID, Text: ""}, validate.Field("text", "")},
+		{"blank text", NewMessage{BotID: e.bot.ID, ContactID: c.ID, Text: " \n "}, validate.Field("text", "")},
+		{"too long", NewMessage{BotID: e.bot.ID, ContactID: c.ID, Text: strings.Repeat("é", 4097)}, validate.Field("text", "")},
+		{"bad parse mode", NewMessage{BotID: e.bot.ID, ContactID: c.ID, Text: "hi", ParseMode: "BBCode"}, validate.Field("parse_mode", "")},
+		{"NUL in text", NewMessage{BotID: e.bot.ID, ContactID: c.ID, Text: "a\x00b"}, validate.Field("text", "")},
+		{"control character in text", NewMessage{BotID: e.bot.ID, ContactID: c.ID, Text: "a\x1bb"}, validate.Field("text", "")},
 		{"another tenant's bot", NewMessage{BotID: bot3.ID, ContactID: c.ID, Text: "hi"}, ErrBotNotFound},
 		{"no bot with two bots", NewMessage{ContactID: c.ID, Text: "hi"}, ErrBotRequired},
 		{"another tenant's contact", NewMessage{BotID: e.bot.ID, ContactID: c3.ID, Text: "hi"}, contacts.ErrNotFound},
@@ -689,6 +692,9 @@ func TestService_CreateMessage(t *testing.T) {
 			}
 			if apperr.KindOf(err) != apperr.KindOf(tt.want) {
 				t.Fatalf("kind = %v, want %v", apperr.KindOf(err), apperr.KindOf(tt.want))
+			}
+			if validate.FieldOf(err) != validate.FieldOf(tt.want) {
+				t.Fatalf("details.field = %q, want %q", validate.FieldOf(err), validate.FieldOf(tt.want))
 			}
 		})
 	}

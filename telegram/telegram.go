@@ -20,19 +20,20 @@ import (
 	"github.com/botfleet/botfleet/contacts"
 	"github.com/botfleet/botfleet/internal/apperr"
 	"github.com/botfleet/botfleet/internal/config"
+	"github.com/botfleet/botfleet/internal/validate"
 )
 
 // Errors returned by this package (see also apperr.ErrUnavailable, apperr.ErrMalformed).
 var (
 	ErrBotNotFound     = apperr.NotFound("bot_not_found", "bot not found")
 	ErrBotExists       = apperr.Conflict("bot_already_registered", "this Telegram bot is already registered")
-	ErrInvalidBotToken = apperr.Invalid("invalid_bot_token", "Telegram rejected the bot token")
+	ErrInvalidBotToken = apperr.Invalid("invalid_bot_token", "Telegram rejected the bot token").WithDetails(map[string]any{"field": "bot_token"})
 	ErrTelegramDown    = apperr.New(apperr.KindUpstream, "telegram_unavailable", "Telegram could not be reached")
 	ErrTelegramError   = apperr.New(apperr.KindUpstream, "telegram_error", "Telegram answered with an error")
 	ErrBadSecret       = apperr.New(apperr.KindUnauthorized, "invalid_secret_token", "missing or wrong X-Telegram-Bot-Api-Secret-Token")
-	ErrBotRequired     = apperr.Invalid("bot_app_id_required", "bot_app_id is required when the tenant does not have exactly one bot")
-	ErrInvalidField    = apperr.Invalid("invalid_field", "invalid field")
-	ErrContactBlocked  = apperr.Invalid("contact_blocked", "the contact has blocked the bot")
+	ErrBotRequired     = validate.Field("bot_app_id", "bot_app_id is required when the tenant does not have exactly one bot")
+	ErrInvalidField    = validate.ErrInvalidField // every field error (code invalid_field, details.field)
+	ErrContactBlocked  = apperr.Invalid("contact_blocked", "the contact has blocked the bot").WithDetails(map[string]any{"field": "contact_id"})
 	ErrMessageNotFound = contacts.ErrMessageNotFound
 )
 

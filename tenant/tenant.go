@@ -12,19 +12,18 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/uptrace/bun"
 
 	"github.com/botfleet/botfleet/internal/apperr"
 	"github.com/botfleet/botfleet/internal/database"
+	"github.com/botfleet/botfleet/internal/validate"
 )
 
 // Errors returned by this package.
 var (
-	ErrNotFound    = apperr.NotFound("tenant_not_found", "tenant not found")
-	ErrInvalidName = apperr.Invalid("invalid_name", "name must be 1-200 characters")
+	ErrNotFound = apperr.NotFound("tenant_not_found", "tenant not found")
 )
 
 // KeyPrefix starts every API key, so leaked keys are recognisable by secret scanners.
@@ -58,12 +57,13 @@ type Service struct {
 // New returns a Service on db.
 func New(db *bun.DB) *Service { return &Service{db: db} }
 
-// Create stores a tenant named name (1-200 characters, trimmed) and issues its first API
-// key, returned in clear text only here. Errors: ErrInvalidName; apperr.ErrUnavailable.
+// Create stores a tenant named name (validate.Name: 1-200 characters after trimming, no
+// control characters) and issues its first API key, returned in clear text only here.
+// Errors: validate's invalid_field (422, field "name"); apperr.ErrUnavailable.
 func (s *Service) Create(ctx context.Context, name string) (Tenant, string, error) {
-	name = strings.TrimSpace(name)
-	if name == "" || utf8.RuneCountInString(name) > 200 {
-		return Tenant{}, "", ErrInvalidName
+	name, err := validate.Name("name", name, validate.MaxNameLen)
+	if err != nil {
+		return Tenant{}, "", err
 	}
 	key, hash, err := newKey()
 	if err != nil {

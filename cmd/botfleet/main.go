@@ -210,7 +210,7 @@ func migrate(ctx context.Context, getenv func(string) string, stdout io.Writer) 
 	if created {
 		fmt.Fprintf(stdout, "database %q created\n", dbName(dsn))
 	}
-	db, err := database.Open(dsn)
+	db, err := database.Open(dsn, database.WithMultiStatements()) // trusted, embedded SQL files only
 	if err != nil {
 		return err
 	}
@@ -260,7 +260,8 @@ func withApp(ctx context.Context, getenv func(string) string, stderr io.Writer, 
 	if err != nil {
 		return err
 	}
-	db, err := database.Open(cfg.DatabaseURL.Reveal(), database.WithMaxConns(cfg.DatabaseMaxConns))
+	db, err := database.Open(cfg.DatabaseURL.Reveal(), database.WithMaxConns(cfg.DatabaseMaxConns),
+		database.WithStatementTimeout(cfg.DatabaseStatementTimeout))
 	if err != nil {
 		return err
 	}

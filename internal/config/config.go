@@ -109,6 +109,11 @@ type Config struct {
 	// connections). Keep the sum over all processes under PostgreSQL's max_connections.
 	// Default: 16 (database.DefaultMaxConns).
 	DatabaseMaxConns int `env:"DATABASE_MAX_CONNS" envDefault:"16"`
+	// DatabaseStatementTimeout bounds one SQL statement (PostgreSQL's statement_timeout, set
+	// on every connection; a statement_timeout in DATABASE_URL wins). A statement past it
+	// fails instead of holding its connection and locks. Default: 30s
+	// (database.StatementTimeout).
+	DatabaseStatementTimeout time.Duration `env:"DATABASE_STATEMENT_TIMEOUT" envDefault:"30s"`
 	// RedisURL is the Redis URL (asynq, limits, caches). Default: redis://127.0.0.1:6379/0.
 	RedisURL Secret `env:"REDIS_URL" envDefault:"redis://127.0.0.1:6379/0"`
 	// RedisCluster makes REDIS_URL name a Redis Cluster, in go-redis's cluster URL form: one
@@ -252,6 +257,7 @@ func (c Config) Validate() error {
 		{"WORKER_CONCURRENCY", c.WorkerConcurrency > 0},
 		{"WORKER_SEND_CONCURRENCY", c.WorkerSendConcurrency > 0},
 		{"DATABASE_MAX_CONNS", c.DatabaseMaxConns > 0},
+		{"DATABASE_STATEMENT_TIMEOUT", c.DatabaseStatementTimeout > 0},
 		{"BROADCAST_SENDERS", c.BroadcastSenders > 0},
 		{"EVENT_PROCESSORS", c.EventProcessors > 0},
 		{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout > 0},

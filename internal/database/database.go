@@ -5,6 +5,7 @@ package database
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
@@ -34,8 +35,9 @@ const DefaultMaxConns = 16
 
 // Session settings that Open gives every connection unless the DSN sets them.
 const (
-	// StatementTimeout bounds one statement (statement_timeout): a query stuck on a lock or
-	// a runaway plan fails instead of holding a connection and its locks for ever.
+	// StatementTimeout is the default bound of one statement (statement_timeout; see
+	// WithStatementTimeout): a query stuck on a lock or a runaway plan fails instead of
+	// holding a connection and its locks for ever.
 	StatementTimeout = 30 * time.Second
 	// IdleInTransactionTimeout ends a session whose transaction stays idle longer
 	// (idle_in_transaction_session_timeout), which releases the row locks of a process that
@@ -47,13 +49,28 @@ const (
 type Option func(*options)
 
 type options struct {
-	maxConns int
+	maxConns         int
+	statementTimeout time.Duration
+	multiStatements  bool
 }
 
 // WithMaxConns sets the pool size (maximum open and idle connections, kept equal).
 // n < 1 means DefaultMaxConns.
 func WithMaxConns(n int) Option {
 	return func(o *options) { o.maxConns = n }
+}
+
+// WithStatementTimeout sets the session's statement_timeout (DATABASE_STATEMENT_TIMEOUT);
+// d < 1ms means StatementTimeout. A statement_timeout in the DSN still wins.
+func WithStatementTimeout(d time.Duration) Option {
+	return func(o *options) { o.statementTimeout = d }
+}
+
+// WithMultiStatements lets Exec without arguments run several statements separated by ";"
+// (PostgreSQL's simple query protocol). Only `botfleet migrate` uses it, for the migration
+// files, which are trusted SQL embedded in the binary; application pools never do (see Open).
+func WithMultiStatements() Option {
+	return func(o *options) { o.multiStatements = true }
 }
 
 // Open returns a bun.DB for dsn (a postgres:// URL) on pgx's database/sql adapter. It does
@@ -68,16 +85,27 @@ func WithMaxConns(n int) Option {
 //     open makes database/sql close and reopen connections under load, each a new
 //     PostgreSQL backend.
 //   - session parameters standard_conforming_strings=on (bun's string escaping relies on
-//     it), client_encoding=UTF8, statement_timeout (StatementTimeout) and
-//     idle_in_transaction_session_timeout (IdleInTransactionTimeout); a value set in the
-//     DSN wins.
+//     it, TECH-NOTES.md pitfall 12), client_encoding=UTF8, statement_timeout
+//     (StatementTimeout, or WithStatementTimeout) and idle_in_transaction_session_timeout
+//     (IdleInTransactionTimeout); a value set in the DSN wins.
+//   - no multi-statement path: pgx sends a statement that has no arguments with the simple
+//     query protocol, which runs every statement of a "a; b" text, and bun passes none
+//     (it interpolates the values into the text), so every bun Exec would take that path.
+//     Open routes argument-less Execs through the extended protocol instead (one
+//     Parse/Bind/Execute round trip, as with QueryExecModeExec), where PostgreSQL refuses a
+//     text with several statements (42601 "cannot insert multiple commands into a prepared
+//     statement"). Queries already use the extended protocol. WithMultiStatements turns
+//     this off for the migration runner only.
 func Open(dsn string, opts ...Option) (*bun.DB, error) {
-	o := options{maxConns: DefaultMaxConns}
+	o := options{maxConns: DefaultMaxConns, statementTimeout: StatementTimeout}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if o.maxConns < 1 {
 		o.maxConns = DefaultMaxConns
+	}
+	if o.statementTimeout < time.Millisecond {
+		o.statementTimeout = StatementTimeout
 	}
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
@@ -93,18 +121,64 @@ func Open(dsn string, opts ...Option) (*bun.DB, error) {
 	for k, v := range map[string]string{
 		"standard_conforming_strings":         "on",
 		"client_encoding":                     "UTF8",
-		"statement_timeout":                   strconv.FormatInt(StatementTimeout.Milliseconds(), 10),
+		"statement_timeout":                   strconv.FormatInt(o.statementTimeout.Milliseconds(), 10),
 		"idle_in_transaction_session_timeout": strconv.FormatInt(IdleInTransactionTimeout.Milliseconds(), 10),
 	} {
 		if _, set := cfg.RuntimeParams[k]; !set {
 			cfg.RuntimeParams[k] = v
 		}
 	}
-	sqldb := stdlib.OpenDB(*cfg)
+	var connector driver.Connector = stdlib.GetConnector(*cfg)
+	if !o.multiStatements {
+		connector = extendedConnector{connector}
+	}
+	sqldb := sql.OpenDB(connector)
 	sqldb.SetMaxOpenConns(o.maxConns)
 	sqldb.SetMaxIdleConns(o.maxConns)
 	sqldb.SetConnMaxIdleTime(5 * time.Minute)
 	return bun.NewDB(sqldb, pgdialect.New(), bun.WithDiscardUnknownColumns()), nil
+}
+
+// extendedConnector wraps pgx's database/sql connector so that its connections run Exec
+// without arguments with the extended protocol (see Open).
+type extendedConnector struct{ driver.Connector }
+
+// Connect returns an extendedConn.
+func (c extendedConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sc, ok := conn.(*stdlib.Conn)
+	if !ok {
+		conn.Close()
+		return nil, fmt.Errorf("database: unexpected driver connection %T", conn)
+	}
+	return extendedConn{sc}, nil
+}
+
+// extendedConn is a pgx stdlib connection whose ExecContext never uses the simple query
+// protocol; every other method is pgx's.
+type extendedConn struct{ *stdlib.Conn }
+
+// ExecContext runs query with the extended protocol even when it has no arguments, so that
+// PostgreSQL refuses several statements in one text.
+func (c extendedConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	if len(args) > 0 {
+		return c.Conn.ExecContext(ctx, query, args)
+	}
+	pc := c.Conn.Conn()
+	if pc.IsClosed() {
+		return nil, driver.ErrBadConn
+	}
+	tag, err := pc.PgConn().ExecParams(ctx, query, nil, nil, nil, nil).Close()
+	if err != nil {
+		if pgconn.SafeToRetry(err) {
+			return nil, driver.ErrBadConn
+		}
+		return nil, err
+	}
+	return driver.RowsAffected(tag.RowsAffected()), nil
 }
 
 // EnsureDatabase creates the database named in dsn when it does not exist, connecting to the

@@ -1,7 +1,9 @@
 package page
 
 import (
+	"encoding/base64"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,6 +34,8 @@ func TestTrimThenParse(t *testing.T) {
 	}
 }
 
+func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
 func TestParse(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -47,6 +51,11 @@ func TestParse(t *testing.T) {
 		{"not base64", "%%%", 10, 0, ErrBadCursor},
 		{"no separator", "aGVsbG8", 10, 0, ErrBadCursor},
 		{"int cursor", EncodeInt(5), 10, 0, ErrBadCursor},
+		{"year 0000 (PostgreSQL has no year 0)", b64("0000-01-01T00:00:00Z|3f1c2a4e-9b7d-4c1e-8f00-0123456789ab"), 10, 0, ErrBadCursor},
+		{"offset landing in year 0000", b64("0001-01-01T00:30:00+01:00|3f1c2a4e-9b7d-4c1e-8f00-0123456789ab"), 10, 0, ErrBadCursor},
+		{"uuid in braces", b64("2026-01-01T00:00:00Z|{3f1c2a4e-9b7d-4c1e-8f00-0123456789ab}"), 10, 0, ErrBadCursor},
+		{"too long", strings.Repeat("A", MaxCursorLen+4), 10, 0, ErrBadCursor},
+		{"valid", b64("2026-01-01T00:00:00Z|3f1c2a4e-9b7d-4c1e-8f00-0123456789ab"), 10, 10, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -108,7 +108,7 @@ func ensureTemplate(ctx context.Context) (string, error) {
 				tmplErr = err
 				return
 			}
-			db, err := database.Open(withDatabase(DatabaseURL(), building))
+			db, err := database.Open(withDatabase(DatabaseURL(), building), database.WithMultiStatements())
 			if err != nil {
 				tmplErr = err
 				return
