@@ -15,7 +15,7 @@ import (
 
 // fuzzContentTypes are the Content-Type headers FuzzRouter sends ("" = none).
 var fuzzContentTypes = []string{
-	echo.MIMEApplicationJSON, "", "text/plain", echo.MIMEApplicationJSONCharsetUTF8, "multipart/form-data; boundary=x",
+	echo.MIMEApplicationJSON, "", "text/plain", "application/json; charset=utf-8", "multipart/form-data; boundary=x",
 	"application/merge-patch+json", "application/x-www-form-urlencoded",
 }
 

@@ -128,7 +128,7 @@ func Open(dsn string, opts ...Option) (*bun.DB, error) {
 			cfg.RuntimeParams[k] = v
 		}
 	}
-	var connector driver.Connector = stdlib.GetConnector(*cfg)
+	connector := stdlib.GetConnector(*cfg)
 	if !o.multiStatements {
 		connector = extendedConnector{connector}
 	}
