@@ -151,7 +151,8 @@ type NewBroadcast struct {
 	// Platform must be "TELEGRAM" (case-insensitive).
 	Platform string
 	// MessageText is 1-4096 characters, not only whitespace, no control characters other
-	// than tab and newline (validate.Text).
+	// than tab and newline (validate.Text), and parseable in ParseMode by Telegram's
+	// formatting rules (validate.FormattedText).
 	MessageText string
 	// ParseMode is "", "HTML", "MarkdownV2" or "Markdown", case-insensitive (validate.ParseMode);
 	// stored in Telegram's spelling.
@@ -275,6 +276,9 @@ func validateNew(nb *NewBroadcast) ([]uuid.UUID, error) {
 		return nil, err
 	}
 	if nb.ParseMode, err = validate.ParseMode("parse_mode", nb.ParseMode); err != nil {
+		return nil, err
+	}
+	if err := validate.FormattedText("message_text", nb.MessageText, nb.ParseMode); err != nil {
 		return nil, err
 	}
 	if len(nb.Recipients) == 0 {

@@ -40,7 +40,8 @@ type NewMessage struct {
 	// ContactID is the recipient; it must be a contact of BotID.
 	ContactID uuid.UUID
 	// Text is 1-4096 characters, not blank, without control characters other than tab and
-	// newline (validate.Text).
+	// newline (validate.Text), and parseable in ParseMode by Telegram's formatting rules
+	// (validate.FormattedText).
 	Text string
 	// ParseMode is "", "HTML", "MarkdownV2" or "Markdown" (validate.ParseMode:
 	// case-insensitive; stored in Telegram's spelling).
@@ -50,7 +51,8 @@ type NewMessage struct {
 // CreateMessage validates a single message to one contact, stores it as an outbound message
 // with status "queued" and enqueues its telegram:send task; the worker sends it through Send.
 //
-// Errors: invalid_field (422) for text and parse_mode; ErrBotNotFound (404, also another
+// Errors: invalid_field (422) for text and parse_mode, and for a text that Telegram could
+// not parse in its parse_mode (validate.FormattedText: details.position); ErrBotNotFound (404, also another
 // tenant's bot), ErrBotRequired (422); contacts.ErrNotFound (404, unknown or another
 // tenant's contact); ErrContactNotOfBot (422); ErrContactBlocked (422, the contact blocked
 // the bot); apperr.ErrUnavailable (503) when PostgreSQL is down.
@@ -64,6 +66,9 @@ func (s *Service) CreateMessage(ctx context.Context, tenantID uuid.UUID, nm NewM
 	}
 	mode, err := validate.ParseMode("parse_mode", nm.ParseMode)
 	if err != nil {
+		return contacts.Message{}, err
+	}
+	if err := validate.FormattedText("text", nm.Text, mode); err != nil {
 		return contacts.Message{}, err
 	}
 	var botID *uuid.UUID

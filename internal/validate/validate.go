@@ -23,6 +23,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/botfleet/botfleet/internal/apperr"
+	"github.com/botfleet/botfleet/telegram/format"
 )
 
 // CodeInvalidField is the error code of every rule failure of this package.
@@ -172,6 +173,25 @@ const (
 // Telegram's spelling.
 func ParseMode(field, s string) (string, error) {
 	return Enum(field, s, ParseModeNone, ParseModeHTML, ParseModeMarkdownV2, ParseModeMarkdown)
+}
+
+// FormattedText checks text written in parseMode (Telegram's spelling, as ParseMode
+// returns it; "" is plain text and always passes) against Telegram's formatting rules
+// (core.telegram.org/bots/api#formatting-options, package telegram/format), so that a text
+// Telegram would refuse with "can't parse entities" is refused when it is created. The
+// error is a 422 invalid_field with Details {"field": field, "position": N}, N being the
+// 0-based offset in characters (Unicode code points) of the offending character or of the
+// start of the entity or tag left unclosed, and a message naming it in Telegram's words,
+// e.g. "message_text can't be parsed as MarkdownV2 at character 9: Character '.' is
+// reserved and must be escaped with the preceding '\'".
+func FormattedText(field, text, parseMode string) error {
+	_, err := format.Validate(text, parseMode)
+	var fe *format.Error
+	if !errors.As(err, &fe) {
+		return nil
+	}
+	return apperr.Invalid(CodeInvalidField, fmt.Sprintf("%s can't be parsed as %s at character %d: %s", field, parseMode, fe.Position, fe.Reason)).
+		WithDetails(map[string]any{"field": field, "position": fe.Position})
 }
 
 // UUID parses a required id in the canonical form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx

@@ -107,3 +107,26 @@ func TestIntRange(t *testing.T) {
 	wantField(t, IntRange("daily_limit", -1, 0, 10), "daily_limit")
 	wantField(t, IntRange("daily_limit", 11, 0, 10), "daily_limit")
 }
+
+func TestFormattedText(t *testing.T) {
+	for _, tc := range []struct{ text, mode string }{
+		{"Version 1.0", ParseModeNone},
+		{"Version 1\\.0", ParseModeMarkdownV2},
+		{"<b>1 &lt; 2</b>", ParseModeHTML},
+		{"*bold*", ParseModeMarkdown},
+	} {
+		if err := FormattedText("text", tc.text, tc.mode); err != nil {
+			t.Errorf("FormattedText(%q, %q) = %v; want nil", tc.text, tc.mode, err)
+		}
+	}
+	err := FormattedText("message_text", "Sale: 50% off. Hurry", ParseModeMarkdownV2)
+	wantField(t, err, "message_text")
+	var e *apperr.Error
+	if !errors.As(err, &e) || e.Code != CodeInvalidField || e.Details.(map[string]any)["position"] != 13 {
+		t.Fatalf("FormattedText: %#v; want invalid_field with position 13", err)
+	}
+	if !strings.Contains(e.Message, "Character '.' is reserved") {
+		t.Errorf("message %q does not name the character", e.Message)
+	}
+	wantField(t, FormattedText("text", "<b>x", ParseModeHTML), "text")
+}
