@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -82,12 +83,16 @@ func validKey(k string) bool {
 		return false
 	}
 	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+		if !keyByte(k[i]) {
 			return false
 		}
 	}
 	return true
+}
+
+// keyByte reports whether c is one of [A-Za-z0-9_].
+func keyByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
 }
 
 // ValidateAttributes checks an attributes patch (field is its JSON name; errors name
@@ -321,7 +326,7 @@ SELECT (SELECT count(*) FROM computed) AS matched, (SELECT count(*) FROM upd) AS
 		return tx.NewRaw(q, args...).Scan(ctx, &res)
 	})
 	if err != nil {
-		if err == ErrUnknownContacts {
+		if errors.Is(err, ErrUnknownContacts) {
 			return BulkResult{}, err
 		}
 		return BulkResult{}, apperr.Classify(fmt.Errorf("bulk tags: %w", err))
