@@ -97,7 +97,7 @@ func keyByte(c byte) bool {
 
 // ValidateAttributes checks an attributes patch (field is its JSON name; errors name
 // "field.KEY" or "field" for a bad key): keys of 1-64 [A-Za-z0-9_], values a string (at
-// most MaxAttributeValueLen characters, the validate.Text rules, may be empty), a finite
+// most MaxAttributeValueLen characters, validate.OptionalText: may be empty), a finite
 // number or a bool; null (when allowNull) marks the key for removal. Objects and arrays
 // are refused. It returns the values to set (compacted) and the keys to remove, sorted.
 func ValidateAttributes(field string, patch map[string]json.RawMessage, allowNull bool) (set Attributes, remove []string, err error) {
@@ -131,10 +131,8 @@ func ValidateAttributes(field string, patch map[string]json.RawMessage, allowNul
 			if err := json.Unmarshal(v, &s); err != nil {
 				return nil, nil, validate.Field(f, "%s must be a string, a number or a bool", f)
 			}
-			if s != "" {
-				if err := validate.Text(f, s, MaxAttributeValueLen); err != nil {
-					return nil, nil, err
-				}
+			if err := validate.OptionalText(f, s, MaxAttributeValueLen); err != nil {
+				return nil, nil, err
 			}
 			b, _ := json.Marshal(s)
 			set[k] = b
