@@ -12,29 +12,40 @@ import (
 
 // contactResponse is a contact: one Telegram chat of one of the tenant's bots.
 type contactResponse struct {
-	ID               uuid.UUID  `json:"id"`
-	BotAppID         uuid.UUID  `json:"bot_app_id"`
-	TelegramChatID   int64      `json:"telegram_chat_id"`
-	TelegramUserID   int64      `json:"telegram_user_id"`
-	TelegramUsername string     `json:"telegram_username"`
-	FirstName        string     `json:"first_name"`
-	LastName         string     `json:"last_name"`
-	LanguageCode     string     `json:"language_code"`
-	Blocked          bool       `json:"blocked"`
-	LastSeenAt       *time.Time `json:"last_seen_at"`
-	CreatedAt        time.Time  `json:"created_at"`
+	ID               uuid.UUID `json:"id"`
+	BotAppID         uuid.UUID `json:"bot_app_id"`
+	TelegramChatID   int64     `json:"telegram_chat_id"`
+	TelegramUserID   int64     `json:"telegram_user_id"`
+	TelegramUsername string    `json:"telegram_username"`
+	FirstName        string    `json:"first_name"`
+	LastName         string    `json:"last_name"`
+	LanguageCode     string    `json:"language_code"`
+	Blocked          bool      `json:"blocked"`
+	// Tags are sorted (byte order), never null; Attributes never null.
+	Tags       []string            `json:"tags"`
+	Attributes contacts.Attributes `json:"attributes"`
+	LastSeenAt *time.Time          `json:"last_seen_at"`
+	CreatedAt  time.Time           `json:"created_at"`
 }
 
 func toContactResponse(ct contacts.Contact) contactResponse {
-	return contactResponse{
+	r := contactResponse{
 		ID: ct.ID, BotAppID: ct.BotID, TelegramChatID: ct.TelegramChatID, TelegramUserID: ct.TelegramUserID,
 		TelegramUsername: ct.TelegramUsername, FirstName: ct.FirstName, LastName: ct.LastName,
 		LanguageCode: ct.LanguageCode, Blocked: ct.Blocked, LastSeenAt: timeOrNil(ct.LastSeenAt),
-		CreatedAt: utc(ct.CreatedAt),
+		CreatedAt: utc(ct.CreatedAt), Tags: ct.Tags, Attributes: ct.Attributes,
 	}
+	if r.Tags == nil {
+		r.Tags = []string{}
+	}
+	if r.Attributes == nil {
+		r.Attributes = contacts.Attributes{}
+	}
+	return r
 }
 
-// listContacts answers one page of the tenant's contacts, newest first, optionally of one
+// listContacts answers one page of the tenant's contacts, newest first, optionally with a
+// tag (?tag=, exact and case-sensitive) and of one
 // bot (?bot_app_id=; 404 bot_not_found when it is not one of the tenant's bots, checked
 // when the page is empty since a non-empty page proves it).
 func (s *server) listContacts(c echo.Context) error {
@@ -50,7 +61,13 @@ func (s *server) listContacts(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	cs, next, err := s.d.Contacts.List(c.Request().Context(), tid, contacts.ListFilter{BotID: botID, Cursor: cursor, Limit: limit})
+	tag := c.QueryParam("tag")
+	if tag != "" {
+		if err := contacts.ValidateTag("tag", tag); err != nil {
+			return err
+		}
+	}
+	cs, next, err := s.d.Contacts.List(c.Request().Context(), tid, contacts.ListFilter{BotID: botID, Tag: tag, Cursor: cursor, Limit: limit})
 	if err != nil {
 		return err
 	}

@@ -195,6 +195,23 @@ func isolationCases() map[string]isoCase {
 		"GET /contacts/:id/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
 			return []isoRequest{contactNF("A's contact", "/contacts/"+ids.Contact.String()+"/", nil, nil)}
 		}},
+		"PATCH /contacts/:id/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{
+				contactNF("A's contact, tags and attributes", "/contacts/"+ids.Contact.String()+"/", nil,
+					map[string]any{"tags": []string{"stolen"}, "attributes": map[string]any{"plan": "free"}}),
+				contactNF("A's contact, empty patch", "/contacts/"+ids.Contact2.String()+"/", nil, map[string]any{}),
+			}
+		}},
+		"POST /contacts/bulk-tags/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			unknown := notFound("unknown_contacts")
+			return []isoRequest{
+				unknown("A's contacts", "/contacts/bulk-tags/", nil, map[string]any{"contact_ids": []uuid.UUID{ids.Contact, ids.Contact2}, "add": []string{"stolen"}}),
+				unknown("B's and A's contacts", "/contacts/bulk-tags/", nil, map[string]any{"contact_ids": []uuid.UUID{ids.OwnContact, ids.Contact}, "remove": []string{"x"}}),
+				botNF("filter A's bot", "/contacts/bulk-tags/", nil, map[string]any{"filter": map[string]any{"bot_app_id": ids.Bot}, "add": []string{"stolen"}}),
+				// Every contact of B's (one): matched 1, nothing to remove.
+				{name: "empty filter", path: "/contacts/bulk-tags/", body: map[string]any{"filter": map[string]any{}, "remove": []string{"never-set"}}, want: http.StatusOK},
+			}
+		}},
 
 		"POST /messages/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
 			msg := func(bot *uuid.UUID, contact uuid.UUID) map[string]any {

@@ -42,6 +42,8 @@ func (s *server) routes(e *echo.Echo) {
 
 	e.GET("/contacts/", s.listContacts, tenant)
 	e.GET("/contacts/:id/", s.getContact, tenant)
+	e.PATCH("/contacts/:id/", s.patchContact, tenant)
+	e.POST("/contacts/bulk-tags/", s.bulkTags, tenant)
 
 	e.POST("/messages/", s.createMessage, tenant)
 	e.GET("/messages/:id/", s.getMessage, tenant)

@@ -48,6 +48,10 @@ type Contact struct {
 	LastSeenAt       time.Time `bun:",nullzero,notnull,default:now()"`
 	CreatedAt        time.Time `bun:",nullzero,notnull,default:now()"`
 	UpdatedAt        time.Time `bun:",nullzero,notnull,default:now()"`
+	// Tags is the contact's set of tags, sorted (byte order), at most MaxTags (tags.go).
+	Tags []string `bun:",array,nullzero,notnull,default:'{}'"`
+	// Attributes are the contact's custom attributes, at most MaxAttributes (tags.go).
+	Attributes Attributes `bun:",type:jsonb,nullzero,notnull,default:'{}'"`
 }
 
 // Identity is what an update tells about its sender (Telegram's User and Chat objects).
@@ -102,7 +106,9 @@ type Message struct {
 // ListFilter selects contacts: an optional bot, a cursor from a previous page and a limit
 // (0 = page.DefaultLimit, at most page.MaxLimit).
 type ListFilter struct {
-	BotID  *uuid.UUID
+	BotID *uuid.UUID
+	// Tag, when not empty, keeps the contacts that have this tag (exact, case-sensitive).
+	Tag    string
 	Cursor string
 	Limit  int
 }
@@ -212,6 +218,9 @@ func (s *Service) List(ctx context.Context, tenantID uuid.UUID, f ListFilter) ([
 	q := s.db.NewSelect().Model(&cs).Where("c.tenant_id = ?", tenantID)
 	if f.BotID != nil {
 		q = q.Where("c.bot_id = ?", *f.BotID)
+	}
+	if f.Tag != "" {
+		q = q.Where("c.tags @> ARRAY[?]::text[]", f.Tag)
 	}
 	if err := page.Newest(q, "c", after, limit).Scan(ctx); err != nil {
 		return nil, "", apperr.Classify(err)
