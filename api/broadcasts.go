@@ -23,6 +23,8 @@ type createBroadcastRequest struct {
 	ParseMode   string   `json:"parse_mode"`
 	Recipients  []string `json:"recipients"`
 	BotAppID    *string  `json:"bot_app_id"`
+	// Segment selects the recipients instead of Recipients (exactly one of the two).
+	Segment *broadcast.Segment `json:"segment"`
 }
 
 // broadcastResponse is a broadcast with its per-recipient counts.
@@ -45,6 +47,8 @@ type broadcastResponse struct {
 	UpdatedAt   time.Time  `json:"updated_at"`
 	StartedAt   *time.Time `json:"started_at"`
 	CompletedAt *time.Time `json:"completed_at"`
+	// Segment is the segment the recipients were selected by; null for a list of recipients.
+	Segment *broadcast.Segment `json:"segment"`
 }
 
 func toBroadcastResponse(b broadcast.Broadcast, n broadcast.Counts) broadcastResponse {
@@ -57,7 +61,7 @@ func toBroadcastResponse(b broadcast.Broadcast, n broadcast.Counts) broadcastRes
 		ParseMode: b.ParseMode, Status: b.Status, Error: b.Error, Total: total,
 		Sent: n.Sent, Failed: n.Failed, Pending: n.Pending, Deferred: n.Deferred, Cancelled: n.Cancelled,
 		CreatedAt: utc(b.CreatedAt), UpdatedAt: utc(b.UpdatedAt),
-		StartedAt: timeOrNil(b.StartedAt), CompletedAt: timeOrNil(b.CompletedAt),
+		StartedAt: timeOrNil(b.StartedAt), CompletedAt: timeOrNil(b.CompletedAt), Segment: b.Segment,
 	}
 }
 
@@ -85,17 +89,33 @@ func (s *server) createBroadcast(c echo.Context) error {
 // toNewBroadcast parses the ids; the other fields are validated by broadcast.Create
 // (name, platform "TELEGRAM", message_text 1-4096, parse_mode, 1-100000 recipients).
 func (r createBroadcastRequest) toNewBroadcast() (broadcast.NewBroadcast, error) {
-	var rawBot string
-	if r.BotAppID != nil {
-		rawBot = *r.BotAppID
-	}
-	botID, err := validate.OptionalUUID("bot_app_id", rawBot)
+	botID, ids, err := parseAudience(r.BotAppID, r.Recipients)
 	if err != nil {
 		return broadcast.NewBroadcast{}, err
 	}
-	ids := make([]uuid.UUID, 0, len(r.Recipients))
+	return broadcast.NewBroadcast{
+		Name: r.Name, Platform: r.Platform, MessageText: r.MessageText, ParseMode: r.ParseMode,
+		Recipients: ids, BotID: botID, Segment: r.Segment,
+	}, nil
+}
+
+// parseAudience parses bot_app_id and the recipients' ids (nil when recipients is absent,
+// so that the service can tell "no recipients" from "an empty list").
+func parseAudience(rawBotID *string, recipients []string) (*uuid.UUID, []uuid.UUID, error) {
+	var rawBot string
+	if rawBotID != nil {
+		rawBot = *rawBotID
+	}
+	botID, err := validate.OptionalUUID("bot_app_id", rawBot)
+	if err != nil {
+		return nil, nil, err
+	}
+	if recipients == nil {
+		return botID, nil, nil
+	}
+	ids := make([]uuid.UUID, 0, len(recipients))
 	var bad []string
-	for _, raw := range r.Recipients {
+	for _, raw := range recipients {
 		id, ok := validate.ParseUUID(raw)
 		if !ok {
 			if len(bad) < maxReportedIDs {
@@ -106,13 +126,10 @@ func (r createBroadcastRequest) toNewBroadcast() (broadcast.NewBroadcast, error)
 		ids = append(ids, id)
 	}
 	if bad != nil {
-		return broadcast.NewBroadcast{}, validate.Field("recipients", "recipients must be contact ids (UUIDs)").
+		return nil, nil, validate.Field("recipients", "recipients must be contact ids (UUIDs)").
 			WithDetails(map[string]any{"field": "recipients", "contact_ids": bad})
 	}
-	return broadcast.NewBroadcast{
-		Name: r.Name, Platform: r.Platform, MessageText: r.MessageText, ParseMode: r.ParseMode,
-		Recipients: ids, BotID: botID,
-	}, nil
+	return botID, ids, nil
 }
 
 // listBroadcasts answers one page of the tenant's broadcasts, newest first.

@@ -52,4 +52,5 @@ func (s *server) routes(e *echo.Echo) {
 	e.GET("/broadcast/", s.listBroadcasts, tenant)
 	e.GET("/broadcast/:id/", s.getBroadcast, tenant)
 	e.POST("/broadcast/:id/cancel/", s.cancelBroadcast, tenant)
+	e.POST("/broadcast/preview-audience/", s.previewAudience, tenant, bodyLimit(BroadcastBodyLimit, nil))
 }

@@ -108,11 +108,13 @@ type Broadcast struct {
 	Total       int       `bun:",notnull"`
 	// Materialized is false while the recipients of a large broadcast are still only an
 	// audience list that the worker's first run turns into recipient rows.
-	Materialized bool      `bun:",notnull"`
-	CreatedAt    time.Time `bun:",nullzero,notnull,default:now()"`
-	UpdatedAt    time.Time `bun:",nullzero,notnull,default:now()"`
-	StartedAt    time.Time `bun:",nullzero"`
-	CompletedAt  time.Time `bun:",nullzero"`
+	Materialized bool `bun:",notnull"`
+	// Segment is the segment the recipients were selected by; nil for a list of recipients.
+	Segment     *Segment  `bun:",type:jsonb,nullzero"`
+	CreatedAt   time.Time `bun:",nullzero,notnull,default:now()"`
+	UpdatedAt   time.Time `bun:",nullzero,notnull,default:now()"`
+	StartedAt   time.Time `bun:",nullzero"`
+	CompletedAt time.Time `bun:",nullzero"`
 }
 
 // Recipient is a row of broadcast_recipients: the delivery of one broadcast to one contact.
@@ -158,7 +160,11 @@ type NewBroadcast struct {
 	// stored in Telegram's spelling.
 	ParseMode string
 	// Recipients are contact ids of the bot: 1-100000 after duplicates are removed.
+	// Exactly one of Recipients (non-nil) and Segment is given.
 	Recipients []uuid.UUID
+	// Segment selects the recipients among the bot's contacts instead (segment.go); they
+	// are resolved once, at create time.
+	Segment *Segment
 	// BotID is the bot_app_id; nil means the tenant's only bot.
 	BotID *uuid.UUID
 }
@@ -281,12 +287,24 @@ func validateNew(nb *NewBroadcast) ([]uuid.UUID, error) {
 	if err := validate.FormattedText("message_text", nb.MessageText, nb.ParseMode); err != nil {
 		return nil, err
 	}
-	if len(nb.Recipients) == 0 {
-		return nil, validate.Field("recipients", "recipients must list at least one contact id")
+	return validateAudience(nb.Recipients, nb.Segment)
+}
+
+// validateAudience checks that exactly one of recipients and seg is given, validates seg
+// (validateSegment) and returns the deduplicated recipient ids (nil with a segment).
+func validateAudience(recipients []uuid.UUID, seg *Segment) ([]uuid.UUID, error) {
+	if seg != nil {
+		if recipients != nil {
+			return nil, validate.Field("segment", "give exactly one of recipients and segment")
+		}
+		return nil, validateSegment(seg)
 	}
-	seen := make(map[uuid.UUID]struct{}, len(nb.Recipients))
-	ids := make([]uuid.UUID, 0, len(nb.Recipients))
-	for _, id := range nb.Recipients {
+	if len(recipients) == 0 {
+		return nil, validate.Field("recipients", "recipients must list at least one contact id (or give a segment)")
+	}
+	seen := make(map[uuid.UUID]struct{}, len(recipients))
+	ids := make([]uuid.UUID, 0, len(recipients))
+	for _, id := range recipients {
 		if _, dup := seen[id]; dup {
 			continue
 		}
@@ -322,8 +340,13 @@ func idsError(e *apperr.Error, ids []uuid.UUID) error {
 // every recipient pending until then), so that Create stays fast at 100,000 recipients. Recipients whose contact has blocked the bot are stored
 // as failed ("contact has blocked the bot") and never sent. The API answers 202.
 //
-// Errors: invalid_field (422) for name, platform, message_text, parse_mode and recipients
-// (none, or more than MaxRecipients); the bot lookup's errors unchanged
+// With a Segment instead of Recipients, the recipients are the bot's contacts matching it
+// at this moment, written by one INSERT … SELECT in the same transaction (a snapshot:
+// contacts tagged later are not added), and the broadcast records the segment.
+//
+// Errors: invalid_field (422) for name, platform, message_text, parse_mode, recipients
+// (none, or more than MaxRecipients) and segment (both or neither of recipients and segment,
+// a bad part named "segment.attributes[i].op" etc., ErrEmptySegment); the bot lookup's errors unchanged
 // (telegram.ErrBotNotFound 404 for another tenant's or a deleted bot,
 // telegram.ErrBotRequired 422 invalid_field bot_app_id); ErrUnknownRecipients (404: ids that
 // are not contacts of this tenant, another tenant's included) and ErrRecipientsNotOfBot (422:
@@ -337,6 +360,9 @@ func (s *Service) Create(ctx context.Context, tenantID uuid.UUID, nb NewBroadcas
 	bot, err := s.tg.BotForTenant(ctx, tenantID, nb.BotID)
 	if err != nil {
 		return Broadcast{}, Counts{}, err
+	}
+	if nb.Segment != nil {
+		return s.createFromSegment(ctx, tenantID, bot.ID, nb)
 	}
 	unknown, otherBot, err := foreignRecipients(ctx, s.db, tenantID, bot.ID, ids)
 	if err != nil {
@@ -361,6 +387,28 @@ func (s *Service) Create(ctx context.Context, tenantID uuid.UUID, nb NewBroadcas
 	} else {
 		err = insertAudience(ctx, s.db, &b, ids)
 	}
+	if err != nil {
+		return Broadcast{}, Counts{}, apperr.Classify(err)
+	}
+	s.startRun(ctx, b.ID)
+	counts, err := countsOfBroadcast(ctx, s.db, b)
+	if err != nil {
+		return Broadcast{}, Counts{}, err
+	}
+	return b, counts, nil
+}
+
+// createFromSegment is Create for a segment: the broadcast and its recipients (the
+// contacts matching the segment at this moment: a snapshot) in one transaction.
+func (s *Service) createFromSegment(ctx context.Context, tenantID, botID uuid.UUID, nb NewBroadcast) (Broadcast, Counts, error) {
+	b := Broadcast{
+		TenantID: tenantID, BotID: botID, Name: nb.Name, Platform: nb.Platform,
+		MessageText: nb.MessageText, ParseMode: nb.ParseMode, Status: StatusQueued,
+		Materialized: true, Segment: nb.Segment,
+	}
+	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		return insertSegmentBroadcast(ctx, tx, &b)
+	})
 	if err != nil {
 		return Broadcast{}, Counts{}, apperr.Classify(err)
 	}

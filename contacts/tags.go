@@ -347,3 +347,7 @@ func nonNil(s []string) []string {
 	}
 	return s
 }
+
+// ValidAttributeKey reports whether k is a valid attribute key: 1-MaxAttributeKeyLen
+// characters of A-Z, a-z, 0-9 and _ (the rule of ValidateAttributes).
+func ValidAttributeKey(k string) bool { return validKey(k) }

@@ -1,0 +1,52 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/botfleet/botfleet/broadcast"
+)
+
+// previewAudienceRequest is the body of POST /broadcast/preview-audience: the audience part
+// of a POST /broadcast/ (bot_app_id and exactly one of recipients and segment).
+type previewAudienceRequest struct {
+	BotAppID   *string            `json:"bot_app_id"`
+	Recipients []string           `json:"recipients"`
+	Segment    *broadcast.Segment `json:"segment"`
+}
+
+// previewAudienceResponse is what a broadcast with that audience would target now: Count
+// recipients (Blocked of them have blocked the bot and would be recorded as failed without
+// a send) and a Sample of up to 10 of them, newest first, rendered as GET /contacts/ does.
+type previewAudienceResponse struct {
+	Count   int               `json:"count"`
+	Blocked int               `json:"blocked"`
+	Sample  []contactResponse `json:"sample"`
+}
+
+// previewAudience answers the count and a sample of a broadcast audience without creating
+// anything: 200. Another tenant's bot is 404 bot_not_found.
+func (s *server) previewAudience(c echo.Context) error {
+	tid, err := tenantID(c)
+	if err != nil {
+		return err
+	}
+	var req previewAudienceRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	botID, ids, err := parseAudience(req.BotAppID, req.Recipients)
+	if err != nil {
+		return err
+	}
+	a, err := s.d.Broadcasts.PreviewAudience(c.Request().Context(), tid, botID, ids, req.Segment)
+	if err != nil {
+		return err
+	}
+	out := previewAudienceResponse{Count: a.Count, Blocked: a.Blocked, Sample: make([]contactResponse, 0, len(a.Sample))}
+	for _, ct := range a.Sample {
+		out.Sample = append(out.Sample, toContactResponse(ct))
+	}
+	return c.JSON(http.StatusOK, out)
+}
