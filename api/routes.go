@@ -11,7 +11,7 @@ import (
 // so both work. api/openapi.yaml lists exactly these paths (TestOpenAPIMatchesRoutes).
 //
 // Every route also runs the global middleware of New: request id, access log, recover and
-// the 1 MiB body limit (8 MiB for POST /broadcast/).
+// the 1 MiB body limit (8 MiB for POST /broadcast/ and /broadcast/preview-audience/).
 func (s *server) routes(e *echo.Echo) {
 	tenant, admin := s.tenantRoute, s.adminAuth // tenantRoute: tenantAuth, then the per-key rate limit
 
