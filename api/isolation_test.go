@@ -242,6 +242,8 @@ func isolationCases() map[string]isoCase {
 				botNF("A's bot, B's contact", "/broadcast/", nil, fx.broadcastFor(&ids.Bot, ids.OwnContact)),
 				unknown("B's bot, A's contact", "/broadcast/", nil, fx.broadcastFor(&ids.OwnBot, ids.Contact)),
 				unknown("no bot (B has one), B's and A's contacts", "/broadcast/", nil, fx.broadcastFor(nil, ids.OwnContact, ids.Contact2)),
+				botNF("A's bot, segment", "/broadcast/", nil, map[string]any{"name": "A's sale", "platform": "TELEGRAM",
+					"message_text": "A's offer", "bot_app_id": ids.Bot, "segment": map[string]any{}}),
 			}
 		}},
 		"GET /broadcast/": {reqs: func(ids isoIDs, fx *isoFixture) []isoRequest {
@@ -255,6 +257,17 @@ func isolationCases() map[string]isoCase {
 		}},
 		"POST /broadcast/:id/cancel/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
 			return []isoRequest{bcNF("A's broadcast", "/broadcast/"+ids.Broadcast.String()+"/cancel/", nil, nil)}
+		}},
+		"POST /broadcast/preview-audience/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			unknown := notFound("unknown_recipients")
+			p := "/broadcast/preview-audience/"
+			return []isoRequest{
+				botNF("A's bot, segment", p, nil, map[string]any{"bot_app_id": ids.Bot, "segment": map[string]any{}}),
+				botNF("A's bot, A's contacts", p, nil, map[string]any{"bot_app_id": ids.Bot, "recipients": []uuid.UUID{ids.Contact}}),
+				unknown("B's bot, A's contact", p, nil, map[string]any{"bot_app_id": ids.OwnBot, "recipients": []uuid.UUID{ids.Contact}}),
+				// B's own audience: 200 with B's contacts only (the walk checks that none of A's shows).
+				{name: "B's bot, all its contacts", path: p, body: map[string]any{"bot_app_id": ids.OwnBot, "segment": map[string]any{}}, want: http.StatusOK},
+			}
 		}},
 	}
 }
