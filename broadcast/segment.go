@@ -254,12 +254,15 @@ func insertSegmentBroadcast(ctx context.Context, tx bun.Tx, b *Broadcast) error 
 	}
 	where, wargs := audienceWhere(b.TenantID, b.BotID, nil, b.Segment)
 	args := append([]any{b.ID, RecipientFailed, RecipientQueued, errContactBlocked}, wargs...)
+	// LIMIT bounds the work of a segment that is too large: it is refused, rolled back.
+	args = append(args, MaxRecipients+1)
 	res, err := tx.NewRaw(`INSERT INTO broadcast_recipients (broadcast_id, contact_id, chat_id, status, error)
 SELECT ?, c.id, c.telegram_chat_id,
        CASE WHEN c.blocked THEN ? ELSE ? END,
        CASE WHEN c.blocked THEN ? ELSE '' END
 FROM contacts c
-WHERE `+where, args...).Exec(ctx)
+WHERE `+where+`
+LIMIT ?`, args...).Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("insert segment recipients: %w", err)
 	}
@@ -271,7 +274,7 @@ WHERE `+where, args...).Exec(ctx)
 	case n == 0:
 		return ErrEmptySegment
 	case n > MaxRecipients:
-		return validate.Field("segment", "the segment matches %d contacts; a broadcast has at most %d recipients", n, MaxRecipients)
+		return validate.Field("segment", "the segment matches more than %d contacts, the most recipients of a broadcast", MaxRecipients)
 	}
 	b.Total = int(n)
 	if _, err := tx.NewUpdate().Model(b).Column("total").WherePK().Exec(ctx); err != nil {
