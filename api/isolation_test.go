@@ -248,6 +248,8 @@ func isolationCases() map[string]isoCase {
 			return []isoRequest{
 				list("list", "/broadcast/", nil),
 				list("A's cursor", "/broadcast/", q("cursor", fx.cursors["broadcasts"])),
+				list("status filter", "/broadcast/", q("status", "queued,running,cancelled")),
+				botNF("A's bot filter", "/broadcast/", q("bot_app_id", ids.Bot.String()), nil),
 			}
 		}},
 		"GET /broadcast/:id/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
@@ -255,6 +257,18 @@ func isolationCases() map[string]isoCase {
 		}},
 		"POST /broadcast/:id/cancel/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
 			return []isoRequest{bcNF("A's broadcast", "/broadcast/"+ids.Broadcast.String()+"/cancel/", nil, nil)}
+		}},
+		"GET /broadcast/:id/recipients/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{
+				bcNF("A's broadcast", "/broadcast/"+ids.Broadcast.String()+"/recipients/", nil, nil),
+				bcNF("A's broadcast, status", "/broadcast/"+ids.Broadcast.String()+"/recipients", q("status", "cancelled"), nil),
+			}
+		}},
+		"GET /broadcast/:id/recipients.csv/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{
+				bcNF("A's broadcast", "/broadcast/"+ids.Broadcast.String()+"/recipients.csv", nil, nil),
+				bcNF("A's broadcast, status", "/broadcast/"+ids.Broadcast.String()+"/recipients.csv/", q("status", "sent"), nil),
+			}
 		}},
 	}
 }

@@ -180,7 +180,9 @@ func (s *Service) recipientsPage(ctx context.Context, b Broadcast, status string
 
 // audiencePage reads up to n recipients of the not yet materialized b from its audience:
 // the contacts that are still the bot's (materialize leaves out the others), with the
-// status of unmaterializedCounts.
+// status of unmaterializedCounts. It reads a page of audience ids (sorted in the database),
+// then those contacts by primary key, and reads on when contacts deleted since Create left
+// the page short, so that a short page means the end.
 func audiencePage(ctx context.Context, idb bun.IDB, b Broadcast, status string, after *uuid.UUID, n int) ([]RecipientRow, error) {
 	st := RecipientQueued
 	switch b.Status {
@@ -192,20 +194,33 @@ func audiencePage(ctx context.Context, idb bun.IDB, b Broadcast, status string, 
 	if status != "" && status != st {
 		return nil, nil
 	}
-	var rows []RecipientRow
 	afterID := uuid.Nil
 	if after != nil {
 		afterID = *after
 	}
-	err := idb.NewRaw(`SELECT c.id AS contact_id, c.telegram_chat_id AS chat_id, ? AS status, 0 AS attempts,
-       '' AS error, NULL::bigint AS telegram_message_id, NULL::timestamptz AS sent_at, b.updated_at
-FROM broadcasts b, unnest(b.audience) AS u(id)
-JOIN contacts c ON c.id = u.id
-WHERE b.id = ? AND NOT b.materialized AND c.tenant_id = b.tenant_id AND c.bot_id = b.bot_id AND u.id > ?
-ORDER BY u.id
-LIMIT ?`, st, b.ID, afterID, n).Scan(ctx, &rows)
-	if err != nil {
-		return nil, apperr.Classify(fmt.Errorf("list audience: %w", err))
+	var rows []RecipientRow
+	for len(rows) < n {
+		var ids []uuid.UUID
+		err := idb.NewRaw(`SELECT u.id FROM broadcasts b, unnest(b.audience) AS u(id)
+WHERE b.id = ? AND NOT b.materialized AND u.id > ?
+ORDER BY u.id LIMIT ?`, b.ID, afterID, n-len(rows)).Scan(ctx, &ids)
+		if err != nil {
+			return nil, apperr.Classify(fmt.Errorf("list audience: %w", err))
+		}
+		if len(ids) == 0 {
+			return rows, nil
+		}
+		var page []RecipientRow
+		err = idb.NewRaw(`SELECT c.id AS contact_id, c.telegram_chat_id AS chat_id, ? AS status, 0 AS attempts,
+       '' AS error, NULL::bigint AS telegram_message_id, NULL::timestamptz AS sent_at, ?::timestamptz AS updated_at
+FROM contacts c
+WHERE c.id = ANY(?::uuid[]) AND c.tenant_id = ? AND c.bot_id = ?
+ORDER BY c.id`, st, b.UpdatedAt, uuidArray(ids), b.TenantID, b.BotID).Scan(ctx, &page)
+		if err != nil {
+			return nil, apperr.Classify(fmt.Errorf("list audience contacts: %w", err))
+		}
+		rows = append(rows, page...)
+		afterID = ids[len(ids)-1]
 	}
 	return rows, nil
 }
