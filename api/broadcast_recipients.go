@@ -100,6 +100,9 @@ func (s *server) exportBroadcastRecipients(c echo.Context) error {
 		if w == nil {
 			w = startRecipientsCSV(res, id)
 		}
+		// The server's WriteTimeout bounds a whole response; a large export to a slow
+		// client gets it afresh for each page instead (ignored where not supported).
+		_ = http.NewResponseController(res).SetWriteDeadline(time.Now().Add(writeTimeout))
 		for _, r := range rows {
 			if err := w.Write(csvRecord(r)); err != nil {
 				return err
