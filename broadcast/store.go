@@ -195,7 +195,7 @@ func listBroadcasts(ctx context.Context, idb bun.IDB, tenantID uuid.UUID, f Filt
 	var bs []Broadcast
 	q := idb.NewSelect().Model(&bs).Where("b.tenant_id = ?", tenantID)
 	if len(f.Statuses) > 0 {
-		q = q.Where("b.status IN (?)", bun.In(f.Statuses))
+		q = q.Where("b.status = ANY(?::text[])", pgdialect.Array(f.Statuses))
 	}
 	if f.BotID != nil {
 		q = q.Where("b.bot_id = ?", *f.BotID)
