@@ -2,7 +2,9 @@ package api
 
 import (
 	"encoding/csv"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -80,7 +82,8 @@ func (s *server) listBroadcastRecipients(c echo.Context) error {
 // exportBroadcastRecipients streams the recipients (optionally of one ?status=) as CSV, a
 // page of broadcast.ExportPage rows at a time, flushed after each page. Errors found before
 // the first row (unknown broadcast, bad status) are the usual JSON errors; a failure in
-// the middle of the stream can only cut it short (it is logged by the access log).
+// the middle of the stream is logged and aborts the connection, so that the client sees
+// the transfer fail.
 func (s *server) exportBroadcastRecipients(c echo.Context) error {
 	tid, err := tenantID(c)
 	if err != nil {
@@ -105,16 +108,29 @@ func (s *server) exportBroadcastRecipients(c echo.Context) error {
 		_ = http.NewResponseController(res).SetWriteDeadline(time.Now().Add(writeTimeout))
 		for _, r := range rows {
 			if err := w.Write(csvRecord(r)); err != nil {
-				return err
+				return clientWriteError{err}
 			}
 		}
 		w.Flush()
 		if err := w.Error(); err != nil {
-			return err
+			return clientWriteError{err}
 		}
 		res.Flush()
 		return nil
 	})
+	if err != nil && w != nil {
+		// The 200 and part of the file are out. The error handler writes nothing on a
+		// committed response, so the cause is logged here (a client that went away is only
+		// a warning), and the connection is aborted (net/http's ErrAbortHandler, passed on
+		// by echo's Recover) so that the client sees a broken transfer, never a complete
+		// looking file (a normal return would send the closing chunk).
+		level := slog.LevelError
+		if errors.As(err, new(clientWriteError)) || c.Request().Context().Err() != nil {
+			level = slog.LevelWarn
+		}
+		s.log.Log(c.Request().Context(), level, "recipients CSV cut short", "request_id", reqID(c), "broadcast_id", id, "error", err)
+		panic(http.ErrAbortHandler)
+	}
 	if err != nil {
 		return err
 	}
@@ -125,6 +141,12 @@ func (s *server) exportBroadcastRecipients(c echo.Context) error {
 	}
 	return nil
 }
+
+// clientWriteError is a failed write of the CSV export to the client (it went away).
+type clientWriteError struct{ err error }
+
+func (e clientWriteError) Error() string { return "write to client: " + e.err.Error() }
+func (e clientWriteError) Unwrap() error { return e.err }
 
 // startRecipientsCSV writes the 200 headers and the header row of broadcast id's CSV.
 func startRecipientsCSV(res *echo.Response, id uuid.UUID) *csv.Writer {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"encoding/csv"
 	"io"
@@ -364,4 +365,28 @@ SELECT b.id, c.id, c.telegram_chat_id FROM broadcasts b, unnest(b.audience) AS u
 		t.Fatal(err)
 	}
 	stream("rows", "sent")
+
+	// A client that goes away after the first line: the export stops and logs a warning
+	// (not an error: nothing is wrong on the server).
+	te.logs.reset()
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/broadcast/"+bc.ID.String()+"/recipients.csv", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bufio.NewReader(res.Body).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	_ = res.Body.Close()
+	cut := time.Now()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(te.logs.String(), "recipients CSV cut short"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log of the export cut short: %s", te.logs.String())
+		}
+	}
+	t.Logf("cut short after %s", time.Since(cut))
+	if logs := te.logs.String(); strings.Contains(logs, `"level":"ERROR"`) {
+		t.Errorf("a client going away was logged as an error: %s", logs)
+	}
 }
