@@ -132,7 +132,9 @@ func parseAudience(rawBotID *string, recipients []string) (*uuid.UUID, []uuid.UU
 	return botID, ids, nil
 }
 
-// listBroadcasts answers one page of the tenant's broadcasts, newest first.
+// listBroadcasts answers one page of the tenant's broadcasts, newest first, filtered by
+// ?status=, ?bot_app_id= (404 bot_not_found when not one of the tenant's bots),
+// ?created_after= and ?created_before= (broadcastListFilter).
 func (s *server) listBroadcasts(c echo.Context) error {
 	tid, err := tenantID(c)
 	if err != nil {
@@ -142,9 +144,19 @@ func (s *server) listBroadcasts(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	bs, counts, next, err := s.d.Broadcasts.List(c.Request().Context(), tid, broadcast.Filter{Cursor: cursor, Limit: limit})
+	f, err := broadcastListFilter(c)
 	if err != nil {
 		return err
+	}
+	f.Cursor, f.Limit = cursor, limit
+	bs, counts, next, err := s.d.Broadcasts.List(c.Request().Context(), tid, f)
+	if err != nil {
+		return err
+	}
+	if len(bs) == 0 && f.BotID != nil { // a non-empty page proves the bot is the tenant's
+		if err := s.d.Telegram.RequireBot(c.Request().Context(), tid, *f.BotID); err != nil {
+			return err
+		}
 	}
 	items := make([]broadcastResponse, 0, len(bs))
 	for i, b := range bs {

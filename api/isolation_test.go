@@ -250,6 +250,8 @@ func isolationCases() map[string]isoCase {
 			return []isoRequest{
 				list("list", "/broadcast/", nil),
 				list("A's cursor", "/broadcast/", q("cursor", fx.cursors["broadcasts"])),
+				list("status filter", "/broadcast/", q("status", "queued,running,cancelled")),
+				botNF("A's bot filter", "/broadcast/", q("bot_app_id", ids.Bot.String()), nil),
 			}
 		}},
 		"GET /broadcast/:id/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
@@ -267,6 +269,18 @@ func isolationCases() map[string]isoCase {
 				unknown("B's bot, A's contact", p, nil, map[string]any{"bot_app_id": ids.OwnBot, "recipients": []uuid.UUID{ids.Contact}}),
 				// B's own audience: 200 with B's contacts only (the walk checks that none of A's shows).
 				{name: "B's bot, all its contacts", path: p, body: map[string]any{"bot_app_id": ids.OwnBot, "segment": map[string]any{}}, want: http.StatusOK},
+			}
+		}},
+		"GET /broadcast/:id/recipients/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{
+				bcNF("A's broadcast", "/broadcast/"+ids.Broadcast.String()+"/recipients/", nil, nil),
+				bcNF("A's broadcast, status", "/broadcast/"+ids.Broadcast.String()+"/recipients", q("status", "cancelled"), nil),
+			}
+		}},
+		"GET /broadcast/:id/recipients.csv/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{
+				bcNF("A's broadcast", "/broadcast/"+ids.Broadcast.String()+"/recipients.csv", nil, nil),
+				bcNF("A's broadcast, status", "/broadcast/"+ids.Broadcast.String()+"/recipients.csv/", q("status", "sent"), nil),
 			}
 		}},
 	}

@@ -53,4 +53,8 @@ func (s *server) routes(e *echo.Echo) {
 	e.GET("/broadcast/:id/", s.getBroadcast, tenant)
 	e.POST("/broadcast/:id/cancel/", s.cancelBroadcast, tenant)
 	e.POST("/broadcast/preview-audience/", s.previewAudience, tenant, bodyLimit(BroadcastBodyLimit, nil))
+	e.GET("/broadcast/:id/recipients/", s.listBroadcastRecipients, tenant)
+	// Canonical with the trailing slash like every resource: canonicalPath turns the
+	// documented /broadcast/{id}/recipients.csv into this path.
+	e.GET("/broadcast/:id/recipients.csv/", s.exportBroadcastRecipients, tenant)
 }

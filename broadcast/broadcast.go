@@ -170,10 +170,16 @@ type NewBroadcast struct {
 }
 
 // Filter selects a page of List: a cursor from a previous page and a limit
-// (0 = page.DefaultLimit, at most page.MaxLimit).
+// (0 = page.DefaultLimit, at most page.MaxLimit), and optional filters that combine (AND):
+// Statuses (any of them; members of Statuses), BotID (broadcasts of that bot),
+// CreatedAfter (created_at >= it) and CreatedBefore (created_at < it); zero values select all.
 type Filter struct {
-	Cursor string
-	Limit  int
+	Cursor        string
+	Limit         int
+	Statuses      []string
+	BotID         *uuid.UUID
+	CreatedAfter  time.Time
+	CreatedBefore time.Time
 }
 
 // Deps are the Service's collaborators.
@@ -454,7 +460,7 @@ func (s *Service) List(ctx context.Context, tenantID uuid.UUID, f Filter) ([]Bro
 	if err != nil {
 		return nil, nil, "", err
 	}
-	bs, err := listBroadcasts(ctx, s.db, tenantID, after, limit)
+	bs, err := listBroadcasts(ctx, s.db, tenantID, f, after, limit)
 	if err != nil {
 		return nil, nil, "", err
 	}

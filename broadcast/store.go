@@ -189,11 +189,23 @@ func cancelBroadcast(ctx context.Context, tx bun.Tx, b *Broadcast) error {
 	return nil
 }
 
-// listBroadcasts returns the tenant's broadcasts newest first after a, limit+1 of them
-// (page.Newest).
-func listBroadcasts(ctx context.Context, idb bun.IDB, tenantID uuid.UUID, a *page.After, limit int) ([]Broadcast, error) {
+// listBroadcasts returns the tenant's broadcasts matching f's filters newest first after a,
+// limit+1 of them (page.Newest).
+func listBroadcasts(ctx context.Context, idb bun.IDB, tenantID uuid.UUID, f Filter, a *page.After, limit int) ([]Broadcast, error) {
 	var bs []Broadcast
 	q := idb.NewSelect().Model(&bs).Where("b.tenant_id = ?", tenantID)
+	if len(f.Statuses) > 0 {
+		q = q.Where("b.status = ANY(?::text[])", pgdialect.Array(f.Statuses))
+	}
+	if f.BotID != nil {
+		q = q.Where("b.bot_id = ?", *f.BotID)
+	}
+	if !f.CreatedAfter.IsZero() {
+		q = q.Where("b.created_at >= ?", f.CreatedAfter)
+	}
+	if !f.CreatedBefore.IsZero() {
+		q = q.Where("b.created_at < ?", f.CreatedBefore)
+	}
 	if err := page.Newest(q, "b", a, limit).Scan(ctx); err != nil {
 		return nil, apperr.Classify(fmt.Errorf("list broadcasts: %w", err))
 	}

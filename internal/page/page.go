@@ -154,3 +154,28 @@ func DecodeInt(s string) (int64, bool, error) {
 	}
 	return n, true, nil
 }
+
+// EncodeUUID returns a cursor for a UUID key (pages ordered by a unique UUID column).
+func EncodeUUID(id uuid.UUID) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("u" + id.String()))
+}
+
+// DecodeUUID parses a cursor from EncodeUUID; "" gives nil. Only what EncodeUUID writes is
+// accepted; anything else is ErrBadCursor.
+func DecodeUUID(s string) (*uuid.UUID, error) {
+	if s == "" {
+		return nil, nil
+	}
+	if len(s) > MaxCursorLen {
+		return nil, ErrBadCursor
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	if err != nil || len(b) < 2 || b[0] != 'u' {
+		return nil, ErrBadCursor
+	}
+	id, ok := validate.ParseUUID(string(b[1:]))
+	if !ok || EncodeUUID(id) != s {
+		return nil, ErrBadCursor
+	}
+	return &id, nil
+}

@@ -66,3 +66,20 @@ func TestParse(t *testing.T) {
 		})
 	}
 }
+
+func TestUUIDCursor(t *testing.T) {
+	id := uuid.New()
+	got, err := DecodeUUID(EncodeUUID(id))
+	if err != nil || got == nil || *got != id {
+		t.Fatalf("round trip: %v %v", got, err)
+	}
+	if got, err := DecodeUUID(""); got != nil || err != nil {
+		t.Fatalf("empty: %v %v", got, err)
+	}
+	upper := base64.RawURLEncoding.EncodeToString([]byte("u" + strings.ToUpper(id.String())))
+	for _, bad := range []string{"x", EncodeInt(5), encodeAfter(time.Now(), id), upper, EncodeUUID(id) + "=", strings.Repeat("A", MaxCursorLen+1)} {
+		if _, err := DecodeUUID(bad); err != ErrBadCursor {
+			t.Errorf("DecodeUUID(%q): %v", bad, err)
+		}
+	}
+}
