@@ -17,7 +17,7 @@ type previewAudienceRequest struct {
 }
 
 // previewAudienceResponse is what a broadcast with that audience would target now: Count
-// recipients (Blocked of them have blocked the bot and would be recorded as failed without
+// recipients (Blocked of them have blocked the bot and would be recorded as skipped without
 // a send) and a Sample of up to 10 of them, newest first, rendered as GET /contacts/ does.
 type previewAudienceResponse struct {
 	Count   int               `json:"count"`

@@ -43,6 +43,7 @@ type broadcastResponse struct {
 	Pending     int        `json:"pending"`
 	Deferred    int        `json:"deferred"`
 	Cancelled   int        `json:"cancelled"`
+	Skipped     int        `json:"skipped"`
 	CreatedAt   time.Time  `json:"created_at"`
 	UpdatedAt   time.Time  `json:"updated_at"`
 	StartedAt   *time.Time `json:"started_at"`
@@ -59,7 +60,7 @@ func toBroadcastResponse(b broadcast.Broadcast, n broadcast.Counts) broadcastRes
 	return broadcastResponse{
 		ID: b.ID, Name: b.Name, Platform: b.Platform, BotAppID: b.BotID, MessageText: b.MessageText,
 		ParseMode: b.ParseMode, Status: b.Status, Error: b.Error, Total: total,
-		Sent: n.Sent, Failed: n.Failed, Pending: n.Pending, Deferred: n.Deferred, Cancelled: n.Cancelled,
+		Sent: n.Sent, Failed: n.Failed, Pending: n.Pending, Deferred: n.Deferred, Cancelled: n.Cancelled, Skipped: n.Skipped,
 		CreatedAt: utc(b.CreatedAt), UpdatedAt: utc(b.UpdatedAt),
 		StartedAt: timeOrNil(b.StartedAt), CompletedAt: timeOrNil(b.CompletedAt), Segment: b.Segment,
 	}

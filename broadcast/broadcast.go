@@ -72,7 +72,9 @@ const (
 )
 
 // Recipient statuses. queued and deferred wait for their due_at; sending is claimed by a
-// worker; sent, failed and cancelled are final.
+// worker; sent, failed, cancelled and skipped are final. skipped is a recipient never sent
+// to because its contact had blocked the bot or opted out with /stop when the recipient
+// rows were written (Error holds the reason: SkipBlocked); it never counts as pending.
 const (
 	RecipientQueued    = "queued"
 	RecipientSending   = "sending"
@@ -80,11 +82,16 @@ const (
 	RecipientFailed    = "failed"
 	RecipientDeferred  = "deferred"
 	RecipientCancelled = "cancelled"
+	RecipientSkipped   = "skipped"
 )
 
-// errContactBlocked is the error of a recipient whose contact had blocked the bot when the
-// broadcast was created; it is never sent.
-const errContactBlocked = "contact has blocked the bot"
+// SkipBlocked is the reason (the Error) of a skipped recipient: its contact's blocked flag
+// was set when the recipient rows were written, by Telegram (my_chat_member "kicked", a 403
+// "bot was blocked by the user") or by the contact's /stop. The contacts table records no
+// difference between the two (both set contacts.blocked), so an opted-out contact is
+// skipped with this reason too; "opted_out" would need a column set by /stop alone.
+// A contact that blocks the bot after that is failed at send time by the 403 as before.
+const SkipBlocked = "blocked"
 
 // errInterrupted is the error of a recipient given back by the sweep after its worker died
 // while sending: the message may have reached Telegram.
@@ -141,9 +148,10 @@ type Recipient struct {
 
 // Counts are a broadcast's recipients by status: Pending = queued + sending (not yet
 // attempted, or waiting for a retry or a rate-limit slot), Deferred = waiting for the bot's
-// daily limit to reset, Total = all recipients.
+// daily limit to reset, Skipped = never sent (contact blocked the bot or opted out),
+// Total = all recipients.
 type Counts struct {
-	Total, Sent, Failed, Pending, Deferred, Cancelled int
+	Total, Sent, Failed, Pending, Deferred, Cancelled, Skipped int
 }
 
 // NewBroadcast is the input of Create.
@@ -343,8 +351,10 @@ func idsError(e *apperr.Error, ids []uuid.UUID) error {
 // Create validates nb, stores the broadcast (status queued) and its recipients in one
 // transaction, and enqueues its run. A broadcast of more than SyncRecipients stores its
 // validated audience instead, and its first run writes the recipient rows (its counts show
-// every recipient pending until then), so that Create stays fast at 100,000 recipients. Recipients whose contact has blocked the bot are stored
-// as failed ("contact has blocked the bot") and never sent. The API answers 202.
+// every recipient pending until then), so that Create stays fast at 100,000 recipients.
+// Recipients whose contact has blocked the bot or opted out (/stop) when the rows are
+// written are stored as skipped (Error SkipBlocked) and never sent; duplicate ids collapse
+// to one recipient. The API answers 202.
 //
 // With a Segment instead of Recipients, the recipients are the bot's contacts matching it
 // at this moment, written by one INSERT … SELECT in the same transaction (a snapshot:

@@ -327,7 +327,7 @@ func TestService_Create(t *testing.T) {
 		t.Fatalf("invalid requests stored %d broadcasts", n)
 	}
 
-	t.Run("202 duplicates collapsed, blocked contact failed, run enqueued", func(t *testing.T) {
+	t.Run("202 duplicates collapsed, blocked contact skipped, run enqueued", func(t *testing.T) {
 		id := bot1.ID
 		bc, counts, err := e.svc.Create(e.ctx, tenantA, NewBroadcast{
 			Name: " Spring sale ", Platform: "TELEGRAM", MessageText: "Hi <b>all</b>", ParseMode: "HTML",
@@ -339,11 +339,11 @@ func TestService_Create(t *testing.T) {
 		if bc.Status != StatusQueued || bc.Total != 3 || bc.Name != "Spring sale" || bc.BotID != bot1.ID || bc.TenantID != tenantA {
 			t.Errorf("broadcast = %+v", bc)
 		}
-		if want := (Counts{Total: 3, Pending: 2, Failed: 1}); counts != want {
+		if want := (Counts{Total: 3, Pending: 2, Skipped: 1}); counts != want {
 			t.Errorf("counts = %+v, want %+v", counts, want)
 		}
 		r := e.recipientOf(bc.ID, blocked.TelegramChatID)
-		if r.Status != RecipientFailed || r.Error != errContactBlocked {
+		if r.Status != RecipientSkipped || r.Error != SkipBlocked || r.Attempts != 0 {
 			t.Errorf("blocked recipient = %s %q", r.Status, r.Error)
 		}
 		info, err := asynq.NewInspectorFromRedisClient(e.rdb).GetTaskInfo(QueueBroadcast, TypeRun+":"+bc.ID.String())
@@ -791,7 +791,7 @@ func TestService_HandleSweep_NothingStuck(t *testing.T) {
 
 // TestService_Create_LargeAudience checks a broadcast larger than SyncRecipients: Create
 // answers with every recipient pending before any row exists, the first run writes the rows
-// (a contact blocked meanwhile is failed, not sent) and sends them all once; a cancelled one
+// (a contact blocked meanwhile is skipped, not sent) and sends them all once; a cancelled one
 // is never written nor sent.
 func TestService_Create_LargeAudience(t *testing.T) {
 	e := newEnv(t, envOptions{maxRetries: 3})
@@ -809,7 +809,7 @@ func TestService_Create_LargeAudience(t *testing.T) {
 	}
 	e.runToEnd(bc.ID, false, 10)
 	got, counts = e.get(b, bc.ID)
-	if !got.Materialized || got.Status != StatusCompleted || counts != (Counts{Total: 5, Sent: 4, Failed: 1}) {
+	if !got.Materialized || got.Status != StatusCompleted || counts != (Counts{Total: 5, Sent: 4, Skipped: 1}) {
 		t.Fatalf("after the run: %s materialized %v counts %+v", got.Status, got.Materialized, counts)
 	}
 	for _, c := range cs[1:] {

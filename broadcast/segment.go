@@ -246,14 +246,14 @@ func audienceWhere(tenantID, botID uuid.UUID, ids []uuid.UUID, seg *Segment) (st
 
 // insertSegmentBroadcast inserts b (Segment set) and one recipient per contact of its bot
 // that matches the segment, with one INSERT … SELECT in tx (blocked contacts stored as
-// failed, as insertBroadcast does), and sets b.Total. Errors: ErrEmptySegment, invalid_field
+// skipped, as insertBroadcast does), and sets b.Total. Errors: ErrEmptySegment, invalid_field
 // "segment" past MaxRecipients (the transaction is rolled back).
 func insertSegmentBroadcast(ctx context.Context, tx bun.Tx, b *Broadcast) error {
 	if _, err := tx.NewInsert().Model(b).Returning("*").Exec(ctx); err != nil {
 		return fmt.Errorf("insert broadcast: %w", err)
 	}
 	where, wargs := audienceWhere(b.TenantID, b.BotID, nil, b.Segment)
-	args := append([]any{b.ID, RecipientFailed, RecipientQueued, errContactBlocked}, wargs...)
+	args := append([]any{b.ID, RecipientSkipped, RecipientQueued, SkipBlocked}, wargs...)
 	// LIMIT bounds the work of a segment that is too large: it is refused, rolled back.
 	args = append(args, MaxRecipients+1)
 	res, err := tx.NewRaw(`INSERT INTO broadcast_recipients (broadcast_id, contact_id, chat_id, status, error)
@@ -284,7 +284,7 @@ LIMIT ?`, args...).Exec(ctx)
 }
 
 // Audience is the answer of PreviewAudience: Count contacts would be recipients (Blocked of
-// them have blocked the bot: a broadcast records them as failed without sending), and
+// them have blocked the bot: a broadcast records them as skipped without sending), and
 // Sample is up to PreviewSample of them, newest first (the order of GET /contacts/).
 type Audience struct {
 	Count   int

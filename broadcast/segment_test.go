@@ -47,7 +47,7 @@ func cond(key, op, value string) Condition {
 
 // TestService_Segment checks each segment part against a fixed set of contacts: the
 // preview's count and sample, then the recipients Create writes, are exactly the matching
-// contacts of the bot (never another bot's or tenant's, blocked ones included as failed).
+// contacts of the bot (never another bot's or tenant's, blocked ones included as skipped).
 func TestService_Segment(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	tenantA, tenantB := e.tenant("a"), e.tenant("b")
@@ -123,8 +123,8 @@ func TestService_Segment(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Create: %v", err)
 			}
-			if bc.Total != len(want) || counts.Total != len(want) || counts.Failed != wantBlocked {
-				t.Errorf("total %d counts %+v, want %d recipients, %d failed", bc.Total, counts, len(want), wantBlocked)
+			if bc.Total != len(want) || counts.Total != len(want) || counts.Skipped != wantBlocked || counts.Failed != 0 {
+				t.Errorf("total %d counts %+v, want %d recipients, %d skipped", bc.Total, counts, len(want), wantBlocked)
 			}
 			var rids []uuid.UUID
 			for _, r := range e.recipients(bc.ID) {
@@ -223,7 +223,7 @@ func TestService_SegmentValidation(t *testing.T) {
 }
 
 // TestService_SegmentSend runs a segment broadcast through HandleRun: exactly the matching
-// contacts get the message, the blocked one is failed without a send.
+// contacts get the message, the blocked one is skipped without a send.
 func TestService_SegmentSend(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	bot := e.bot(e.tenant("a"), 0)
@@ -249,7 +249,7 @@ func TestService_SegmentSend(t *testing.T) {
 	}
 	e.runToEnd(bc.ID, false, 10)
 	got, counts := e.get(bot, bc.ID)
-	if got.Status != StatusCompleted || counts != (Counts{Total: 3, Sent: 2, Failed: 1}) {
+	if got.Status != StatusCompleted || counts != (Counts{Total: 3, Sent: 2, Skipped: 1}) {
 		t.Fatalf("status %s counts %+v", got.Status, counts)
 	}
 	var sentTo []string
@@ -265,7 +265,7 @@ func TestService_SegmentSend(t *testing.T) {
 	if !slices.Equal(sentTo, wantTo) {
 		t.Fatalf("sendMessage to %v, want %v", sentTo, wantTo)
 	}
-	if r := e.recipientOf(bc.ID, blk.TelegramChatID); r.Status != RecipientFailed || r.Error != errContactBlocked {
+	if r := e.recipientOf(bc.ID, blk.TelegramChatID); r.Status != RecipientSkipped || r.Error != SkipBlocked {
 		t.Errorf("blocked recipient %+v", r)
 	}
 }

@@ -62,7 +62,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, false, ?::uuid[]) RETURNING id`,
 }
 
 // materialize writes the recipient rows of broadcast id from its audience, in one
-// server-side INSERT … SELECT (blocked contacts stored as failed, contacts deleted since
+// server-side INSERT … SELECT (blocked contacts stored as skipped, contacts deleted since
 // Create left out and Total corrected), and marks it materialized. It is a no-op for a
 // materialized broadcast, so concurrent runs are safe.
 func materialize(ctx context.Context, db *bun.DB, id uuid.UUID) error {
@@ -82,7 +82,7 @@ FROM broadcasts b, unnest(b.audience) AS u(id)
 JOIN contacts c ON c.id = u.id
 WHERE b.id = ? AND c.tenant_id = b.tenant_id AND c.bot_id = b.bot_id
 ON CONFLICT (broadcast_id, contact_id) DO NOTHING`,
-			RecipientFailed, RecipientQueued, errContactBlocked, id).Exec(ctx)
+			RecipientSkipped, RecipientQueued, SkipBlocked, id).Exec(ctx)
 		if err != nil {
 			return fmt.Errorf("insert recipients: %w", err)
 		}
@@ -94,7 +94,7 @@ ON CONFLICT (broadcast_id, contact_id) DO NOTHING`,
 }
 
 // insertBroadcast inserts b and one recipient per contact in ids (all of them contacts of
-// b's tenant and bot) with one INSERT … SELECT. Blocked contacts are stored as failed.
+// b's tenant and bot) with one INSERT … SELECT. Blocked contacts are stored as skipped.
 // b.Total is corrected when a contact vanished in the meantime.
 func insertBroadcast(ctx context.Context, tx bun.Tx, b *Broadcast, ids []uuid.UUID) error {
 	if _, err := tx.NewInsert().Model(b).Returning("*").Exec(ctx); err != nil {
@@ -106,7 +106,7 @@ SELECT ?, c.id, c.telegram_chat_id,
        CASE WHEN c.blocked THEN ? ELSE '' END
 FROM contacts c
 WHERE c.tenant_id = ? AND c.bot_id = ? AND c.id = ANY(?::uuid[])`,
-		b.ID, RecipientFailed, RecipientQueued, errContactBlocked, b.TenantID, b.BotID, uuidArray(ids)).Exec(ctx)
+		b.ID, RecipientSkipped, RecipientQueued, SkipBlocked, b.TenantID, b.BotID, uuidArray(ids)).Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("insert recipients: %w", err)
 	}
@@ -232,6 +232,8 @@ func (c *Counts) add(status string, n int) {
 		c.Deferred += n
 	case RecipientCancelled:
 		c.Cancelled += n
+	case RecipientSkipped:
+		c.Skipped += n
 	}
 }
 
