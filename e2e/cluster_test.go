@@ -82,23 +82,13 @@ func TestRedisCluster(t *testing.T) {
 	lb.add(addr2)
 	p.base = lb.srv.URL
 
-	var tn tenantResp
-	if code := p.do("POST", "/admin/v1/tenants/", p.admin, map[string]any{"name": "Cluster"}, &tn); code != 201 {
-		t.Fatalf("create tenant: %d", code)
-	}
-	f := &fleet{p: p, key: tn.APIKey, contacts: make([][]contactResp, bots)}
+	f := registerFleet(t, p, "cluster", bots)
+	f.contacts = make([][]contactResp, bots)
 	userID := func(bot, u int) int64 { return int64(3_000_000*(bot+1) + u) }
-	for i := range bots {
-		tg := p.emu.CreateBot(fmt.Sprintf("cluster%d_bot", i), "Cluster")
-		var b botResp
-		if code := p.do("POST", "/telegram/v1/bots/", tn.APIKey, map[string]any{"name": fmt.Sprint("cluster ", i), "bot_token": tg.Token}, &b); code != 201 {
-			t.Fatalf("register bot: %d", code)
-		}
+	for _, b := range f.bots {
 		if !strings.HasPrefix(b.WebhookURL, lb.srv.URL) {
 			t.Fatalf("webhook URL %q does not go through the balancer %s", b.WebhookURL, lb.srv.URL)
 		}
-		f.bots = append(f.bots, b)
-		f.emuIDs = append(f.emuIDs, tg.ID)
 	}
 	for u := range users {
 		for i := range bots {

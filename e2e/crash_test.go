@@ -24,26 +24,36 @@ type fleet struct {
 	contacts [][]contactResp
 }
 
-// newFleet registers nBots bots of one tenant and gives each perBot contacts, made by
-// simulated users writing "hello" (no reply), then waits until the platform has them all.
-func newFleet(t *testing.T, p *platform, nBots, perBot int) *fleet {
+// registerFleet creates a tenant named name and n bots in tgemu (usernames name0_bot, ...),
+// registers each with botfleet (201 or the test fails) and returns them without contacts.
+func registerFleet(t *testing.T, p *platform, name string, n int) *fleet {
 	t.Helper()
 	var tn tenantResp
-	if code := p.do("POST", "/admin/v1/tenants/", p.admin, map[string]any{"name": "Crash"}, &tn); code != 201 {
+	if code := p.do("POST", "/admin/v1/tenants/", p.admin, map[string]any{"name": name}, &tn); code != 201 {
 		t.Fatalf("create tenant: %d", code)
 	}
 	f := &fleet{p: p, key: tn.APIKey}
-	for i := range nBots {
-		tg := p.emu.CreateBot(fmt.Sprintf("crash%d_bot", i), "Crash")
+	for i := range n {
+		tg := p.emu.CreateBot(fmt.Sprintf("%s%d_bot", name, i), name)
 		var b botResp
-		if code := p.do("POST", "/telegram/v1/bots/", tn.APIKey, map[string]any{"name": fmt.Sprint("crash ", i), "bot_token": tg.Token}, &b); code != 201 {
+		if code := p.do("POST", "/telegram/v1/bots/", tn.APIKey, map[string]any{"name": fmt.Sprint(name, " ", i), "bot_token": tg.Token}, &b); code != 201 {
 			t.Fatalf("register bot: %d", code)
 		}
 		f.bots = append(f.bots, b)
 		f.emuIDs = append(f.emuIDs, tg.ID)
+	}
+	return f
+}
+
+// newFleet registers nBots bots of one tenant and gives each perBot contacts, made by
+// simulated users writing "hello" (no reply), then waits until the platform has them all.
+func newFleet(t *testing.T, p *platform, nBots, perBot int) *fleet {
+	t.Helper()
+	f := registerFleet(t, p, "crash", nBots)
+	for i, id := range f.emuIDs {
 		for j := range perBot {
 			u := tgemu.User{ID: int64(1_000_000*(i+1) + j), FirstName: fmt.Sprint("U", j)}
-			if _, err := p.emu.SendText(tg.ID, u, "hello"); err != nil {
+			if _, err := p.emu.SendText(id, u, "hello"); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -278,19 +288,10 @@ func TestWorkerKilledMidProcessing(t *testing.T) {
 			"SWEEP_INTERVAL": "1s", "SHUTDOWN_TIMEOUT": "5s", "WORKER_SEND_CONCURRENCY": fmt.Sprint(sendSlots),
 		},
 	})
-	var tn tenantResp
-	if code := p.do("POST", "/admin/v1/tenants/", p.admin, map[string]any{"name": "Inbound"}, &tn); code != 201 {
-		t.Fatalf("create tenant: %d", code)
-	}
-	emuIDs := make([]int64, bots)
-	for i := range bots {
-		tg := p.emu.CreateBot(fmt.Sprintf("inbound%d_bot", i), "Inbound")
-		if code := p.do("POST", "/telegram/v1/bots/", tn.APIKey, map[string]any{"name": fmt.Sprint("in ", i), "bot_token": tg.Token}, nil); code != 201 {
-			t.Fatalf("register bot: %d", code)
-		}
-		emuIDs[i] = tg.ID
+	emuIDs := registerFleet(t, p, "inbound", bots).emuIDs
+	for _, id := range emuIDs {
 		// Every welcome takes 30 ms, so that replies are in flight at the kill.
-		p.emu.AddFault(tg.ID, tgemu.Fault{Kind: tgemu.FaultLatency, Method: "sendMessage", Latency: 30 * time.Millisecond})
+		p.emu.AddFault(id, tgemu.Fault{Kind: tgemu.FaultLatency, Method: "sendMessage", Latency: 30 * time.Millisecond})
 	}
 	userID := func(bot, u int) int64 { return int64(2_000_000*(bot+1) + u) }
 	for u := range users {

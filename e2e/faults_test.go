@@ -117,18 +117,8 @@ func TestPostgresOutage(t *testing.T) {
 	})
 	hook.setTarget(t, p.base)
 
-	var tn tenantResp
-	if code := p.do("POST", "/admin/v1/tenants/", p.admin, map[string]any{"name": "Outage"}, &tn); code != 201 {
-		t.Fatalf("create tenant: %d", code)
-	}
-	emuIDs := make([]int64, bots)
-	for i := range bots {
-		tg := p.emu.CreateBot(fmt.Sprintf("pgdown%d_bot", i), "PG")
-		if code := p.do("POST", "/telegram/v1/bots/", tn.APIKey, map[string]any{"name": fmt.Sprint("pg ", i), "bot_token": tg.Token}, nil); code != 201 {
-			t.Fatalf("register bot: %d", code)
-		}
-		emuIDs[i] = tg.ID
-	}
+	f := registerFleet(t, p, "outage", bots)
+	emuIDs := f.emuIDs
 	userID := func(bot, u int) int64 { return int64(3_000_000*(bot+1) + u) }
 	start := func(from, to int) {
 		for u := from; u < to; u++ {
@@ -190,7 +180,7 @@ func TestPostgresOutage(t *testing.T) {
 		t.Errorf("GET /readyz with PostgreSQL down: %d %+v, want 503 postgres unavailable", code, ready)
 	}
 	var apiErr errorResp
-	apiCode := p.do("GET", "/contacts/", tn.APIKey, nil, &apiErr)
+	apiCode := p.do("GET", "/contacts/", f.key, nil, &apiErr)
 	if apiCode != http.StatusServiceUnavailable {
 		t.Errorf("GET /contacts/ with PostgreSQL down: %d %+v, want 503", apiCode, apiErr)
 	}

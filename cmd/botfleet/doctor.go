@@ -45,11 +45,6 @@ const doctorProbeBudget = 30 * time.Second
 // rest are counted.
 const doctorMaxBotLines = 20
 
-// redisDurability reports how the configured Redis could lose or evict botfleet's keys
-// (persistence off, an evicting maxmemory-policy, ...): each string is printed as a WARN of
-// the "redis durability" check; an error too. The same check feeds GET /readyz's warnings.
-var redisDurability = redisinfo.Check
-
 // checkResult is one line of the doctor's report.
 type checkResult struct {
 	Name   string
@@ -217,7 +212,9 @@ func (d *doctor) checkRedis(ctx context.Context, cfg config.Config) {
 		return
 	}
 	d.report(checkResult{Name: "redis", Status: checkOK, Detail: fmt.Sprintf("%s (Redis %s)", shown, info["Server"]["redis_version"])})
-	problems, err := redisDurability(pctx, rdb)
+	// How the configured Redis could lose or evict botfleet's keys (the same check as
+	// GET /readyz's warnings): each problem is a WARN.
+	problems, err := redisinfo.Check(pctx, rdb)
 	if err != nil {
 		d.report(checkResult{Name: "redis durability", Status: checkWarn, Detail: "could not read the configuration: " + err.Error(),
 			Fix: "allow CONFIG GET and INFO persistence to botfleet's Redis user, or check persistence by hand (README.md, Redis)"})
