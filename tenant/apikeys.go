@@ -325,14 +325,16 @@ func (s *Service) loadKey(ctx context.Context, hash [32]byte) (authEntry, error)
 // UPDATE's own condition still keeps writes to one per interval).
 const touchMaxKeys = 100_000
 
-// touch writes key id's last_used_at when this process has not written it for
-// LastUsedInterval. The UPDATE skips a row written less than an interval ago (by another
-// process), so the row changes at most once per interval whatever the number of processes.
+// touch writes key id's last_used_at when, as far as this process knows, it is
+// LastUsedInterval old. The UPDATE skips a row written less than an interval ago (by
+// another process) and then returns the stored time, which this process adopts: the row
+// changes at most once per interval whatever the number of processes, and lags the last
+// use by at most an interval.
 func (s *Service) touch(ctx context.Context, id uuid.UUID) {
 	now := s.now().UTC()
 	s.touchMu.Lock()
 	last, ok := s.touched[id]
-	due := !ok || now.Sub(last) >= LastUsedInterval || now.Before(last)
+	due := !ok || now.Sub(last) >= LastUsedInterval || now.Before(last.Add(-LastUsedInterval))
 	if due {
 		if len(s.touched) >= touchMaxKeys {
 			clear(s.touched)
@@ -345,9 +347,20 @@ func (s *Service) touch(ctx context.Context, id uuid.UUID) {
 	}
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
-	_, err := s.db.NewUpdate().Model((*APIKey)(nil)).Set("last_used_at = ?", now).
-		Where("id = ?", id).Where("last_used_at IS NULL OR last_used_at <= ?", now.Add(-LastUsedInterval)).Exec(uctx)
+	var stored time.Time
+	err := s.db.NewRaw(`WITH u AS (
+			UPDATE api_keys SET last_used_at = ?
+			WHERE id = ? AND (last_used_at IS NULL OR last_used_at <= ?)
+			RETURNING last_used_at)
+		SELECT coalesce((SELECT last_used_at FROM u), (SELECT last_used_at FROM api_keys WHERE id = ?), ?)`,
+		now, id, now.Add(-LastUsedInterval), id, now).Scan(uctx, &stored)
 	if err != nil {
 		s.log.WarnContext(ctx, "tenant: last_used_at not recorded", "api_key_id", id.String(), "error", err)
+		return
+	}
+	if stored.Before(now) {
+		s.touchMu.Lock()
+		s.touched[id] = stored.UTC()
+		s.touchMu.Unlock()
 	}
 }
