@@ -3,6 +3,7 @@ package tenant
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -81,7 +82,7 @@ type APIKey struct {
 type Key struct {
 	ID     uuid.UUID
 	Name   string
-	Scopes []string // expanded, in AllScopes order
+	Scopes []string // expanded, in AllScopes order; shared with the auth cache: do not modify
 }
 
 // Allows reports whether k holds scope (scopes are stored expanded, so admin holds write
@@ -237,7 +238,7 @@ func (s *Service) GetKey(ctx context.Context, tenantID, id uuid.UUID) (APIKey, e
 func (s *Service) RevokeKey(ctx context.Context, tenantID, id uuid.UUID) error {
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		if err := lockTenant(ctx, tx, tenantID); err != nil {
-			if err == ErrNotFound {
+			if errors.Is(err, ErrNotFound) {
 				return ErrKeyNotFound
 			}
 			return err
