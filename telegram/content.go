@@ -11,6 +11,7 @@ import (
 
 	"github.com/PaulSonOfLars/gotgbot/v2"
 
+	"github.com/botfleet/botfleet/contacts"
 	"github.com/botfleet/botfleet/internal/apperr"
 	"github.com/botfleet/botfleet/internal/textvars"
 	"github.com/botfleet/botfleet/internal/validate"
@@ -343,3 +344,29 @@ func wireKeyboard(k *InlineKeyboardMarkup) gotgbot.ReplyMarkup {
 
 // disabledLinkPreview is the link_preview_options of Content.DisableLinkPreview.
 var disabledLinkPreview = &gotgbot.LinkPreviewOptions{IsDisabled: true}
+
+// json is c as stored in messages.content (nil for a plain text message).
+func (c Content) json() json.RawMessage {
+	if c.IsZero() {
+		return nil
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// ContentOf decodes a stored messages.content (nil or invalid: a plain text message).
+func ContentOf(raw json.RawMessage) Content {
+	var c Content
+	if len(raw) > 0 {
+		_ = json.Unmarshal(raw, &c)
+	}
+	return c
+}
+
+// outgoingOf is the Outgoing of a stored outbound message.
+func outgoingOf(m contacts.Message) Outgoing {
+	return Outgoing{Text: m.Text, ParseMode: m.ParseMode, Content: ContentOf(m.Content)}
+}

@@ -46,6 +46,9 @@ type NewMessage struct {
 	// ParseMode is "", "HTML", "MarkdownV2" or "Markdown" (validate.ParseMode:
 	// case-insensitive; stored in Telegram's spelling).
 	ParseMode string
+	// Content is the photo or document (Text is then the caption, 0-1024 characters),
+	// inline keyboard and flags (CheckMessage).
+	Content Content
 }
 
 // CreateMessage validates a single message to one contact, stores it as an outbound message
@@ -61,16 +64,11 @@ type NewMessage struct {
 // still returned queued and the error is logged: the periodic sweep (HandleSweep)
 // re-enqueues queued messages whose task was lost, so the send is delayed, not lost.
 func (s *Service) CreateMessage(ctx context.Context, tenantID uuid.UUID, nm NewMessage) (contacts.Message, error) {
-	if err := validate.Text("text", nm.Text, MaxTextLength); err != nil {
-		return contacts.Message{}, err
-	}
-	mode, err := validate.ParseMode("parse_mode", nm.ParseMode)
+	tpl, err := CheckMessage("text", nm.Text, nm.ParseMode, nm.Content)
 	if err != nil {
 		return contacts.Message{}, err
 	}
-	if err := validate.FormattedText("text", nm.Text, mode); err != nil {
-		return contacts.Message{}, err
-	}
+	mode := tpl.ParseMode
 	var botID *uuid.UUID
 	if nm.BotID != uuid.Nil {
 		botID = &nm.BotID
@@ -89,9 +87,14 @@ func (s *Service) CreateMessage(ctx context.Context, tenantID uuid.UUID, nm NewM
 	if c.Blocked {
 		return contacts.Message{}, ErrContactBlocked
 	}
+	// Variables are rendered now, for this contact; the message stores the text as sent.
+	out, reason := tpl.RenderFor(ContactLookup(c.FirstName, c.LastName, c.TelegramUsername, c.Attributes))
+	if reason != "" {
+		return contacts.Message{}, validate.Field("text", "text: %s", reason)
+	}
 	m := contacts.Message{
 		TenantID: tenantID, BotID: bot.ID, ContactID: &c.ID, ChatID: c.TelegramChatID,
-		Kind: contacts.KindMessage, Text: nm.Text, ParseMode: mode,
+		Kind: contacts.KindMessage, Text: out.Text, ParseMode: mode, Content: nm.Content.json(),
 	}
 	if err := s.contacts.CreateOutbound(ctx, s.db, &m); err != nil {
 		return contacts.Message{}, err
@@ -173,7 +176,7 @@ func (s *Service) HandleSend(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("load bot %s: %w", m.BotID, err)
 	}
 
-	out := s.Send(ctx, bot, m.ChatID, Outgoing{Text: m.Text, ParseMode: m.ParseMode})
+	out := s.Send(ctx, bot, m.ChatID, outgoingOf(m))
 	r := s.sendResult(m, out)
 	if err := s.contacts.FinishSends(dbCtx, []contacts.SendResult{r}); err != nil {
 		if out.Status == OutcomeSent {
@@ -381,7 +384,7 @@ func (s *Service) sendBatchOf(ctx context.Context, botID uuid.UUID, ids []uuid.U
 	chats := make([]int64, len(ms))
 	msgs := make([]Outgoing, len(ms))
 	for i, m := range ms {
-		chats[i], msgs[i] = m.ChatID, Outgoing{Text: m.Text, ParseMode: m.ParseMode}
+		chats[i], msgs[i] = m.ChatID, outgoingOf(m)
 	}
 	var again time.Duration // earliest retry of a message left queued; 0: none
 	var mu sync.Mutex
