@@ -61,18 +61,17 @@ func toBroadcastResponse(b broadcast.Broadcast, n broadcast.Counts) broadcastRes
 	if total == 0 {
 		total = b.Total
 	}
-	var content contentFields
-	if b.Content != nil {
-		content = toContentFields(b.Content.Content)
-	}
-	return broadcastResponse{
-		contentFields: content,
-		ID:            b.ID, Name: b.Name, Platform: b.Platform, BotAppID: b.BotID, MessageText: b.MessageText,
+	resp := broadcastResponse{
+		ID: b.ID, Name: b.Name, Platform: b.Platform, BotAppID: b.BotID, MessageText: b.MessageText,
 		ParseMode: b.ParseMode, Status: b.Status, Error: b.Error, Total: total,
 		Sent: n.Sent, Failed: n.Failed, Pending: n.Pending, Deferred: n.Deferred, Cancelled: n.Cancelled, Skipped: n.Skipped,
 		CreatedAt: utc(b.CreatedAt), UpdatedAt: utc(b.UpdatedAt),
 		StartedAt: timeOrNil(b.StartedAt), CompletedAt: timeOrNil(b.CompletedAt), Segment: b.Segment,
 	}
+	if b.Content != nil {
+		resp.contentFields = toContentFields(b.Content.Content)
+	}
+	return resp
 }
 
 // createBroadcast validates the audience and queues the broadcast: 202.

@@ -77,8 +77,8 @@ type Content struct {
 // HasMedia reports whether the message is a photo or a document (its text is a caption).
 func (c Content) HasMedia() bool { return c.Photo != "" || c.Document != "" }
 
-// IsZero reports whether c is a plain text message without options.
-func (c Content) IsZero() bool {
+// Plain reports whether c is a plain text message without options.
+func (c Content) Plain() bool {
 	return c.Photo == "" && c.Document == "" && c.ReplyMarkup == nil && !c.DisableNotification && !c.ProtectContent && !c.DisableLinkPreview
 }
 
@@ -347,7 +347,7 @@ var disabledLinkPreview = &gotgbot.LinkPreviewOptions{IsDisabled: true}
 
 // json is c as stored in messages.content (nil for a plain text message).
 func (c Content) json() json.RawMessage {
-	if c.IsZero() {
+	if c.Plain() {
 		return nil
 	}
 	b, err := json.Marshal(c)
