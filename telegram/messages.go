@@ -54,8 +54,14 @@ type NewMessage struct {
 // CreateMessage validates a single message to one contact, stores it as an outbound message
 // with status "queued" and enqueues its telegram:send task; the worker sends it through Send.
 //
-// Errors: invalid_field (422) for text and parse_mode, and for a text that Telegram could
-// not parse in its parse_mode (validate.FormattedText: details.position); ErrBotNotFound (404, also another
+// The content options and the text's variables follow CheckMessage (the rules of
+// broadcasts); the variables are rendered now for the contact (values escaped for the parse
+// mode) and the message stores the text as it will be sent.
+//
+// Errors: invalid_field (422) for text and parse_mode, for a text that Telegram could
+// not parse in its parse_mode (details.position), an unknown variable (details.position,
+// details.variable), a rendered text that does not fit, photo, document and reply_markup
+// (details.field naming the part); ErrBotNotFound (404, also another
 // tenant's bot), ErrBotRequired (422); contacts.ErrNotFound (404, unknown or another
 // tenant's contact); ErrContactNotOfBot (422); ErrContactBlocked (422, the contact blocked
 // the bot); apperr.ErrUnavailable (503) when PostgreSQL is down.
