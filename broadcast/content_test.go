@@ -168,6 +168,15 @@ func TestService_Content_Variables(t *testing.T) {
 	if got := texts()[ann.TelegramChatID]; got != "Plain {text}" {
 		t.Errorf("plain got %q", got)
 	}
+	// A broadcast created before content existed (content NULL) sends its text as it is.
+	l := create("x", "", nameless)
+	if _, err := e.db.NewRaw("UPDATE broadcasts SET content = NULL, message_text = 'Legacy {first_name} {{' WHERE id = ?", l.ID).Exec(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.runToEnd(l.ID, false, 20)
+	if got := texts()[nameless.TelegramChatID]; got != "Legacy {first_name} {{" {
+		t.Errorf("legacy got %q", got)
+	}
 	if _, c := e.get(b, m.ID); c.Sent != 2 || c.Failed != 0 {
 		t.Fatalf("counts %+v", c)
 	}

@@ -187,7 +187,7 @@ func (s *Service) deliver(ctx context.Context, bot Bot, chatID int64, msg Outgoi
 	var tgErr *gotgbot.TelegramError
 	if !errors.As(err, &tgErr) {
 		text := redactToken(sendErrText(err), api.Token)
-		log.WarnContext(ctx, "telegram: sendMessage failed", "error", redactToken(err.Error(), api.Token))
+		log.WarnContext(ctx, "telegram: send failed", "error", redactToken(err.Error(), api.Token))
 		return Outcome{Status: OutcomeRetry, ChatID: chatID, Err: text}
 	}
 	desc := redactToken(tgErr.Description, api.Token)
