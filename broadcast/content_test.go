@@ -252,7 +252,11 @@ func TestService_Content_Validation(t *testing.T) {
 		{"photo not a URL", "x", "", telegram.Content{Photo: "ftp://example.com/a.png"}, "photo", -1, "", "http(s) URL"},
 		{"photo bad file_id", "x", "", telegram.Content{Photo: "not a file id"}, "photo", -1, "", "file_id"},
 		{"9 buttons in a row", "x", "", telegram.Content{ReplyMarkup: kb(row(1), row(9))}, "reply_markup.inline_keyboard[1]", -1, "", "at most 8"},
-		{"101 buttons", "x", "", telegram.Content{ReplyMarkup: func() *telegram.InlineKeyboardMarkup { k := *many; k.InlineKeyboard = append(append([][]telegram.InlineKeyboardButton(nil), k.InlineKeyboard...), row(5)); return &k }()}, "reply_markup.inline_keyboard", -1, "", "more than 100"},
+		{"101 buttons", "x", "", telegram.Content{ReplyMarkup: func() *telegram.InlineKeyboardMarkup {
+			k := *many
+			k.InlineKeyboard = append(append([][]telegram.InlineKeyboardButton(nil), k.InlineKeyboard...), row(5))
+			return &k
+		}()}, "reply_markup.inline_keyboard", -1, "", "more than 100"},
 		{"callback_data too long", "x", "", telegram.Content{ReplyMarkup: kb(row(1), []telegram.InlineKeyboardButton{{Text: "t", CallbackData: strings.Repeat("é", 33)}})}, "reply_markup.inline_keyboard[1][0].callback_data", -1, "", "1-64 bytes"},
 		{"url and callback", "x", "", telegram.Content{ReplyMarkup: kb([]telegram.InlineKeyboardButton{{Text: "t", URL: "https://a.b", CallbackData: "d"}})}, "reply_markup.inline_keyboard[0][0]", -1, "", "exactly one"},
 		{"neither url nor callback", "x", "", telegram.Content{ReplyMarkup: kb([]telegram.InlineKeyboardButton{{Text: "t"}})}, "reply_markup.inline_keyboard[0][0]", -1, "", "exactly one"},
