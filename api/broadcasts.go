@@ -25,6 +25,9 @@ type createBroadcastRequest struct {
 	BotAppID    *string  `json:"bot_app_id"`
 	// Segment selects the recipients instead of Recipients (exactly one of the two).
 	Segment *broadcast.Segment `json:"segment"`
+	// Content options: photo/document (message_text is then the caption), reply_markup,
+	// disable_notification, protect_content, link_preview_options.
+	contentFields
 }
 
 // broadcastResponse is a broadcast with its per-recipient counts.
@@ -50,6 +53,7 @@ type broadcastResponse struct {
 	CompletedAt *time.Time `json:"completed_at"`
 	// Segment is the segment the recipients were selected by; null for a list of recipients.
 	Segment *broadcast.Segment `json:"segment"`
+	contentFields
 }
 
 func toBroadcastResponse(b broadcast.Broadcast, n broadcast.Counts) broadcastResponse {
@@ -57,13 +61,17 @@ func toBroadcastResponse(b broadcast.Broadcast, n broadcast.Counts) broadcastRes
 	if total == 0 {
 		total = b.Total
 	}
-	return broadcastResponse{
+	resp := broadcastResponse{
 		ID: b.ID, Name: b.Name, Platform: b.Platform, BotAppID: b.BotID, MessageText: b.MessageText,
 		ParseMode: b.ParseMode, Status: b.Status, Error: b.Error, Total: total,
 		Sent: n.Sent, Failed: n.Failed, Pending: n.Pending, Deferred: n.Deferred, Cancelled: n.Cancelled, Skipped: n.Skipped,
 		CreatedAt: utc(b.CreatedAt), UpdatedAt: utc(b.UpdatedAt),
 		StartedAt: timeOrNil(b.StartedAt), CompletedAt: timeOrNil(b.CompletedAt), Segment: b.Segment,
 	}
+	if b.Content != nil {
+		resp.contentFields = toContentFields(b.Content.Content)
+	}
+	return resp
 }
 
 // createBroadcast validates the audience and queues the broadcast: 202.
@@ -96,7 +104,7 @@ func (r createBroadcastRequest) toNewBroadcast() (broadcast.NewBroadcast, error)
 	}
 	return broadcast.NewBroadcast{
 		Name: r.Name, Platform: r.Platform, MessageText: r.MessageText, ParseMode: r.ParseMode,
-		Recipients: ids, BotID: botID, Segment: r.Segment,
+		Recipients: ids, BotID: botID, Segment: r.Segment, Content: r.toContent(),
 	}, nil
 }
 
