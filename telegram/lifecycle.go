@@ -123,9 +123,9 @@ func (s *Service) ValidateBot(ctx context.Context, tenantID, botID uuid.UUID) (B
 	if err != nil {
 		return BotValidation{}, fmt.Errorf("open bot token: %w", err)
 	}
-	me, err := api.GetMeWithContext(ctx, nil)
-	if err != nil {
-		cerr := classifyTelegram(err)
+	me, getMeErr := api.GetMeWithContext(ctx, nil)
+	if getMeErr != nil {
+		cerr := classifyTelegram(getMeErr)
 		if !errors.Is(cerr, ErrInvalidBotToken) {
 			return BotValidation{}, cerr
 		}
@@ -135,7 +135,7 @@ func (s *Service) ValidateBot(ctx context.Context, tenantID, botID uuid.UUID) (B
 		}
 		s.log.WarnContext(ctx, "telegram: bot token rejected by Telegram; bot marked invalid_token",
 			"bot_app_id", b.ID.String(), "telegram_bot_id", b.TelegramBotID)
-		return BotValidation{Bot: nb, Error: safeTelegramError(err)}, nil
+		return BotValidation{Bot: nb, Error: safeTelegramError(getMeErr)}, nil
 	}
 	nb := b
 	if b.Status == BotInvalidToken || (me.Username != "" && me.Username != b.Username) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -289,7 +290,7 @@ func TestService_ValidateBot(t *testing.T) {
 		t.Fatal(err)
 	}
 	v, err = e.svc.ValidateBot(ctx, tn, b.ID)
-	if err != nil || v.Valid || v.Bot.Status != telegram.BotInvalidToken || v.Error == "" {
+	if err != nil || v.Valid || v.Bot.Status != telegram.BotInvalidToken || !strings.Contains(v.Error, "401") {
 		t.Fatalf("ValidateBot = %+v, %v; want not valid, invalid_token", v, err)
 	}
 	// It sends nothing and drops nothing.
