@@ -3,6 +3,7 @@ package telegram_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/botfleet/botfleet/contacts"
 	"github.com/botfleet/botfleet/internal/validate"
 	"github.com/botfleet/botfleet/telegram"
 	"github.com/botfleet/botfleet/telegram/tgemu"
@@ -402,6 +404,19 @@ func TestService_DisabledBot(t *testing.T) {
 			t.Fatalf("SendBatch outcome %d = %+v, want wait", i, out)
 		}
 	}
+	// A single message (POST /messages/) waits in its task: queued, no attempt counted.
+	m, err := e.svc.CreateMessage(ctx, tn, telegram.NewMessage{BotID: b.ID, ContactID: e.contact(t, b.ID, 42).ID, Text: "queued while disabled"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sendTask, _ := telegram.NewSendTask(m.ID)
+	var ra *telegram.RetryAfterError
+	if err := e.svc.HandleSend(ctx, sendTask); !errors.As(err, &ra) || ra.RetryAfter != telegram.InactiveBotRetry {
+		t.Fatalf("HandleSend = %v, want RetryAfterError of %s", err, telegram.InactiveBotRetry)
+	}
+	if got, _ := e.svc.GetMessage(ctx, tn, m.ID); got.Status != contacts.StatusQueued || got.Attempts != 0 {
+		t.Fatalf("message = %s with %d attempts, want queued with 0", got.Status, got.Attempts)
+	}
 	if n := len(e.emu.Calls(b.info.ID, "sendMessage")); n != sentBefore {
 		t.Fatalf("a disabled bot called sendMessage %d times", n-sentBefore)
 	}
@@ -428,6 +443,12 @@ func TestService_DisabledBot(t *testing.T) {
 	}
 	if r := e.replies(t, b, 42); len(r) != 2 {
 		t.Fatalf("replies = %q, want 2 (/help before and while disabled)", r)
+	}
+	if err := e.svc.HandleSend(ctx, sendTask); err != nil {
+		t.Fatalf("HandleSend after enabling: %v", err)
+	}
+	if got, _ := e.svc.GetMessage(ctx, tn, m.ID); got.Status != contacts.StatusSent {
+		t.Fatalf("message = %s, want sent", got.Status)
 	}
 	e.sendOK(t, b)
 }
