@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/PaulSonOfLars/gotgbot/v2"
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
@@ -19,9 +20,12 @@ type createBotRequest struct {
 }
 
 // updateBotRequest is the body of PUT /telegram/v1/bots/{bot_app_id}/: absent fields stay.
+// BotToken rotates the token (telegram.UpdateBot); Status is "active" or "disabled".
 type updateBotRequest struct {
 	Name       *string `json:"name"`
 	DailyLimit *int    `json:"daily_limit"`
+	Status     *string `json:"status"`
+	BotToken   *string `json:"bot_token"`
 }
 
 // botResponse is a bot as the API shows it. It has no token and no webhook secret, masked
@@ -36,6 +40,13 @@ type botResponse struct {
 	WebhookStatus string    `json:"webhook_status"`
 	CreatedAt     time.Time `json:"created_at"`
 	UpdatedAt     time.Time `json:"updated_at"`
+
+	// Status is active, disabled or invalid_token (telegram.BotActive, ...).
+	Status string `json:"status"`
+	// WebhookError is Telegram's description of the last failed setWebhook ("" when none).
+	WebhookError string `json:"webhook_error"`
+	// TokenRotatedAt is when the token was last rotated (null: never).
+	TokenRotatedAt *time.Time `json:"token_rotated_at"`
 }
 
 func toBotResponse(b telegram.Bot) botResponse {
@@ -43,6 +54,7 @@ func toBotResponse(b telegram.Bot) botResponse {
 		BotAppID: b.ID, Name: b.Name, Username: b.Username, TelegramBotID: b.TelegramBotID,
 		DailyLimit: b.DailyLimit, WebhookURL: b.WebhookURL, WebhookStatus: b.WebhookStatus,
 		CreatedAt: utc(b.CreatedAt), UpdatedAt: utc(b.UpdatedAt),
+		Status: b.Status, WebhookError: b.WebhookError, TokenRotatedAt: timeOrNil(b.TokenRotatedAt),
 	}
 }
 
@@ -98,7 +110,8 @@ func (s *server) getBot(c echo.Context) error {
 	return c.JSON(http.StatusOK, toBotResponse(b))
 }
 
-// updateBot changes name and/or daily_limit (validated by telegram.UpdateBot): 200.
+// updateBot changes name, daily_limit, status and/or rotates bot_token (validated by
+// telegram.UpdateBot): 200.
 func (s *server) updateBot(c echo.Context) error {
 	tid, err := tenantID(c)
 	if err != nil {
@@ -112,7 +125,9 @@ func (s *server) updateBot(c echo.Context) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	b, err := s.d.Telegram.UpdateBot(c.Request().Context(), tid, id, telegram.UpdateBot{Name: req.Name, DailyLimit: req.DailyLimit})
+	b, err := s.d.Telegram.UpdateBot(c.Request().Context(), tid, id, telegram.UpdateBot{
+		Name: req.Name, DailyLimit: req.DailyLimit, Status: req.Status, Token: req.BotToken,
+	})
 	if err != nil {
 		return err
 	}
@@ -133,4 +148,75 @@ func (s *server) deleteBot(c echo.Context) error {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
+}
+
+// validateTokenRequest is the body of POST /telegram/v1/validate-token.
+type validateTokenRequest struct {
+	BotToken string `json:"bot_token"`
+}
+
+// botIdentityResponse is a bot's identity as getMe answers it
+// (core.telegram.org/bots/api#user).
+type botIdentityResponse struct {
+	TelegramBotID           int64  `json:"telegram_bot_id"`
+	Username                string `json:"username"`
+	FirstName               string `json:"first_name"`
+	CanJoinGroups           bool   `json:"can_join_groups"`
+	CanReadAllGroupMessages bool   `json:"can_read_all_group_messages"`
+	SupportsInlineQueries   bool   `json:"supports_inline_queries"`
+}
+
+func toBotIdentity(u gotgbot.User) botIdentityResponse {
+	return botIdentityResponse{
+		TelegramBotID: u.Id, Username: u.Username, FirstName: u.FirstName, CanJoinGroups: u.CanJoinGroups,
+		CanReadAllGroupMessages: u.CanReadAllGroupMessages, SupportsInlineQueries: u.SupportsInlineQueries,
+	}
+}
+
+// botValidationResponse answers POST /telegram/v1/bots/{bot_app_id}/validate: valid with
+// the identity, or not valid with Telegram's answer (the bot is then invalid_token).
+type botValidationResponse struct {
+	Valid    bool                 `json:"valid"`
+	Identity *botIdentityResponse `json:"identity"`
+	Error    string               `json:"error,omitempty"`
+	Bot      botResponse          `json:"bot"`
+}
+
+// validateBot calls getMe with the bot's stored token now (telegram.ValidateBot): 200.
+func (s *server) validateBot(c echo.Context) error {
+	tid, err := tenantID(c)
+	if err != nil {
+		return err
+	}
+	id, err := pathID(c, "bot_app_id", telegram.ErrBotNotFound)
+	if err != nil {
+		return err
+	}
+	v, err := s.d.Telegram.ValidateBot(c.Request().Context(), tid, id)
+	if err != nil {
+		return err
+	}
+	resp := botValidationResponse{Valid: v.Valid, Error: v.Error, Bot: toBotResponse(v.Bot)}
+	if v.Valid {
+		ident := toBotIdentity(v.Me)
+		resp.Identity = &ident
+	}
+	return c.JSON(http.StatusOK, resp)
+}
+
+// validateToken checks a token with getMe and stores nothing (telegram.ValidateToken): 200
+// with the identity, 422 for a token Telegram rejects.
+func (s *server) validateToken(c echo.Context) error {
+	if _, err := tenantID(c); err != nil {
+		return err
+	}
+	var req validateTokenRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	me, err := s.d.Telegram.ValidateToken(c.Request().Context(), req.BotToken)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toBotIdentity(me))
 }

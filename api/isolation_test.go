@@ -170,12 +170,28 @@ func isolationCases() map[string]isoCase {
 		"GET /telegram/v1/bots/:bot_app_id/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
 			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/", nil, nil)}
 		}},
-		"PUT /telegram/v1/bots/:bot_app_id/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+		"PUT /telegram/v1/bots/:bot_app_id/": {reqs: func(ids isoIDs, fx *isoFixture) []isoRequest {
 			return []isoRequest{
 				botNF("rename", "/telegram/v1/bots/"+ids.Bot.String()+"/", nil, map[string]any{"name": "stolen", "daily_limit": 1}),
 				botNF("empty body object", "/telegram/v1/bots/"+ids.Bot2.String()+"/", nil, map[string]any{}),
+				// Token and lifecycle: 404 before any Bot API call (A's webhook and token stay,
+				// the snapshot checks them), even with A's own token.
+				botNF("rotate with A's token", "/telegram/v1/bots/"+ids.Bot.String()+"/", nil, map[string]any{"bot_token": fx.botToken}),
+				botNF("disable", "/telegram/v1/bots/"+ids.Bot2.String()+"/", nil, map[string]any{"status": "disabled"}),
 			}
 		}},
+		"POST /telegram/v1/bots/:bot_app_id/validate/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/validate", nil, nil)}
+		}},
+		"POST /telegram/v1/validate-token/": {
+			// Stores nothing and names no id; getMe answers whoever holds a token, as Telegram
+			// does, so B's request carries a token Telegram rejects.
+			exempt: "the body carries a bot token, not an id; nothing is stored",
+			reqs: func(isoIDs, *isoFixture) []isoRequest {
+				return []isoRequest{{name: "unknown token", path: "/telegram/v1/validate-token", body: map[string]any{"bot_token": "999999:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
+					want: http.StatusUnprocessableEntity, code: "invalid_bot_token"}}
+			},
+		},
 		"DELETE /telegram/v1/bots/:bot_app_id/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
 			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/", nil, nil)}
 		}},

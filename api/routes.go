@@ -39,6 +39,8 @@ func (s *server) routes(e *echo.Echo) {
 	e.GET("/telegram/v1/bots/:bot_app_id/", s.getBot, tenant)
 	e.PUT("/telegram/v1/bots/:bot_app_id/", s.updateBot, tenant)
 	e.DELETE("/telegram/v1/bots/:bot_app_id/", s.deleteBot, tenant)
+	e.POST("/telegram/v1/bots/:bot_app_id/validate/", s.validateBot, tenant)
+	e.POST("/telegram/v1/validate-token/", s.validateToken, tenant)
 	e.GET("/telegram/v1/webhook-events/", s.listWebhookEvents, tenant)
 
 	e.GET("/contacts/", s.listContacts, tenant)

@@ -33,11 +33,17 @@ type NewBot struct {
 	DailyLimit int
 }
 
-// UpdateBot holds the optional changes of UpdateBot (nil = unchanged). The rules are those
-// of NewBot.
+// UpdateBot holds the optional changes of UpdateBot (nil = unchanged). The rules of Name
+// and DailyLimit are those of NewBot.
 type UpdateBot struct {
 	Name       *string
 	DailyLimit *int
+	// Status is BotActive or BotDisabled (field "status"; invalid_token is set by Telegram's
+	// answers only).
+	Status *string
+	// Token is a new token from @BotFather for the same Telegram bot: it rotates the token
+	// (see UpdateBot). Same shape rule as NewBot.Token.
+	Token *string
 }
 
 // BotFilter selects a page of bots: Cursor is a next_cursor from a previous page ("" = first
@@ -250,9 +256,24 @@ func (s *Service) ListBots(ctx context.Context, tenantID uuid.UUID, f BotFilter)
 	return bots, next, nil
 }
 
-// UpdateBot changes the name and/or daily_limit of the tenant's active bot botID and returns
-// it; nil fields are unchanged. Errors: ErrInvalidField (422), ErrBotNotFound (404),
-// apperr.ErrUnavailable (503).
+// UpdateBot changes the name, daily_limit, status and/or token of the tenant's active bot
+// botID and returns it; nil fields are unchanged. Every field is validated before anything
+// happens (ErrInvalidField 422).
+//
+// Status: "disabled" stops the bot's sends (Send and SendBatch return OutcomeWait) and
+// leaves its webhook events unprocessed; "active" resumes both. A bot marked invalid_token
+// cannot be made active without a new token: ErrBotTokenRevoked (409).
+//
+// Token rotates the token: getMe with the new token must answer for the bot's
+// telegram_bot_id (Telegram's 401/404 → ErrInvalidBotToken 422; another bot →
+// ErrTokenBotMismatch 422), then setWebhook with the new token and a new secret_token, then
+// one UPDATE stores the sealed token, the secret and the other fields (an invalid_token bot
+// becomes active unless Status says otherwise), and every process's bot cache is
+// invalidated. A failure at any step leaves the old token and webhook working (see
+// lifecycle.go for the secret switch). Errors of a rotation: ErrBotBusy (409, another one
+// is under way), ErrTelegramError / ErrTelegramDown (502).
+//
+// Errors: ErrBotNotFound (404), apperr.ErrUnavailable (503).
 func (s *Service) UpdateBot(ctx context.Context, tenantID, botID uuid.UUID, u UpdateBot) (Bot, error) {
 	q := s.db.NewUpdate().Model((*Bot)(nil)).Set("updated_at = now()")
 	if u.Name != nil {
@@ -260,6 +281,7 @@ func (s *Service) UpdateBot(ctx context.Context, tenantID, botID uuid.UUID, u Up
 		if err != nil {
 			return Bot{}, err
 		}
+		u.Name = &name
 		q = q.Set("name = ?", name)
 	}
 	if u.DailyLimit != nil {
@@ -268,19 +290,57 @@ func (s *Service) UpdateBot(ctx context.Context, tenantID, botID uuid.UUID, u Up
 		}
 		q = q.Set("daily_limit = ?", *u.DailyLimit)
 	}
-	if u.Name == nil && u.DailyLimit == nil {
+	if u.Status != nil {
+		status, err := validateStatus(*u.Status)
+		if err != nil {
+			return Bot{}, err
+		}
+		u.Status = &status
+		q = q.Set("status = ?", status)
+	}
+	var token string
+	if u.Token != nil {
+		t, err := validateToken(*u.Token)
+		if err != nil {
+			return Bot{}, err
+		}
+		token = t
+	}
+	if u.Name == nil && u.DailyLimit == nil && u.Status == nil && u.Token == nil {
 		return s.GetBot(ctx, tenantID, botID)
+	}
+	if u.Token != nil || (u.Status != nil && *u.Status == BotActive) {
+		cur, err := s.GetBot(ctx, tenantID, botID)
+		if err != nil {
+			return Bot{}, err
+		}
+		if u.Token != nil {
+			return s.rotateToken(ctx, cur, token, u)
+		}
+		if cur.Status == BotInvalidToken {
+			return Bot{}, ErrBotTokenRevoked
+		}
+		// The token must not have been found invalid meanwhile.
+		q = q.Where("status <> ?", BotInvalidToken)
 	}
 	var b Bot
 	err := q.Where("tenant_id = ?", tenantID).Where("id = ?", botID).Where("deleted_at IS NULL").
 		Returning("*").Scan(ctx, &b)
 	if err != nil {
 		if database.IsNoRows(err) {
+			if u.Status != nil && *u.Status == BotActive {
+				if _, gerr := s.GetBot(ctx, tenantID, botID); gerr == nil {
+					return Bot{}, ErrBotTokenRevoked
+				}
+			}
 			return Bot{}, ErrBotNotFound
 		}
 		return Bot{}, apperr.Classify(fmt.Errorf("update bot: %w", err))
 	}
 	s.invalidateBot(ctx, botID)
+	if u.Status != nil {
+		s.log.InfoContext(ctx, "telegram: bot status set", "bot_app_id", botID.String(), "status", b.Status)
+	}
 	return b, nil
 }
 

@@ -55,7 +55,8 @@ const ingestEnqueueTimeout = 5 * time.Second
 // enqueued, so Redis plays no part in the acknowledgement).
 //
 // secret is the X-Telegram-Bot-Api-Secret-Token header, compared in constant time with the
-// SHA-256 stored for the bot; body is the raw request body (the API layer bounds its size).
+// SHA-256 stored for the bot (or with the next secret's while a token rotation or webhook
+// repair registers it, Bot.WebhookSecretNextHash); body is the raw request body (the API layer bounds its size).
 // The bot's tenant, secret hash and deletion come from the bot cache (botcache.go).
 //
 // Concurrent calls are group-committed: their rows go to PostgreSQL together in one
@@ -85,7 +86,9 @@ func (s *Service) Ingest(ctx context.Context, botID uuid.UUID, secret string, bo
 		return ErrBotNotFound
 	}
 	h := sha256.Sum256([]byte(secret))
-	if secret == "" || subtle.ConstantTimeCompare(h[:], bot.WebhookSecretHash) != 1 {
+	// The next secret is accepted too while a rotation or repair registers it (lifecycle.go).
+	if secret == "" || subtle.ConstantTimeCompare(h[:], bot.WebhookSecretHash) != 1 &&
+		(len(bot.WebhookSecretNextHash) == 0 || subtle.ConstantTimeCompare(h[:], bot.WebhookSecretNextHash) != 1) {
 		return ErrBadSecret
 	}
 

@@ -100,7 +100,9 @@ func (s *Service) RunEventProcessors(ctx context.Context, n int) error {
 // ProcessEvents is one event processor: it processes stored webhook events (webhook_events,
 // the queue Ingest writes to) until ctx is done and then returns nil.
 //
-// Each iteration claims up to EventBatchSize unprocessed events, oldest first, in one
+// Each iteration claims up to EventBatchSize unprocessed events, oldest first, of bots that
+// are active or deleted (the events of a disabled or invalid_token bot stay unprocessed
+// until it is active again: activeBotEventsSQL), in one
 // transaction (SELECT ... FOR UPDATE SKIP LOCKED: processors never wait for each other),
 // processes them in bulk in that transaction (see processBatch), commits, and only then
 // enqueues the replies' telegram:send tasks and answers callback queries. A full batch is
@@ -180,7 +182,7 @@ func (s *Service) waitForEvents(ctx context.Context, d time.Duration) {
 // instead of a claim transaction (three round trips) when the processor has been idle.
 // It answers true on errors, so that the claim reports them.
 func (s *Service) eventsWaiting(ctx context.Context) bool {
-	ok, err := s.db.NewSelect().Model((*WebhookEvent)(nil)).Where("processed_at IS NULL").Exists(ctx)
+	ok, err := s.db.NewSelect().Model((*WebhookEvent)(nil)).Where("processed_at IS NULL").Where(activeBotEventsSQL).Exists(ctx)
 	return ok || err != nil
 }
 
@@ -225,7 +227,7 @@ func (s *Service) processNext(ctx context.Context) (batchResult, error) {
 	defer cancel()
 	var ids []int64
 	res, post, err := s.runBatch(bctx, func(ctx context.Context, tx bun.Tx) ([]WebhookEvent, error) {
-		evs, err := claimEvents(ctx, tx.NewSelect().Where("processed_at IS NULL").OrderExpr("id").
+		evs, err := claimEvents(ctx, tx.NewSelect().Where("processed_at IS NULL").Where(activeBotEventsSQL).OrderExpr("id").
 			Limit(EventBatchSize).For("UPDATE SKIP LOCKED"))
 		ids = ids[:0]
 		for _, ev := range evs {

@@ -41,13 +41,15 @@ const (
 	OutcomeRetry OutcomeStatus = "retry"
 	// OutcomeWait: nothing was sent; try again after Outcome.RetryAfter without counting a
 	// failure (rate-limit wait longer than Config.MaxWait, Telegram's 429 retry_after, a
-	// Redis error, or the context ended while waiting).
+	// Redis error, the context ended while waiting, or the bot is not active: disabled or
+	// invalid_token, RetryAfter InactiveBotRetry).
 	OutcomeWait OutcomeStatus = "wait"
 	// OutcomeBlocked: permanent 403 (bot blocked by the user, user deactivated, bot kicked);
 	// the contact has been marked blocked for this bot.
 	OutcomeBlocked OutcomeStatus = "blocked"
-	// OutcomeFailed: permanent failure (400 chat not found, empty or unparsable text, 401/404
-	// revoked token, ...). Do not retry.
+	// OutcomeFailed: permanent failure (400 chat not found, empty or unparsable text, 404,
+	// ...). Do not retry. (A 401, revoked token, is an OutcomeWait: the bot is marked
+	// invalid_token and its messages wait.)
 	OutcomeFailed OutcomeStatus = "failed"
 	// OutcomeDeferred: the bot's daily_limit is used up for this UTC day; send again at
 	// Outcome.Until (the next UTC midnight). Never dropped.
@@ -96,9 +98,16 @@ const sendCancelWaitRetry = time.Second
 //     every worker; a 403 marks the contact blocked; a 400 with migrate_to_chat_id moves the
 //     contact to the new chat id and sends once more there.
 //
+// A bot whose Status is not active (disabled, invalid_token) sends nothing: Send returns
+// OutcomeWait with RetryAfter InactiveBotRetry at once (nothing reserved, nothing dropped).
+// A 401 answer marks the bot invalid_token (markTokenInvalid) and is an OutcomeWait too.
+//
 // A daily reservation is given back whenever nothing was sent. Send never panics on Telegram
 // or Redis errors and returns no error: everything is in the Outcome.
 func (s *Service) Send(ctx context.Context, bot Bot, chatID int64, msg Outgoing) Outcome {
+	if out, ok := inactiveOutcome(bot, chatID); !ok {
+		return out
+	}
 	now := time.Now()
 	log := s.log.With("bot_app_id", bot.ID.String(), "chat_id", chatID)
 	if out, ok := s.reserveDaily(ctx, bot, chatID, now, log); !ok {
@@ -222,9 +231,12 @@ func (s *Service) deliver(ctx context.Context, bot Bot, chatID int64, msg Outgoi
 		}
 		opts := AcquireOpts{Priority: PriorityInteractive, MaxWait: s.cfg.MaxWait, WaitForChat: true, WaitForPause: true}
 		return s.sendOnce(ctx, bot, newID, msg, opts, log.With("chat_id", newID), false)
+	case tgErr.Code == 401: // the token was revoked: the bot waits, nothing is dropped
+		s.markTokenInvalid(context.WithoutCancel(ctx), bot, log)
+		return Outcome{Status: OutcomeWait, ChatID: chatID, RetryAfter: InactiveBotRetry, Err: "bot token rejected by Telegram (" + desc + "): bot marked invalid_token"}
 	case tgErr.Code >= 500:
 		return Outcome{Status: OutcomeRetry, ChatID: chatID, Err: desc}
-	default: // 400, 401, 404 and any other client error: permanent.
+	default: // 400, 404 and any other client error: permanent.
 		return Outcome{Status: OutcomeFailed, ChatID: chatID, Err: desc}
 	}
 }
@@ -288,10 +300,19 @@ type BatchOptions struct {
 // slots are further than MaxWait, or its daily limit is used up: the chats not attempted get
 // OutcomeWait (RetryAfter: the pause or the wait, 0 when stopped by ctx or the deadline) or
 // OutcomeDeferred (Until: the next UTC midnight). Sends already started always finish and
-// are reported, even after ctx has ended (bounded by Config.RequestTimeout).
+// are reported, even after ctx has ended (bounded by Config.RequestTimeout). A bot that is
+// not active (Bot.Status) sends nothing: every chat gets OutcomeWait with RetryAfter
+// InactiveBotRetry.
 func (s *Service) SendBatch(ctx context.Context, bot Bot, chatIDs []int64, msg Outgoing, opts BatchOptions) {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 8
+	}
+	if _, ok := inactiveOutcome(bot, 0); !ok {
+		for i, chatID := range chatIDs {
+			out, _ := inactiveOutcome(bot, chatID)
+			opts.OnResult(i, out)
+		}
+		return
 	}
 	log := s.log.With("bot_app_id", bot.ID.String())
 	sem := make(chan struct{}, opts.Concurrency)

@@ -303,13 +303,15 @@ func TestService_Send(t *testing.T) {
 		e.assertNoToken(out)
 	})
 
-	t.Run("revoked token fails", func(t *testing.T) {
+	// A revoked token (401) waits: the bot is marked invalid_token (only if the row still has
+	// that token: here it does not) and nothing is dropped (issue 8).
+	t.Run("revoked token waits", func(t *testing.T) {
 		e := newSendEnv(t, noLimits, nil)
 		bot := e.bot
 		bot.TokenSealed, _ = e.svc.sealToken(bot.ID, fmt.Sprintf("%d:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", e.info.ID))
 		out := e.svc.Send(ctx, bot, 1001, Outgoing{Text: "hi"})
-		if out.Status != OutcomeFailed || !strings.Contains(out.Err, "Unauthorized") {
-			t.Fatalf("outcome = %+v, want failed Unauthorized", out)
+		if out.Status != OutcomeWait || out.RetryAfter != InactiveBotRetry || !strings.Contains(out.Err, "Unauthorized") {
+			t.Fatalf("outcome = %+v, want wait Unauthorized", out)
 		}
 	})
 

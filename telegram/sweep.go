@@ -45,12 +45,13 @@ func (s *Service) HandleSweep(ctx context.Context, t *asynq.Task) error {
 // Events need no re-enqueueing: webhook_events is the queue, every unprocessed event is
 // claimed by an event processor (ProcessEvents), and one claimed by a processor that died
 // is released with its transaction. events is the number of events still unprocessed that
-// were received more than olderThan ago (counted up to 20,000): a backlog to watch.
+// were received more than olderThan ago (counted up to 20,000), not counting those of bots
+// that are disabled or invalid_token (they wait on purpose): a backlog to watch.
 // Errors: apperr.ErrUnavailable when PostgreSQL or Redis fails (the counts so far are
 // returned with it).
 func (s *Service) Sweep(ctx context.Context, olderThan time.Duration) (events, messages int, err error) {
 	err = s.db.NewRaw(`SELECT count(*) FROM (SELECT 1 FROM webhook_events WHERE processed_at IS NULL
-		AND received_at < now() - ? * interval '1 microsecond' LIMIT ?) AS stale`,
+		AND `+activeBotEventsSQL+` AND received_at < now() - ? * interval '1 microsecond' LIMIT ?) AS stale`,
 		olderThan.Microseconds(), sweepMaxEvents).Scan(ctx, &events)
 	if err != nil {
 		return 0, 0, apperr.Classify(fmt.Errorf("sweep events: %w", err))

@@ -35,6 +35,23 @@ var (
 	ErrInvalidField    = validate.ErrInvalidField // every field error (code invalid_field, details.field)
 	ErrContactBlocked  = apperr.Invalid("contact_blocked", "the contact has blocked the bot").WithDetails(map[string]any{"field": "contact_id"})
 	ErrMessageNotFound = contacts.ErrMessageNotFound
+	// Token and lifecycle (lifecycle.go).
+	ErrTokenBotMismatch = apperr.Invalid("token_bot_mismatch", "the new bot_token belongs to another Telegram bot").WithDetails(map[string]any{"field": "bot_token"})
+	ErrBotTokenRevoked  = apperr.Conflict("bot_token_invalid", "Telegram rejected the bot's token: rotate it (PUT bot_token) or validate it (POST .../validate) before activating the bot")
+	ErrBotBusy          = apperr.Conflict("bot_update_in_progress", "another token rotation or webhook registration of this bot is under way; try again")
+)
+
+// Bot statuses (Bot.Status). Only an active bot sends messages and has its webhook events
+// processed; the others keep everything for later (nothing is dropped).
+const (
+	// BotActive: the bot sends and processes updates.
+	BotActive = "active"
+	// BotDisabled: set by the tenant (PUT status "disabled"); sends wait, webhook events are
+	// stored and processed once the bot is active again.
+	BotDisabled = "disabled"
+	// BotInvalidToken: Telegram answered 401 to getMe (POST .../validate) or to a send: the
+	// token was revoked. Like BotDisabled until the token is rotated or validated again.
+	BotInvalidToken = "invalid_token"
 )
 
 // Webhook statuses of a bot.
@@ -72,6 +89,16 @@ type Bot struct {
 	CreatedAt         time.Time `bun:",nullzero,notnull,default:now()"`
 	UpdatedAt         time.Time `bun:",nullzero,notnull,default:now()"`
 	DeletedAt         time.Time `bun:",nullzero"`
+
+	// Status is BotActive, BotDisabled or BotInvalidToken ("" in a Bot built by hand counts
+	// as active; an insert with "" stores the column default, active).
+	Status string `bun:",nullzero,notnull,default:'active'"`
+	// WebhookSecretNextHash is SHA-256 of a secret_token being registered with setWebhook
+	// (token rotation, webhook repair), accepted by Ingest next to WebhookSecretHash; nil
+	// when none (lifecycle.go).
+	WebhookSecretNextHash []byte `bun:",nullzero"`
+	// TokenRotatedAt is when the token was last rotated (zero: never).
+	TokenRotatedAt time.Time `bun:",nullzero"`
 }
 
 // LogValue keeps secrets out of logs.

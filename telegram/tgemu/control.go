@@ -29,6 +29,8 @@ import (
 //	GET    /control/bots/{bot_id}/calls?method= → {items:[{method,params,status,date}]}
 //	POST   /control/bots/{bot_id}/faults       {method,chat_id,kind,retry_after,migrate_to_chat_id,latency_ms,times}
 //	DELETE /control/bots/{bot_id}/faults
+//	POST   /control/bots/{bot_id}/tokens       → {token} (old tokens keep working)
+//	POST   /control/bots/{bot_id}/revoke-token → {token} (every other token answers 401)
 //	GET    /control/violations                 → {per_bot, per_chat, bots:{"<id>":{per_bot,per_chat}}}
 //	GET    /control/                           → {routes:[{method, path, body, returns}]}
 func (s *Server) routeControl(mux *http.ServeMux) {
@@ -67,6 +69,8 @@ func (s *Server) controlRoutes() []ControlRoute {
 		{"GET", "/control/bots/{bot_id}/calls", "", "{items:[{method, params, status, date}]} (?method=sendMessage)", s.withBot(s.ctlCalls)},
 		{"POST", "/control/bots/{bot_id}/faults", `{method, chat_id, kind, retry_after, migrate_to_chat_id, latency_ms, times}`, "{ok}", s.withBot(s.ctlAddFault)},
 		{"DELETE", "/control/bots/{bot_id}/faults", "", "{ok}", s.withBot(s.ctlClearFaults)},
+		{"POST", "/control/bots/{bot_id}/tokens", "", "{token} (a new token; the old ones keep working)", s.withBot(s.ctlAddToken)},
+		{"POST", "/control/bots/{bot_id}/revoke-token", "", "{token} (@BotFather /revoke: a new token, every other one answers 401)", s.withBot(s.ctlReplaceToken)},
 		{"GET", "/control/violations", "", "{per_bot, per_chat, bots:{\"<id>\":{per_bot, per_chat}}}", s.ctlViolations},
 	}
 }
