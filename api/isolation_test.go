@@ -250,7 +250,7 @@ func isolationCases() map[string]isoCase {
 			return []isoRequest{
 				list("list", "/broadcast/", nil),
 				list("A's cursor", "/broadcast/", q("cursor", fx.cursors["broadcasts"])),
-				list("status filter", "/broadcast/", q("status", "queued,running,cancelled")),
+				list("status filter", "/broadcast/", q("status", "scheduled,running,cancelled")),
 				botNF("A's bot filter", "/broadcast/", q("bot_app_id", ids.Bot.String()), nil),
 			}
 		}},

@@ -19,7 +19,7 @@ import (
 var RecipientStatuses = []string{RecipientQueued, RecipientSending, RecipientSent, RecipientFailed, RecipientDeferred, RecipientCancelled, RecipientSkipped}
 
 // Statuses are the broadcast statuses a list ?status= filter accepts (the Status* constants).
-var Statuses = []string{StatusQueued, StatusRunning, StatusCompleted, StatusCancelled, StatusFailed}
+var Statuses = []string{StatusDraft, StatusScheduled, StatusRunning, StatusPaused, StatusCompleted, StatusCancelled, StatusFailed}
 
 // ExportPage is how many recipient rows EachRecipient reads per query: the CSV export holds
 // at most this many rows in memory whatever the broadcast's size.

@@ -73,8 +73,11 @@ func (s *Service) run(ctx context.Context, id uuid.UUID) error {
 	}
 	logging.Add(ctx, slog.String(logging.KeyTenantID, b.TenantID.String()), slog.String(logging.KeyBotAppID, b.BotID.String()))
 	switch b.Status {
-	case StatusCancelled, StatusCompleted, StatusFailed:
+	case StatusCancelled, StatusCompleted, StatusFailed, StatusDraft, StatusPaused:
 		return nil
+	}
+	if err := earlyRun(b); err != nil {
+		return err // started before its send_at: reschedules itself (control.go)
 	}
 	bot, err := s.tg.BotByID(ctx, b.BotID)
 	if err != nil {
@@ -206,6 +209,10 @@ func (s *Service) sendChunk(ctx context.Context, id uuid.UUID, bot telegram.Bot,
 		buf []result
 	)
 	ready := make(chan struct{}, 1)
+	// bctx stops SendBatch early when a written batch shows the broadcast no longer
+	// running (paused, auto-paused or cancelled: afterWrite); started sends still finish.
+	bctx, stopBatch := context.WithCancel(ctx)
+	defer stopBatch()
 	onResult := func(i int, out telegram.Outcome) {
 		res := s.resultOf(rows[i], out)
 		mu.Lock()
@@ -225,7 +232,7 @@ func (s *Service) sendChunk(ctx context.Context, id uuid.UUID, bot telegram.Bot,
 				cr.deferUntil = res.DueAt
 			}
 		}
-		full := len(buf) >= flushEvery
+		full := len(buf) >= flushEvery || res.Kind != "" && len(buf) >= streakFlushEvery
 		mu.Unlock()
 		if full {
 			select {
@@ -256,10 +263,13 @@ func (s *Service) sendChunk(ctx context.Context, id uuid.UUID, bot telegram.Bot,
 			}
 			if rs := take(); len(rs) > 0 && writeErr == nil {
 				writeErr = s.writeResultsRetrying(ctx, id, rs, time.Time{})
+				if writeErr == nil && !s.recordBatch(ctx, id, rs) {
+					stopBatch()
+				}
 			}
 		}
 	})
-	s.tg.SendBatch(ctx, bot, chats, msg, telegram.BatchOptions{Concurrency: s.senders, Deadline: deadline, OnResult: onResult})
+	s.tg.SendBatch(bctx, bot, chats, msg, telegram.BatchOptions{Concurrency: s.senders, Deadline: deadline, OnResult: onResult})
 	close(done)
 	flushed.Wait()
 	if writeErr != nil {
@@ -271,6 +281,7 @@ func (s *Service) sendChunk(ctx context.Context, id uuid.UUID, bot telegram.Bot,
 		if err := s.writeResultsRetrying(ctx, id, rs, cr.deferUntil); err != nil {
 			return cr, err
 		}
+		s.recordBatch(ctx, id, rs)
 	}
 	return cr, nil
 }
@@ -316,6 +327,9 @@ func (s *Service) resultOf(r claimed, out telegram.Outcome) result {
 	}
 	if res.Status == RecipientFailed && res.Error == "" {
 		res.Error = "send failed"
+	}
+	if res.Status == RecipientFailed {
+		res.Kind = failureKind(out) // auto-pause (control.go)
 	}
 	return res
 }
