@@ -25,6 +25,8 @@ type createBroadcastRequest struct {
 	BotAppID    *string  `json:"bot_app_id"`
 	// Segment selects the recipients instead of Recipients (exactly one of the two).
 	Segment *broadcast.Segment `json:"segment"`
+	// draft, send_at, max_consecutive_errors (broadcast_control.go).
+	broadcastScheduleFields
 }
 
 // broadcastResponse is a broadcast with its per-recipient counts.
@@ -50,6 +52,8 @@ type broadcastResponse struct {
 	CompletedAt *time.Time `json:"completed_at"`
 	// Segment is the segment the recipients were selected by; null for a list of recipients.
 	Segment *broadcast.Segment `json:"segment"`
+	// expired, send_at, pause_reason, cycle, rate, eta, … (broadcast_control.go).
+	broadcastControlView
 }
 
 func toBroadcastResponse(b broadcast.Broadcast, n broadcast.Counts) broadcastResponse {
@@ -63,10 +67,11 @@ func toBroadcastResponse(b broadcast.Broadcast, n broadcast.Counts) broadcastRes
 		Sent: n.Sent, Failed: n.Failed, Pending: n.Pending, Deferred: n.Deferred, Cancelled: n.Cancelled, Skipped: n.Skipped,
 		CreatedAt: utc(b.CreatedAt), UpdatedAt: utc(b.UpdatedAt),
 		StartedAt: timeOrNil(b.StartedAt), CompletedAt: timeOrNil(b.CompletedAt), Segment: b.Segment,
+		broadcastControlView: toBroadcastControlView(b, n, time.Now()),
 	}
 }
 
-// createBroadcast validates the audience and queues the broadcast: 202.
+// createBroadcast validates the audience and schedules the broadcast (or saves a draft): 202.
 func (s *server) createBroadcast(c echo.Context) error {
 	tid, err := tenantID(c)
 	if err != nil {
@@ -94,9 +99,13 @@ func (r createBroadcastRequest) toNewBroadcast() (broadcast.NewBroadcast, error)
 	if err != nil {
 		return broadcast.NewBroadcast{}, err
 	}
+	sc, err := r.schedule()
+	if err != nil {
+		return broadcast.NewBroadcast{}, err
+	}
 	return broadcast.NewBroadcast{
 		Name: r.Name, Platform: r.Platform, MessageText: r.MessageText, ParseMode: r.ParseMode,
-		Recipients: ids, BotID: botID, Segment: r.Segment,
+		Recipients: ids, BotID: botID, Segment: r.Segment, Schedule: sc,
 	}, nil
 }
 
