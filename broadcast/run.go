@@ -122,6 +122,10 @@ func (s *Service) run(ctx context.Context, id uuid.UUID) error {
 			log.ErrorContext(ctx, "broadcast: write results failed", "recipients", len(rows), "sent", cr.sent, "error", err)
 			return err
 		}
+		if cr.stopped {
+			log.InfoContext(ctx, "broadcast: run stopped, broadcast no longer running", "sent", sent)
+			return nil
+		}
 		if cr.waitUntil.After(waitUntil) {
 			waitUntil = cr.waitUntil
 		}
@@ -187,6 +191,7 @@ type chunkResult struct {
 	sent       int
 	waitUntil  time.Time // latest end of a bot-wide wait (429 pause, slots too far), zero if none
 	deferUntil time.Time // the daily limit resets then, zero if it was not hit
+	stopped    bool      // the broadcast stopped running (paused, cancelled) during the chunk
 }
 
 // sendChunk sends msg to the claimed rows of broadcast id through telegram.SendBatch (one
@@ -264,6 +269,9 @@ func (s *Service) sendChunk(ctx context.Context, id uuid.UUID, bot telegram.Bot,
 			if rs := take(); len(rs) > 0 && writeErr == nil {
 				writeErr = s.writeResultsRetrying(ctx, id, rs, time.Time{})
 				if writeErr == nil && !s.recordBatch(ctx, id, rs) {
+					mu.Lock()
+					cr.stopped = true
+					mu.Unlock()
 					stopBatch()
 				}
 			}
