@@ -378,7 +378,8 @@ func TestService_AutoPause(t *testing.T) {
 			t.Fatalf("broadcast %s reason %q, want paused %q…", got.Status, got.PauseReason, want)
 		}
 		n, _ := strconv.Atoi(strings.Fields(strings.TrimPrefix(got.PauseReason, want))[0])
-		if n < maxErrs || got.ErrorStreak != n {
+		if n < maxErrs || got.ErrorStreak < n { // failures in flight at the pause still count
+
 			t.Errorf("reason counts %d (streak %d), want >= %d", n, got.ErrorStreak, maxErrs)
 		}
 		if calls >= maxErrs+ChunkSize || calls > 60 || counts.Failed != calls || counts.Pending != 120-calls {
