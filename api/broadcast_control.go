@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"math"
 	"net/http"
 	"time"
@@ -113,4 +114,23 @@ func (s *server) broadcastAction(action func(*broadcast.Service, context.Context
 		}
 		return c.JSON(http.StatusOK, toBroadcastResponse(b, n))
 	}
+}
+
+// recipientHistoryView is the retry-failed part of a recipient (embedded in
+// recipientResponse).
+type recipientHistoryView struct {
+	// Cycle is the attempt cycle of the current status (1 until a retry-failed).
+	Cycle int `json:"cycle"`
+	// History lists the earlier cycles' last attempts, oldest first:
+	// [{"cycle", "status", "attempts", "error", "at"}]; [] when none.
+	History json.RawMessage `json:"history"`
+}
+
+// toRecipientHistoryView builds the retry-failed part of r's response.
+func toRecipientHistoryView(r broadcast.RecipientRow) recipientHistoryView {
+	v := recipientHistoryView{Cycle: max(r.Cycle, 1), History: r.History}
+	if len(v.History) == 0 || string(v.History) == "null" {
+		v.History = json.RawMessage("[]")
+	}
+	return v
 }

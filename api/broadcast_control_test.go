@@ -158,6 +158,26 @@ func TestBroadcastLifecycle(t *testing.T) {
 		t.Fatalf("GET after retry: %s", r.Body)
 	}
 	conflict(te.do(http.MethodPost, p2+"retry-failed", key, nil), "broadcast_nothing_failed")
+	// Each recipient keeps its first cycle's failure in its history.
+	r = te.do(http.MethodGet, p2+"recipients/", key, nil)
+	mustStatus(t, r, http.StatusOK)
+	var rp struct {
+		Items []struct {
+			Status  string `json:"status"`
+			Cycle   int    `json:"cycle"`
+			History []struct {
+				Cycle  int    `json:"cycle"`
+				Status string `json:"status"`
+				Error  string `json:"error"`
+			} `json:"history"`
+		} `json:"items"`
+	}
+	r.decode(t, &rp)
+	for _, it := range rp.Items {
+		if it.Status != "sent" || it.Cycle != 2 || len(it.History) != 1 || it.History[0].Cycle != 1 || it.History[0].Status != "failed" || it.History[0].Error != "Bad Request: chat not found" {
+			t.Errorf("recipient after retry: %+v", it)
+		}
+	}
 
 	r = te.do(http.MethodGet, "/broadcast/?status=draft,completed", key, nil)
 	mustStatus(t, r, http.StatusOK)
