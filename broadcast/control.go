@@ -459,7 +459,8 @@ func (s *Service) Resume(ctx context.Context, tenantID, id uuid.UUID) (Broadcast
 // (cycle, status, attempts, error, time) is appended to its history, and it is queued again
 // with 0 attempts in the new cycle. The broadcast becomes running (CompletedAt and its error
 // and pause reason cleared) and its run is enqueued. Allowed on a completed, cancelled,
-// failed or paused broadcast. Errors: ErrNotFound (404), a stateConflict 409 for a draft,
+// failed or paused broadcast (a paused one is thereby resumed: its other pending recipients
+// are sent too). Errors: ErrNotFound (404), a stateConflict 409 for a draft,
 // scheduled or running one, ErrNothingFailed (409) when no recipient has failed,
 // apperr.ErrUnavailable (503).
 func (s *Service) RetryFailed(ctx context.Context, tenantID, id uuid.UUID) (Broadcast, Counts, error) {
