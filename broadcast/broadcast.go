@@ -298,7 +298,7 @@ func (s *Service) ClaimLease() time.Duration {
 // deduplicated recipient ids.
 func validateNew(nb *NewBroadcast) ([]uuid.UUID, error) {
 	var err error
-	if err := nb.Schedule.validate(); err != nil {
+	if err := nb.validateSchedule(); err != nil {
 		return nil, err
 	}
 	if nb.Name, err = validate.Name("name", nb.Name, MaxNameLen); err != nil {
@@ -412,7 +412,7 @@ func (s *Service) Create(ctx context.Context, tenantID uuid.UUID, nb NewBroadcas
 		MessageText: nb.MessageText, ParseMode: nb.ParseMode, Status: StatusScheduled, Total: len(ids),
 		Materialized: len(ids) <= s.syncRecipients,
 	}
-	nb.Schedule.apply(&b)
+	nb.applySchedule(&b)
 	if b.Materialized {
 		err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 			return insertBroadcast(ctx, tx, &b, ids)
@@ -439,7 +439,7 @@ func (s *Service) createFromSegment(ctx context.Context, tenantID, botID uuid.UU
 		MessageText: nb.MessageText, ParseMode: nb.ParseMode, Status: StatusScheduled,
 		Materialized: true, Segment: nb.Segment,
 	}
-	nb.Schedule.apply(&b)
+	nb.applySchedule(&b)
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		return insertSegmentBroadcast(ctx, tx, &b)
 	})

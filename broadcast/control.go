@@ -146,17 +146,17 @@ type Schedule struct {
 	MaxConsecutiveErrors *int
 }
 
-// validate checks MaxConsecutiveErrors. Errors: invalid_field max_consecutive_errors.
-func (sc Schedule) validate() error {
+// validateSchedule checks MaxConsecutiveErrors. Errors: invalid_field max_consecutive_errors.
+func (sc Schedule) validateSchedule() error {
 	if sc.MaxConsecutiveErrors != nil {
 		return validate.IntRange("max_consecutive_errors", int64(*sc.MaxConsecutiveErrors), 1, MaxMaxConsecutiveErrors)
 	}
 	return nil
 }
 
-// apply sets b's lifecycle fields from sc for a new broadcast: status draft or scheduled,
+// applySchedule sets b's lifecycle fields from sc for a new broadcast: status draft or scheduled,
 // SendAt (a past time becomes now), the threshold and cycle 1.
-func (sc Schedule) apply(b *Broadcast) {
+func (sc Schedule) applySchedule(b *Broadcast) {
 	if sc.Draft != nil && *sc.Draft {
 		b.Status = StatusDraft
 	} else if b.Status == "" || b.Status == StatusDraft && sc.Draft != nil {
@@ -292,7 +292,7 @@ func (s *Service) Update(ctx context.Context, tenantID, id uuid.UUID, nb NewBroa
 			MessageText: nb.MessageText, ParseMode: nb.ParseMode, Status: old.Status,
 			Total: len(ids), Segment: nb.Segment, CreatedAt: old.CreatedAt, Materialized: true,
 		}
-		nb.Schedule.apply(&b)
+		nb.applySchedule(&b)
 		switch {
 		case nb.Segment != nil:
 			return insertSegmentBroadcast(ctx, tx, &b)
