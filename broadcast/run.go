@@ -49,8 +49,10 @@ const writeTimeout = 20 * time.Second
 // when ctx ends (recipients not yet sent are given back). If no recipient is left it marks
 // the broadcast completed and returns nil; otherwise it returns a *telegram.RetryAfterError
 // until the earliest due recipient (at least 200 ms), which the worker turns into a
-// re-run without counting a failure. A broadcast that is cancelled, completed, failed or
-// gone is a no-op; one whose bot was deleted becomes failed ("bot deleted") with its unsent
+// re-run without counting a failure. A broadcast that is a draft, paused, cancelled,
+// completed, failed or gone is a no-op; a scheduled one whose SendAt is ahead returns a
+// *telegram.RetryAfterError until then (at most a minute: earlyRun); a run whose broadcast
+// is paused or cancelled while it sends stops starting sends at its next result batch; one whose bot was deleted becomes failed ("bot deleted") with its unsent
 // recipients. Database errors are returned as they are (asynq retries them).
 func (s *Service) HandleRun(ctx context.Context, t *asynq.Task) error {
 	var p RunPayload
