@@ -52,8 +52,9 @@ const writeTimeout = 20 * time.Second
 // re-run without counting a failure. A broadcast that is a draft, paused, cancelled,
 // completed, failed or gone is a no-op; a scheduled one whose SendAt is ahead returns a
 // *telegram.RetryAfterError until then (at most a minute: earlyRun); a run whose broadcast
-// is paused or cancelled while it sends stops starting sends at its next result batch; one whose bot was deleted becomes failed ("bot deleted") with its unsent
-// recipients. Database errors are returned as they are (asynq retries them).
+// is paused or cancelled while it sends stops starting sends at its next result batch
+// and returns nil; one whose bot was deleted becomes failed ("bot deleted") with its
+// unsent recipients. Database errors are returned as they are (asynq retries them).
 func (s *Service) HandleRun(ctx context.Context, t *asynq.Task) error {
 	var p RunPayload
 	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.BroadcastID == uuid.Nil {
