@@ -28,12 +28,15 @@ type recipientResponse struct {
 	TelegramMessageID *int64     `json:"telegram_message_id"`
 	SentAt            *time.Time `json:"sent_at"`
 	UpdatedAt         time.Time  `json:"updated_at"`
+	// recipientHistoryView: cycle and history (broadcast_control.go); not in the CSV.
+	recipientHistoryView
 }
 
 func toRecipientResponse(r broadcast.RecipientRow) recipientResponse {
 	return recipientResponse{
 		ContactID: r.ContactID, ChatID: r.ChatID, Status: r.Status, Attempts: r.Attempts, Error: r.Error,
 		TelegramMessageID: r.TelegramMessageID, SentAt: timeOrNil(r.SentAt), UpdatedAt: utc(r.UpdatedAt),
+		recipientHistoryView: toRecipientHistoryView(r),
 	}
 }
 

@@ -263,17 +263,17 @@ func TestBroadcastList_Filters(t *testing.T) {
 	}
 	eq("all", list(""), mar, feb, jan)
 	eq("status cancelled", list("status=cancelled"), feb)
-	eq("status queued", list("status=QUEUED"), mar, jan)
-	eq("status list", list("status=queued,cancelled,queued"), mar, feb, jan)
+	eq("status scheduled", list("status=SCHEDULED"), mar, jan)
+	eq("status list", list("status=scheduled,cancelled,scheduled"), mar, feb, jan)
 	eq("status running", list("status=running"))
 	eq("bot", list("bot_app_id="+bot.BotAppID.String()), feb, jan)
 	eq("bot2", list("bot_app_id="+bot2.BotAppID.String()), mar)
 	eq("created_after (inclusive)", list("created_after=2026-02-01T00:00:00Z"), mar, feb)
 	eq("created_before (exclusive)", list("created_before=2026-02-01T00:00:00Z"), jan)
 	eq("range with offset", list("created_after="+url.QueryEscape("2026-01-15T00:00:00+02:00")+"&created_before=2026-03-01T00:00:00Z"), feb)
-	eq("combined", list("status=queued&bot_app_id="+bot.BotAppID.String()+"&created_after=2025-12-01T00:00:00Z"), jan)
+	eq("combined", list("status=scheduled&bot_app_id="+bot.BotAppID.String()+"&created_after=2025-12-01T00:00:00Z"), jan)
 
-	for _, query := range []string{"status=delivered", "status=queued,", "status=,", "created_after=yesterday", "created_before=2026-02-01", "created_after=0000-01-01T00:00:00Z", "bot_app_id=x"} {
+	for _, query := range []string{"status=delivered", "status=queued", "status=scheduled,", "status=,", "created_after=yesterday", "created_before=2026-02-01", "created_after=0000-01-01T00:00:00Z", "bot_app_id=x"} {
 		field := strings.SplitN(query, "=", 2)[0]
 		r := te.do(http.MethodGet, "/broadcast/?"+query, keyA, nil)
 		if r.Code != http.StatusUnprocessableEntity || r.errorCode(t) != "invalid_field" || !strings.Contains(string(r.Body), `"field":"`+field+`"`) {

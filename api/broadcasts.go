@@ -28,6 +28,8 @@ type createBroadcastRequest struct {
 	// Content options: photo/document (message_text is then the caption), reply_markup,
 	// disable_notification, protect_content, link_preview_options.
 	contentFields
+	// draft, send_at, max_consecutive_errors (broadcast_control.go).
+	broadcastScheduleFields
 }
 
 // broadcastResponse is a broadcast with its per-recipient counts.
@@ -54,6 +56,8 @@ type broadcastResponse struct {
 	// Segment is the segment the recipients were selected by; null for a list of recipients.
 	Segment *broadcast.Segment `json:"segment"`
 	contentFields
+	// expired, send_at, pause_reason, cycle, rate, eta, … (broadcast_control.go).
+	broadcastControlView
 }
 
 func toBroadcastResponse(b broadcast.Broadcast, n broadcast.Counts) broadcastResponse {
@@ -67,6 +71,7 @@ func toBroadcastResponse(b broadcast.Broadcast, n broadcast.Counts) broadcastRes
 		Sent: n.Sent, Failed: n.Failed, Pending: n.Pending, Deferred: n.Deferred, Cancelled: n.Cancelled, Skipped: n.Skipped,
 		CreatedAt: utc(b.CreatedAt), UpdatedAt: utc(b.UpdatedAt),
 		StartedAt: timeOrNil(b.StartedAt), CompletedAt: timeOrNil(b.CompletedAt), Segment: b.Segment,
+		broadcastControlView: toBroadcastControlView(b, n, time.Now()),
 	}
 	if b.Content != nil {
 		resp.contentFields = toContentFields(b.Content.Content)
@@ -74,7 +79,7 @@ func toBroadcastResponse(b broadcast.Broadcast, n broadcast.Counts) broadcastRes
 	return resp
 }
 
-// createBroadcast validates the audience and queues the broadcast: 202.
+// createBroadcast validates the audience and schedules the broadcast (or saves a draft): 202.
 func (s *server) createBroadcast(c echo.Context) error {
 	tid, err := tenantID(c)
 	if err != nil {
@@ -102,9 +107,13 @@ func (r createBroadcastRequest) toNewBroadcast() (broadcast.NewBroadcast, error)
 	if err != nil {
 		return broadcast.NewBroadcast{}, err
 	}
+	sc, err := r.schedule()
+	if err != nil {
+		return broadcast.NewBroadcast{}, err
+	}
 	return broadcast.NewBroadcast{
 		Name: r.Name, Platform: r.Platform, MessageText: r.MessageText, ParseMode: r.ParseMode,
-		Recipients: ids, BotID: botID, Segment: r.Segment, Content: r.toContent(),
+		Recipients: ids, BotID: botID, Segment: r.Segment, Content: r.toContent(), Schedule: sc,
 	}, nil
 }
 

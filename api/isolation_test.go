@@ -270,7 +270,7 @@ func isolationCases() map[string]isoCase {
 			return []isoRequest{
 				list("list", "/broadcast/", nil),
 				list("A's cursor", "/broadcast/", q("cursor", fx.cursors["broadcasts"])),
-				list("status filter", "/broadcast/", q("status", "queued,running,cancelled")),
+				list("status filter", "/broadcast/", q("status", "scheduled,running,cancelled")),
 				botNF("A's bot filter", "/broadcast/", q("bot_app_id", ids.Bot.String()), nil),
 			}
 		}},
@@ -279,6 +279,28 @@ func isolationCases() map[string]isoCase {
 		}},
 		"POST /broadcast/:id/cancel/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
 			return []isoRequest{bcNF("A's broadcast", "/broadcast/"+ids.Broadcast.String()+"/cancel/", nil, nil)}
+		}},
+		// Lifecycle (broadcast_control.go): A's broadcast is 404 whatever the body names.
+		"PUT /broadcast/:id/": {reqs: func(ids isoIDs, fx *isoFixture) []isoRequest {
+			p := "/broadcast/" + ids.Broadcast.String() + "/"
+			return []isoRequest{
+				bcNF("A's broadcast, B's bot and contact", p, nil, fx.broadcastFor(&ids.OwnBot, ids.OwnContact)),
+				bcNF("A's broadcast, A's bot and contacts", p, nil, fx.broadcastFor(&ids.Bot, ids.Contact, ids.Contact2)),
+				bcNF("A's broadcast, B's bot, segment", p, nil, map[string]any{"name": "B's", "platform": "TELEGRAM",
+					"message_text": "B's offer", "bot_app_id": ids.OwnBot, "segment": map[string]any{}, "draft": true}),
+			}
+		}},
+		"POST /broadcast/:id/send/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{bcNF("A's broadcast", "/broadcast/"+ids.Broadcast.String()+"/send", nil, nil)}
+		}},
+		"POST /broadcast/:id/pause/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{bcNF("A's broadcast", "/broadcast/"+ids.Broadcast.String()+"/pause/", nil, nil)}
+		}},
+		"POST /broadcast/:id/resume/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{bcNF("A's broadcast", "/broadcast/"+ids.Broadcast.String()+"/resume/", nil, nil)}
+		}},
+		"POST /broadcast/:id/retry-failed/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{bcNF("A's broadcast", "/broadcast/"+ids.Broadcast.String()+"/retry-failed", nil, nil)}
 		}},
 		"POST /broadcast/preview-audience/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
 			unknown := notFound("unknown_recipients")

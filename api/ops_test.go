@@ -190,7 +190,7 @@ func TestMetrics(t *testing.T) {
 		name   string
 		labels []string
 	}{
-		{"botfleet_broadcasts", []string{"status", "queued"}},
+		{"botfleet_broadcasts", []string{"status", "scheduled"}},
 		{"botfleet_queue_tasks", []string{"queue", "broadcast", "state", "pending"}},
 		{"go_goroutines", nil},
 		{"process_resident_memory_bytes", nil},

@@ -4,6 +4,8 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/botfleet/botfleet/broadcast"
 )
 
 // routes registers every route. Paths are canonical: resources end with "/", the three
@@ -55,6 +57,12 @@ func (s *server) routes(e *echo.Echo) {
 	e.GET("/broadcast/", s.listBroadcasts, tenant)
 	e.GET("/broadcast/:id/", s.getBroadcast, tenant)
 	e.POST("/broadcast/:id/cancel/", s.cancelBroadcast, tenant)
+	// Lifecycle (broadcast_control.go).
+	e.PUT("/broadcast/:id/", s.updateBroadcast, tenant, bodyLimit(BroadcastBodyLimit, nil))
+	e.POST("/broadcast/:id/send/", s.broadcastAction((*broadcast.Service).Send), tenant)
+	e.POST("/broadcast/:id/pause/", s.broadcastAction((*broadcast.Service).TenantPause), tenant)
+	e.POST("/broadcast/:id/resume/", s.broadcastAction((*broadcast.Service).Resume), tenant)
+	e.POST("/broadcast/:id/retry-failed/", s.broadcastAction((*broadcast.Service).RetryFailed), tenant)
 	e.POST("/broadcast/preview-audience/", s.previewAudience, tenant, bodyLimit(BroadcastBodyLimit, nil))
 	e.GET("/broadcast/:id/recipients/", s.listBroadcastRecipients, tenant)
 	// Canonical with the trailing slash like every resource: canonicalPath turns the

@@ -61,11 +61,16 @@ const (
 	PlatformTelegram = "TELEGRAM"
 )
 
-// Broadcast statuses: queued → running → completed; queued/running → cancelled (Cancel) or
-// failed (its bot was deleted, Error says so).
+// Broadcast statuses (the lifecycle, control.go): draft → scheduled → running ⇄ paused →
+// completed | cancelled | failed. draft is saved without sending (Send schedules it);
+// scheduled waits for its SendAt or for a worker; running is being sent; paused stops
+// claiming recipients (Pause, TenantPause, auto-pause; Resume); failed means its bot was
+// deleted (Error says so). Cancel ends any of the first four.
 const (
-	StatusQueued    = "queued"
+	StatusDraft     = "draft"
+	StatusScheduled = "scheduled"
 	StatusRunning   = "running"
+	StatusPaused    = "paused"
 	StatusCompleted = "completed"
 	StatusCancelled = "cancelled"
 	StatusFailed    = "failed"
@@ -125,6 +130,9 @@ type Broadcast struct {
 	UpdatedAt   time.Time `bun:",nullzero,notnull,default:now()"`
 	StartedAt   time.Time `bun:",nullzero"`
 	CompletedAt time.Time `bun:",nullzero"`
+	// Control holds the lifecycle fields (control.go): send_at, pause reason, auto-pause
+	// counter, attempt cycle and send rate.
+	Control
 }
 
 // Recipient is a row of broadcast_recipients: the delivery of one broadcast to one contact.
@@ -155,6 +163,8 @@ type Recipient struct {
 // Total = all recipients.
 type Counts struct {
 	Total, Sent, Failed, Pending, Deferred, Cancelled, Skipped int
+	// Expired counts recipients not sent before the broadcast's expiry (status "expired").
+	Expired int
 }
 
 // NewBroadcast is the input of Create.
@@ -182,6 +192,8 @@ type NewBroadcast struct {
 	BotID *uuid.UUID
 	// Content is the photo or document, inline keyboard and flags (telegram.CheckMessage).
 	Content telegram.Content
+	// Schedule holds draft, send_at and max_consecutive_errors (control.go).
+	Schedule
 }
 
 // Filter selects a page of List: a cursor from a previous page and a limit
@@ -293,6 +305,9 @@ func (s *Service) ClaimLease() time.Duration {
 // deduplicated recipient ids.
 func validateNew(nb *NewBroadcast) ([]uuid.UUID, error) {
 	var err error
+	if err := nb.validateSchedule(); err != nil {
+		return nil, err
+	}
 	if nb.Name, err = validate.Name("name", nb.Name, MaxNameLen); err != nil {
 		return nil, err
 	}
@@ -349,8 +364,9 @@ func idsError(e *apperr.Error, ids []uuid.UUID) error {
 		WithDetails(map[string]any{"field": "recipients", "contact_ids": strs})
 }
 
-// Create validates nb, stores the broadcast (status queued) and its recipients in one
-// transaction, and enqueues its run. A broadcast of more than SyncRecipients stores its
+// Create validates nb, stores the broadcast (status scheduled, or draft with nb.Draft) and
+// its recipients in one transaction, and enqueues its run (at nb.SendAt when given; a
+// draft's run is enqueued by Send). A broadcast of more than SyncRecipients stores its
 // validated audience instead, and its first run writes the recipient rows (its counts show
 // every recipient pending until then), so that Create stays fast at 100,000 recipients.
 // Recipients whose contact has blocked the bot or opted out (/stop) when the rows are
@@ -394,10 +410,11 @@ func (s *Service) Create(ctx context.Context, tenantID uuid.UUID, nb NewBroadcas
 
 	b := Broadcast{
 		TenantID: tenantID, BotID: bot.ID, Name: nb.Name, Platform: nb.Platform,
-		MessageText: nb.MessageText, ParseMode: nb.ParseMode, Status: StatusQueued, Total: len(ids),
+		MessageText: nb.MessageText, ParseMode: nb.ParseMode, Status: StatusScheduled, Total: len(ids),
 		Materialized: len(ids) <= s.syncRecipients,
 	}
 	b.Content = contentOf(nb.Content)
+	nb.applySchedule(&b)
 	if b.Materialized {
 		err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 			return insertBroadcast(ctx, tx, &b, ids)
@@ -408,7 +425,7 @@ func (s *Service) Create(ctx context.Context, tenantID uuid.UUID, nb NewBroadcas
 	if err != nil {
 		return Broadcast{}, Counts{}, apperr.Classify(err)
 	}
-	s.startRun(ctx, b.ID)
+	s.startRunOf(ctx, b)
 	counts, err := countsOfBroadcast(ctx, s.db, b)
 	if err != nil {
 		return Broadcast{}, Counts{}, err
@@ -421,34 +438,23 @@ func (s *Service) Create(ctx context.Context, tenantID uuid.UUID, nb NewBroadcas
 func (s *Service) createFromSegment(ctx context.Context, tenantID, botID uuid.UUID, nb NewBroadcast) (Broadcast, Counts, error) {
 	b := Broadcast{
 		TenantID: tenantID, BotID: botID, Name: nb.Name, Platform: nb.Platform,
-		MessageText: nb.MessageText, ParseMode: nb.ParseMode, Status: StatusQueued,
+		MessageText: nb.MessageText, ParseMode: nb.ParseMode, Status: StatusScheduled,
 		Materialized: true, Segment: nb.Segment,
 	}
 	b.Content = contentOf(nb.Content)
+	nb.applySchedule(&b)
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		return insertSegmentBroadcast(ctx, tx, &b)
 	})
 	if err != nil {
 		return Broadcast{}, Counts{}, apperr.Classify(err)
 	}
-	s.startRun(ctx, b.ID)
+	s.startRunOf(ctx, b)
 	counts, err := countsOfBroadcast(ctx, s.db, b)
 	if err != nil {
 		return Broadcast{}, Counts{}, err
 	}
 	return b, counts, nil
-}
-
-// startRun enqueues the run of broadcast id (enqueueRun, detached from ctx's cancellation:
-// a client that disconnects must not lose the run). Failures are logged and left to
-// HandleSweep.
-func (s *Service) startRun(ctx context.Context, id uuid.UUID) {
-	if s.queue == nil {
-		return
-	}
-	if err := s.enqueueRun(ctx, id); err != nil {
-		s.log.WarnContext(ctx, "broadcast: enqueue run failed; the sweep will retry", "broadcast_id", id, "error", err)
-	}
 }
 
 // Get returns the tenant's broadcast id and its counts. Errors: ErrNotFound (404, also for
@@ -496,9 +502,9 @@ func (s *Service) List(ctx context.Context, tenantID uuid.UUID, f Filter) ([]Bro
 	return bs, counts, next, nil
 }
 
-// Cancel stops the tenant's broadcast id: a queued or running broadcast becomes cancelled
-// (CompletedAt set) and its recipients still queued or deferred become cancelled; recipients
-// being sent at that moment keep their result. Cancelling a cancelled broadcast changes
+// Cancel stops the tenant's broadcast id: a draft, scheduled, running or paused broadcast
+// becomes cancelled (CompletedAt set) and its recipients still queued or deferred become
+// cancelled; recipients being sent at that moment keep their result. Cancelling a cancelled broadcast changes
 // nothing. Errors: ErrNotFound (404), ErrNotCancellable (409) for a completed or failed one,
 // apperr.ErrUnavailable (503).
 func (s *Service) Cancel(ctx context.Context, tenantID, id uuid.UUID) (Broadcast, Counts, error) {

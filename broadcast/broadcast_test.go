@@ -336,7 +336,7 @@ func TestService_Create(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if bc.Status != StatusQueued || bc.Total != 3 || bc.Name != "Spring sale" || bc.BotID != bot1.ID || bc.TenantID != tenantA {
+		if bc.Status != StatusScheduled || bc.Total != 3 || bc.Name != "Spring sale" || bc.BotID != bot1.ID || bc.TenantID != tenantA {
 			t.Errorf("broadcast = %+v", bc)
 		}
 		if want := (Counts{Total: 3, Pending: 2, Skipped: 1}); counts != want {

@@ -1,7 +1,6 @@
 package broadcast
 
 import (
-	"encoding/json"
 
 	"github.com/botfleet/botfleet/internal/textvars"
 	"github.com/botfleet/botfleet/telegram"
@@ -77,14 +76,3 @@ func personalise(tpl *telegram.MessageTemplate, base telegram.Outgoing, rows []c
 	return msgs, bad
 }
 
-// contentJSON is c as JSON text for a ?::jsonb parameter (nil: SQL NULL).
-func contentJSON(c *Content) any {
-	if c == nil {
-		return nil
-	}
-	b, err := json.Marshal(c)
-	if err != nil {
-		return nil
-	}
-	return string(b)
-}

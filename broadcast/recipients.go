@@ -2,6 +2,7 @@ package broadcast
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -19,7 +20,7 @@ import (
 var RecipientStatuses = []string{RecipientQueued, RecipientSending, RecipientSent, RecipientFailed, RecipientDeferred, RecipientCancelled, RecipientSkipped}
 
 // Statuses are the broadcast statuses a list ?status= filter accepts (the Status* constants).
-var Statuses = []string{StatusQueued, StatusRunning, StatusCompleted, StatusCancelled, StatusFailed}
+var Statuses = []string{StatusDraft, StatusScheduled, StatusRunning, StatusPaused, StatusCompleted, StatusCancelled, StatusFailed}
 
 // ExportPage is how many recipient rows EachRecipient reads per query: the CSV export holds
 // at most this many rows in memory whatever the broadcast's size.
@@ -48,6 +49,11 @@ type RecipientRow struct {
 	TelegramMessageID *int64    `bun:"telegram_message_id"`
 	SentAt            time.Time `bun:"sent_at,nullzero"`
 	UpdatedAt         time.Time `bun:"updated_at"`
+	// Cycle is the attempt cycle of the current status (1 until a retry-failed; 0 for a
+	// recipient not written yet) and History the earlier cycles' last attempts as a JSON
+	// array (control.go RetryFailed); nil when none.
+	Cycle   int             `bun:"cycle"`
+	History json.RawMessage `bun:"history,type:jsonb"`
 }
 
 // ValidateRecipientStatus normalises a ?status= value of the recipients: "" (all) or one of
@@ -164,7 +170,7 @@ func (s *Service) recipientsPage(ctx context.Context, b Broadcast, status string
 	}
 	var rows []RecipientRow
 	q := s.db.NewSelect().Model((*Recipient)(nil)).
-		Column("contact_id", "chat_id", "status", "attempts", "error", "telegram_message_id", "sent_at", "updated_at").
+		Column("contact_id", "chat_id", "status", "attempts", "error", "telegram_message_id", "sent_at", "updated_at", "cycle", "history").
 		Where("broadcast_id = ?", b.ID)
 	if status != "" {
 		q = q.Where("status = ?", status)

@@ -49,9 +49,12 @@ const writeTimeout = 20 * time.Second
 // when ctx ends (recipients not yet sent are given back). If no recipient is left it marks
 // the broadcast completed and returns nil; otherwise it returns a *telegram.RetryAfterError
 // until the earliest due recipient (at least 200 ms), which the worker turns into a
-// re-run without counting a failure. A broadcast that is cancelled, completed, failed or
-// gone is a no-op; one whose bot was deleted becomes failed ("bot deleted") with its unsent
-// recipients. Database errors are returned as they are (asynq retries them).
+// re-run without counting a failure. A broadcast that is a draft, paused, cancelled,
+// completed, failed or gone is a no-op; a scheduled one whose SendAt is ahead returns a
+// *telegram.RetryAfterError until then (at most a minute: earlyRun); a run whose broadcast
+// is paused or cancelled while it sends stops starting sends at its next result batch
+// and returns nil; one whose bot was deleted becomes failed ("bot deleted") with its
+// unsent recipients. Database errors are returned as they are (asynq retries them).
 func (s *Service) HandleRun(ctx context.Context, t *asynq.Task) error {
 	var p RunPayload
 	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.BroadcastID == uuid.Nil {
@@ -73,8 +76,11 @@ func (s *Service) run(ctx context.Context, id uuid.UUID) error {
 	}
 	logging.Add(ctx, slog.String(logging.KeyTenantID, b.TenantID.String()), slog.String(logging.KeyBotAppID, b.BotID.String()))
 	switch b.Status {
-	case StatusCancelled, StatusCompleted, StatusFailed:
+	case StatusCancelled, StatusCompleted, StatusFailed, StatusDraft, StatusPaused:
 		return nil
+	}
+	if err := earlyRun(b); err != nil {
+		return err // started before its send_at: reschedules itself (control.go)
 	}
 	bot, err := s.tg.BotByID(ctx, b.BotID)
 	if err != nil {
@@ -118,6 +124,10 @@ func (s *Service) run(ctx context.Context, id uuid.UUID) error {
 			// (ClaimLease); those already sent will then be sent again.
 			log.ErrorContext(ctx, "broadcast: write results failed", "recipients", len(rows), "sent", cr.sent, "error", err)
 			return err
+		}
+		if cr.stopped {
+			log.InfoContext(ctx, "broadcast: run stopped, broadcast no longer running", "sent", sent)
+			return nil
 		}
 		if cr.waitUntil.After(waitUntil) {
 			waitUntil = cr.waitUntil
@@ -184,6 +194,7 @@ type chunkResult struct {
 	sent       int
 	waitUntil  time.Time // latest end of a bot-wide wait (429 pause, slots too far), zero if none
 	deferUntil time.Time // the daily limit resets then, zero if it was not hit
+	stopped    bool      // the broadcast stopped running (paused, cancelled) during the chunk
 }
 
 // sendChunk sends msg to the claimed rows of broadcast id through telegram.SendBatch (one
@@ -227,6 +238,10 @@ func (s *Service) sendChunk(ctx context.Context, id uuid.UUID, bot telegram.Bot,
 		chats[i] = r.ChatID
 	}
 	ready := make(chan struct{}, 1)
+	// bctx stops SendBatch early when a written batch shows the broadcast no longer
+	// running (paused, auto-paused or cancelled: afterWrite); started sends still finish.
+	bctx, stopBatch := context.WithCancel(ctx)
+	defer stopBatch()
 	onResult := func(i int, out telegram.Outcome) {
 		res := s.resultOf(rows[i], out)
 		mu.Lock()
@@ -246,7 +261,7 @@ func (s *Service) sendChunk(ctx context.Context, id uuid.UUID, bot telegram.Bot,
 				cr.deferUntil = res.DueAt
 			}
 		}
-		full := len(buf) >= flushEvery
+		full := len(buf) >= flushEvery || res.Kind != "" && len(buf) >= streakFlushEvery
 		mu.Unlock()
 		if full {
 			select {
@@ -277,11 +292,17 @@ func (s *Service) sendChunk(ctx context.Context, id uuid.UUID, bot telegram.Bot,
 			}
 			if rs := take(); len(rs) > 0 && writeErr == nil {
 				writeErr = s.writeResultsRetrying(ctx, id, rs, time.Time{})
+				if writeErr == nil && !s.recordBatch(ctx, id, rs) {
+					mu.Lock()
+					cr.stopped = true
+					mu.Unlock()
+					stopBatch()
+				}
 			}
 		}
 	})
 	if len(chats) > 0 {
-		s.tg.SendBatch(ctx, bot, chats, msg, telegram.BatchOptions{Concurrency: s.senders, Deadline: deadline, Messages: msgs, OnResult: onResult})
+		s.tg.SendBatch(bctx, bot, chats, msg, telegram.BatchOptions{Concurrency: s.senders, Deadline: deadline, Messages: msgs, OnResult: onResult})
 	}
 	close(done)
 	flushed.Wait()
@@ -294,6 +315,7 @@ func (s *Service) sendChunk(ctx context.Context, id uuid.UUID, bot telegram.Bot,
 		if err := s.writeResultsRetrying(ctx, id, rs, cr.deferUntil); err != nil {
 			return cr, err
 		}
+		s.recordBatch(ctx, id, rs)
 	}
 	return cr, nil
 }
@@ -339,6 +361,9 @@ func (s *Service) resultOf(r claimed, out telegram.Outcome) result {
 	}
 	if res.Status == RecipientFailed && res.Error == "" {
 		res.Error = "send failed"
+	}
+	if res.Status == RecipientFailed {
+		res.Kind = failureKind(out) // auto-pause (control.go)
 	}
 	return res
 }

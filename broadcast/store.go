@@ -50,16 +50,14 @@ WHERE c.bot_id IS DISTINCT FROM ?`, uuidArray(ids), tenantID, botID).Scan(ctx, &
 }
 
 // insertAudience inserts broadcast b (not materialized) with its audience ids: the worker's
-// first run writes the recipient rows (materialize).
+// first run writes the recipient rows (materialize). b.ID, when set, is kept (Update).
 func insertAudience(ctx context.Context, idb bun.IDB, b *Broadcast, ids []uuid.UUID) error {
-	var id uuid.UUID
-	err := idb.NewRaw(`INSERT INTO broadcasts (tenant_id, bot_id, name, platform, message_text, parse_mode, status, total, materialized, audience, content)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, false, ?::uuid[], ?::jsonb) RETURNING id`,
-		b.TenantID, b.BotID, b.Name, b.Platform, b.MessageText, b.ParseMode, b.Status, b.Total, uuidArray(ids), contentJSON(b.Content)).Scan(ctx, &id)
+	b.Materialized = false
+	_, err := idb.NewInsert().Model(b).Value("audience", "?::uuid[]", uuidArray(ids)).Returning("*").Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("insert broadcast: %w", err)
 	}
-	return idb.NewSelect().Model(b).Where("b.id = ?", id).Scan(ctx)
+	return nil
 }
 
 // materialize writes the recipient rows of broadcast id from its audience, in one
@@ -235,6 +233,8 @@ func (c *Counts) add(status string, n int) {
 		c.Cancelled += n
 	case RecipientSkipped:
 		c.Skipped += n
+	case recipientExpired:
+		c.Expired += n
 	}
 }
 
@@ -292,12 +292,13 @@ func countsOfMany(ctx context.Context, idb bun.IDB, ids []uuid.UUID) (map[uuid.U
 	return m, nil
 }
 
-// markRunning moves broadcast id from queued (or running) to running and sets started_at
-// once. It reports false when the broadcast is in another status (cancelled meanwhile).
+// markRunning moves broadcast id from scheduled (or running) to running and sets started_at
+// once. It reports false when the broadcast is in another status (cancelled or paused
+// meanwhile).
 func markRunning(ctx context.Context, idb bun.IDB, id uuid.UUID) (bool, error) {
 	res, err := idb.NewUpdate().Model((*Broadcast)(nil)).
 		Set("status = ?", StatusRunning).Set("started_at = COALESCE(started_at, now())").Set("updated_at = now()").
-		Where("id = ?", id).Where("status IN (?, ?)", StatusQueued, StatusRunning).Exec(ctx)
+		Where("id = ?", id).Where("status IN (?, ?)", StatusScheduled, StatusRunning).Exec(ctx)
 	if err != nil {
 		return false, fmt.Errorf("mark running: %w", err)
 	}
@@ -378,6 +379,9 @@ type result struct {
 	// ChatID is the chat the message went to (it changes after a migrate_to_chat_id).
 	ChatID int64 `bun:"chat_id"`
 	Sent   bool  `bun:"sent"`
+	// Kind is the failure kind of a failed recipient for the auto-pause (failureKind);
+	// not written.
+	Kind string `bun:"-"`
 }
 
 // writeResults writes results with one UPDATE … FROM (VALUES …), the broadcast row locked
@@ -478,14 +482,14 @@ WHERE id = ? AND status = ? AND NOT EXISTS (
 	return n == 1, nil
 }
 
-// failBroadcast marks queued or running broadcast id failed with reason and fails its queued
+// failBroadcast marks scheduled or running broadcast id failed with reason and fails its queued
 // and deferred recipients with the same reason.
 func failBroadcast(ctx context.Context, db *bun.DB, id uuid.UUID, reason string) error {
 	err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		res, err := tx.NewUpdate().Model((*Broadcast)(nil)).
 			Set("status = ?", StatusFailed).Set("error = ?", reason).
 			Set("completed_at = now()").Set("updated_at = now()").
-			Where("id = ?", id).Where("status IN (?, ?)", StatusQueued, StatusRunning).Exec(ctx)
+			Where("id = ?", id).Where("status IN (?, ?)", StatusScheduled, StatusRunning).Exec(ctx)
 		if err != nil {
 			return fmt.Errorf("fail broadcast: %w", err)
 		}
@@ -504,7 +508,7 @@ func failBroadcast(ctx context.Context, db *bun.DB, id uuid.UUID, reason string)
 }
 
 // releaseStuck gives back recipients claimed (sending) more than age ago (by the database's
-// clock), whose worker presumably died: queued again in a queued or running broadcast,
+// clock), whose worker presumably died: queued again in a scheduled, running or paused broadcast,
 // cancelled or failed in a cancelled or failed one, with their attempt still counted and
 // errInterrupted as error (the send may have reached Telegram). It returns the broadcasts
 // it released recipients of.
@@ -527,20 +531,21 @@ SELECT DISTINCT broadcast_id FROM released`,
 	return ids, nil
 }
 
-// runnable returns up to limit queued or running broadcasts with an id after afterID
-// (uuid.Nil: from the start), ordered by id, that have a recipient due now, or nothing left
-// to send (so that their run completes them). Callers page with the last id returned.
+// runnable returns up to limit scheduled (with send_at reached) or running broadcasts with
+// an id after afterID (uuid.Nil: from the start), ordered by id, that have a recipient due
+// now, or nothing left to send (so that their run completes them). Callers page with the
+// last id returned. Drafts and paused broadcasts are never runnable.
 func runnable(ctx context.Context, idb bun.IDB, afterID uuid.UUID, limit int) ([]uuid.UUID, error) {
 	var ids []uuid.UUID
 	err := idb.NewRaw(`SELECT b.id FROM broadcasts b
-WHERE b.status IN (?, ?) AND b.id > ? AND (
+WHERE b.status IN (?, ?) AND b.id > ? AND (b.send_at IS NULL OR b.send_at <= now()) AND (
 	EXISTS (SELECT 1 FROM broadcast_recipients r
 	        WHERE r.broadcast_id = b.id AND r.status IN (?, ?) AND r.due_at <= now())
 	OR NOT EXISTS (SELECT 1 FROM broadcast_recipients r
 	        WHERE r.broadcast_id = b.id AND r.status IN (?, ?, ?)))
 ORDER BY b.id
 LIMIT ?`,
-		StatusQueued, StatusRunning, afterID, RecipientQueued, RecipientDeferred,
+		StatusScheduled, StatusRunning, afterID, RecipientQueued, RecipientDeferred,
 		RecipientQueued, RecipientDeferred, RecipientSending, limit).Scan(ctx, &ids)
 	if err != nil {
 		return nil, apperr.Classify(fmt.Errorf("find runnable broadcasts: %w", err))

@@ -72,6 +72,9 @@ type Outcome struct {
 	// ChatBusy marks an OutcomeWait that concerns this chat only (the per-chat limit): other
 	// chats of the bot can be sent to meanwhile.
 	ChatBusy bool
+	// ErrorCode is Telegram's error_code of a failed call (e.g. 400, 401, 403, 429, 500);
+	// 0 when Telegram did not answer with an error (sent, network errors, limits).
+	ErrorCode int
 	// Err is a human-readable reason for anything but OutcomeSent, e.g. Telegram's
 	// description "Forbidden: bot was blocked by the user". It never contains the token.
 	Err string
@@ -199,6 +202,11 @@ func (s *Service) deliver(ctx context.Context, bot Bot, chatID int64, msg Outgoi
 		log.WarnContext(ctx, "telegram: send failed", "error", redactToken(err.Error(), api.Token))
 		return Outcome{Status: OutcomeRetry, ChatID: chatID, Err: text}
 	}
+	defer func() { // the code of this answer, unless a migrated resend reported its own
+		if out.Status != OutcomeSent && out.ErrorCode == 0 {
+			out.ErrorCode = tgErr.Code
+		}
+	}()
 	desc := redactToken(tgErr.Description, api.Token)
 	if desc == "" {
 		desc = fmt.Sprintf("Telegram error %d", tgErr.Code)

@@ -74,9 +74,9 @@ func NewBroadcastCollector(db bun.IDB) *BroadcastCollector {
 	bc := &BroadcastCollector{
 		MinInterval: DefaultMinInterval,
 		broadcasts: prometheus.NewDesc("botfleet_broadcasts",
-			"Broadcasts by status (queued, running, completed, cancelled, failed).", []string{"status"}, nil),
+			"Broadcasts by status (draft, scheduled, running, paused, completed, cancelled, failed).", []string{"status"}, nil),
 		recipients: prometheus.NewDesc("botfleet_broadcast_recipients",
-			"Recipients of the broadcasts in progress (queued or running), by recipient status.", []string{"status"}, nil),
+			"Recipients of the broadcasts in progress (scheduled, running or paused), by recipient status.", []string{"status"}, nil),
 	}
 	bc.c = cached[broadcastCounts]{ttl: &bc.MinInterval, read: func(ctx context.Context) (broadcastCounts, error) {
 		out := broadcastCounts{broadcasts: map[string]float64{}, recipients: map[string]float64{}}
@@ -85,7 +85,7 @@ func NewBroadcastCollector(db bun.IDB) *BroadcastCollector {
 		}
 		err := countBy(ctx, db, out.recipients, `SELECT r.status, count(*) FROM broadcasts AS b
 			JOIN broadcast_recipients AS r ON r.broadcast_id = b.id
-			WHERE b.status IN ('queued', 'running') GROUP BY r.status`)
+			WHERE b.status IN ('scheduled', 'running', 'paused') GROUP BY r.status`)
 		return out, err
 	}}
 	return bc

@@ -36,13 +36,16 @@ const (
 	// FaultLatency only delays the request by Fault.Latency; it is then
 	// processed normally.
 	FaultLatency FaultKind = "latency"
+	// FaultUnauthorized answers 401 "Unauthorized", as Telegram does to every call of a
+	// bot whose token was revoked (BotFather /revoke) while the call is still recorded.
+	FaultUnauthorized FaultKind = "unauthorized"
 )
 
 // validKind reports whether k is one of the FaultKind constants.
 func validKind(k FaultKind) bool {
 	switch k {
 	case FaultTooManyRequests, FaultBlocked, FaultChatNotFound, FaultMigrate,
-		FaultServerError, FaultBadGatewayHTML, FaultLatency:
+		FaultServerError, FaultBadGatewayHTML, FaultLatency, FaultUnauthorized:
 		return true
 	}
 	return false
@@ -161,6 +164,8 @@ func faultResult(f Fault, chatID string) apiResult {
 		return r
 	case FaultBadGatewayHTML:
 		return apiResult{status: http.StatusBadGateway, rawBody: []byte(badGatewayHTML), rawType: "text/html"}
+	case FaultUnauthorized:
+		return apiError(http.StatusUnauthorized, "Unauthorized")
 	default: // FaultServerError
 		return apiError(http.StatusInternalServerError, "Internal Server Error")
 	}
