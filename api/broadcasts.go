@@ -25,6 +25,8 @@ type createBroadcastRequest struct {
 	BotAppID    *string  `json:"bot_app_id"`
 	// Segment selects the recipients instead of Recipients (exactly one of the two).
 	Segment *broadcast.Segment `json:"segment"`
+	// broadcastTiming: expires_at, window, allow_paid_broadcast (broadcast_timing.go).
+	broadcastTiming
 }
 
 // broadcastResponse is a broadcast with its per-recipient counts.
@@ -50,6 +52,8 @@ type broadcastResponse struct {
 	CompletedAt *time.Time `json:"completed_at"`
 	// Segment is the segment the recipients were selected by; null for a list of recipients.
 	Segment *broadcast.Segment `json:"segment"`
+	// broadcastTimingResponse: expires_at, window, allow_paid_broadcast (broadcast_timing.go).
+	broadcastTimingResponse
 }
 
 func toBroadcastResponse(b broadcast.Broadcast, n broadcast.Counts) broadcastResponse {
@@ -63,6 +67,7 @@ func toBroadcastResponse(b broadcast.Broadcast, n broadcast.Counts) broadcastRes
 		Sent: n.Sent, Failed: n.Failed, Pending: n.Pending, Deferred: n.Deferred, Cancelled: n.Cancelled, Skipped: n.Skipped,
 		CreatedAt: utc(b.CreatedAt), UpdatedAt: utc(b.UpdatedAt),
 		StartedAt: timeOrNil(b.StartedAt), CompletedAt: timeOrNil(b.CompletedAt), Segment: b.Segment,
+		broadcastTimingResponse: toBroadcastTimingResponse(b),
 	}
 }
 
@@ -94,10 +99,14 @@ func (r createBroadcastRequest) toNewBroadcast() (broadcast.NewBroadcast, error)
 	if err != nil {
 		return broadcast.NewBroadcast{}, err
 	}
-	return broadcast.NewBroadcast{
+	nb := broadcast.NewBroadcast{
 		Name: r.Name, Platform: r.Platform, MessageText: r.MessageText, ParseMode: r.ParseMode,
 		Recipients: ids, BotID: botID, Segment: r.Segment,
-	}, nil
+	}
+	if err := r.broadcastTiming.apply(&nb); err != nil {
+		return broadcast.NewBroadcast{}, err
+	}
+	return nb, nil
 }
 
 // parseAudience parses bot_app_id and the recipients' ids (nil when recipients is absent,

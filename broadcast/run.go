@@ -95,12 +95,33 @@ func (s *Service) run(ctx context.Context, id uuid.UUID) error {
 		log.InfoContext(ctx, "broadcast: recipients written", "total", b.Total, "took", time.Since(start))
 	}
 
-	msg := telegram.Outgoing{Text: b.MessageText, ParseMode: b.ParseMode}
+	msg := telegram.Outgoing{Text: b.MessageText, ParseMode: b.ParseMode, AllowPaidBroadcast: b.AllowPaidBroadcast}
 	deadline := time.Now().Add(s.runBudget)
 	var waitUntil time.Time // the bot asked us to wait (Wait outcome) until then
 	sent := 0
 	for ctx.Err() == nil && time.Now().Before(deadline) {
-		rows, running, err := claim(ctx, s.db, id, s.chunkSize)
+		// Expiry and send window (timing.go): an expired broadcast never claims again, a
+		// closed window waits for its opening.
+		chunkEnd := minTime(deadline, time.Now().Add(s.chunkBudget))
+		g := gateOf(b, s.now())
+		if g.expired {
+			n, err := expireRecipients(ctx, s.db, id)
+			if err != nil {
+				return err
+			}
+			log.InfoContext(ctx, "broadcast: expired", "expired", n, "sent", sent)
+			break
+		}
+		if !g.openAt.IsZero() {
+			if u := s.realTime(g.openAt); u.After(waitUntil) {
+				waitUntil = u
+			}
+			break
+		}
+		if !g.stopAt.IsZero() {
+			chunkEnd = minTime(chunkEnd, s.realTime(g.stopAt))
+		}
+		rows, running, err := claim(ctx, s.db, id, s.chunkSize, s.now())
 		if err != nil {
 			return err
 		}
@@ -111,7 +132,7 @@ func (s *Service) run(ctx context.Context, id uuid.UUID) error {
 		if len(rows) == 0 {
 			break
 		}
-		cr, err := s.sendChunk(ctx, id, bot, msg, rows, minTime(deadline, time.Now().Add(s.chunkBudget)))
+		cr, err := s.sendChunk(ctx, id, bot, msg, rows, chunkEnd)
 		sent += cr.sent
 		if err != nil {
 			// The rows not recorded stay "sending" until the sweep gives them back
@@ -147,10 +168,13 @@ func (s *Service) run(ctx context.Context, id uuid.UUID) error {
 		return nil
 	}
 	wait := minRetryAfter
-	if left.DueInMS != nil {
-		wait = max(wait, time.Duration(*left.DueInMS*float64(time.Millisecond)))
+	if left.DueAt != nil {
+		wait = max(wait, left.DueAt.Sub(s.now())) // due by the service clock, as claimed
 	}
 	wait = max(wait, time.Until(waitUntil))
+	if !b.ExpiresAt.IsZero() {
+		wait = max(min(wait, b.ExpiresAt.Sub(s.now())), minRetryAfter) // expire on time
+	}
 	return &telegram.RetryAfterError{
 		RetryAfter: wait,
 		Reason:     fmt.Sprintf("broadcast %s: %d recipients waiting (sent %d in this run)", id, left.Waiting, sent),
@@ -302,7 +326,7 @@ func (s *Service) resultOf(r claimed, out telegram.Outcome) result {
 		res.Status, res.DueAt = RecipientDeferred, out.Until
 		res.Attempts = max(r.Attempts-1, 0)
 		if res.DueAt.IsZero() {
-			res.DueAt = telegram.NextUTCMidnight(time.Now())
+			res.DueAt = telegram.NextUTCMidnight(s.now())
 		}
 	case telegram.OutcomeBlocked, telegram.OutcomeFailed:
 		res.Status = RecipientFailed

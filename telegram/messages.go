@@ -55,7 +55,7 @@ type NewMessage struct {
 // not parse in its parse_mode (validate.FormattedText: details.position); ErrBotNotFound (404, also another
 // tenant's bot), ErrBotRequired (422); contacts.ErrNotFound (404, unknown or another
 // tenant's contact); ErrContactNotOfBot (422); ErrContactBlocked (422, the contact blocked
-// the bot); apperr.ErrUnavailable (503) when PostgreSQL is down.
+// the bot); ErrContactOptedOut (422, the contact sent /stop); apperr.ErrUnavailable (503) when PostgreSQL is down.
 //
 // The enqueue uses a context detached from the request (5 s). If it fails the message is
 // still returned queued and the error is logged: the periodic sweep (HandleSweep)
@@ -88,6 +88,9 @@ func (s *Service) CreateMessage(ctx context.Context, tenantID uuid.UUID, nm NewM
 	}
 	if c.Blocked {
 		return contacts.Message{}, ErrContactBlocked
+	}
+	if c.OptedOut {
+		return contacts.Message{}, ErrContactOptedOut
 	}
 	m := contacts.Message{
 		TenantID: tenantID, BotID: bot.ID, ContactID: &c.ID, ChatID: c.TelegramChatID,

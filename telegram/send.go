@@ -20,6 +20,10 @@ type Outgoing struct {
 	Text string
 	// ParseMode is "", "HTML", "MarkdownV2" or "Markdown" (core.telegram.org/bots/api#formatting-options).
 	ParseMode string
+	// AllowPaidBroadcast sends with allow_paid_broadcast: Telegram then allows up to 1000
+	// messages/s per bot for a fee in Stars (core.telegram.org/bots/api#sendmessage).
+	// SendBatch paces such a batch at Config.PaidBotRate instead of Config.BotRate.
+	AllowPaidBroadcast bool
 }
 
 // OutcomeStatus classifies the result of Send.
@@ -92,7 +96,7 @@ const sendCancelWaitRetry = time.Second
 // A daily reservation is given back whenever nothing was sent. Send never panics on Telegram
 // or Redis errors and returns no error: everything is in the Outcome.
 func (s *Service) Send(ctx context.Context, bot Bot, chatID int64, msg Outgoing) Outcome {
-	now := time.Now()
+	now := s.now()
 	log := s.log.With("bot_app_id", bot.ID.String(), "chat_id", chatID)
 	if out, ok := s.reserveDaily(ctx, bot, chatID, now, log); !ok {
 		return out
@@ -170,7 +174,7 @@ func (s *Service) deliver(ctx context.Context, bot Bot, chatID int64, msg Outgoi
 		return Outcome{Status: OutcomeFailed, ChatID: chatID, Err: "cannot decrypt the bot token (wrong ENCRYPTION_KEY, or its key missing from ENCRYPTION_KEYS?)"}
 	}
 	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RequestTimeout)
-	m, err := api.SendMessageWithContext(callCtx, chatID, msg.Text, &gotgbot.SendMessageOpts{ParseMode: msg.ParseMode})
+	m, err := api.SendMessageWithContext(callCtx, chatID, msg.Text, &gotgbot.SendMessageOpts{ParseMode: msg.ParseMode, AllowPaidBroadcast: msg.AllowPaidBroadcast})
 	cancel()
 	permit.Done()
 	if err == nil {
@@ -276,7 +280,7 @@ func (s *Service) SendBatch(ctx context.Context, bot Bot, chatIDs []int64, msg O
 		defer mu.Unlock()
 		return stop != nil
 	}
-	acq := AcquireOpts{Priority: PriorityBulk, MaxWait: s.cfg.MaxWait, NoSleep: true}
+	acq := AcquireOpts{Priority: PriorityBulk, MaxWait: s.cfg.MaxWait, NoSleep: true, Paid: msg.AllowPaidBroadcast}
 	if opts.Interactive {
 		acq.Priority, acq.WaitForChat = PriorityInteractive, true
 	}
@@ -292,7 +296,7 @@ func (s *Service) SendBatch(ctx context.Context, bot Bot, chatIDs []int64, msg O
 		}
 		chatID := chatIDs[i]
 		clog := log.With("chat_id", chatID)
-		now := time.Now()
+		now := s.now()
 		if out, ok := s.reserveDaily(ctx, bot, chatID, now, clog); !ok {
 			stopWith(out)
 			break
