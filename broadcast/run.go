@@ -45,6 +45,12 @@ const writeTimeout = 20 * time.Second
 //     again, due after 1s·2^(attempts-1) (at most 5 min).
 //   - OutcomeBlocked, OutcomeFailed: failed with the error (Send marked a blocked contact).
 //
+// Timing (timing.go), checked with the service clock before each claim: at or after the
+// broadcast's ExpiresAt the recipients still waiting become expired and the broadcast
+// completes (no claim after it); outside its send Window nothing is claimed and the run asks
+// to run again at the next opening; a chunk stops starting sends at the window's closing or
+// the expiry. The wait asked for never goes past ExpiresAt.
+//
 // The run stops when nothing is due, after RunBudget, when the broadcast is cancelled, or
 // when ctx ends (recipients not yet sent are given back). If no recipient is left it marks
 // the broadcast completed and returns nil; otherwise it returns a *telegram.RetryAfterError

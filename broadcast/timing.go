@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"sync"
 	"time"
 	_ "time/tzdata" // IANA zones of send windows on machines without zoneinfo
 
@@ -95,12 +96,20 @@ func validateWindow(w *Window) error {
 	return nil
 }
 
+// zones caches loaded time zones by name: time.LoadLocation reads the zone database on
+// every call, and a run checks its window before every chunk.
+var zones sync.Map // string → *time.Location
+
 // location returns w's zone (UTC if it cannot be loaded, which validateWindow prevents).
 func (w Window) location() *time.Location {
+	if loc, ok := zones.Load(w.TimeZone); ok {
+		return loc.(*time.Location)
+	}
 	loc, err := time.LoadLocation(w.TimeZone)
 	if err != nil {
 		return time.UTC
 	}
+	zones.Store(w.TimeZone, loc)
 	return loc
 }
 
