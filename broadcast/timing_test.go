@@ -598,3 +598,30 @@ func TestService_OptedOut(t *testing.T) {
 		}
 	}
 }
+
+// TestService_HandleSweep_Expired checks that the sweep finds a broadcast whose expires_at
+// has passed although its recipients are deferred to the next UTC midnight (so that its
+// run expires them on time even if its task was lost), and that the run then completes it.
+func TestService_HandleSweep_Expired(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	tn := e.tenant("a")
+	b := e.bot(tn, 1)
+	bc := e.createWith(b, e.contactsOf(b, 3), NewBroadcast{ExpiresAt: time.Now().Add(1500 * time.Millisecond)})
+	if wait := e.retryAfter(bc.ID); wait <= 0 || wait > 1500*time.Millisecond {
+		t.Fatalf("RetryAfter = %s, want the time to the expiry", wait)
+	}
+	ids, err := runnable(e.ctx, e.db, uuid.Nil, 100)
+	if err != nil || slices.Contains(ids, bc.ID) {
+		t.Fatalf("runnable before the expiry = %v (%v), want without the deferred broadcast", ids, err)
+	}
+	time.Sleep(time.Until(bc.ExpiresAt) + 50*time.Millisecond)
+	if ids, err = runnable(e.ctx, e.db, uuid.Nil, 100); err != nil || !slices.Contains(ids, bc.ID) {
+		t.Fatalf("runnable after the expiry = %v (%v), want the expired broadcast", ids, err)
+	}
+	if wait := e.retryAfter(bc.ID); wait != 0 {
+		t.Fatalf("run after the expiry: RetryAfter %s", wait)
+	}
+	if got, counts := e.get(b, bc.ID); got.Status != StatusCompleted || counts != (Counts{Total: 3, Sent: 1, Expired: 2}) {
+		t.Errorf("%s %+v", got.Status, counts)
+	}
+}
