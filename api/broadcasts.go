@@ -25,6 +25,9 @@ type createBroadcastRequest struct {
 	BotAppID    *string  `json:"bot_app_id"`
 	// Segment selects the recipients instead of Recipients (exactly one of the two).
 	Segment *broadcast.Segment `json:"segment"`
+	// Content options: photo/document (message_text is then the caption), reply_markup,
+	// disable_notification, protect_content, link_preview_options.
+	contentFields
 	// broadcastTiming: expires_at, window, allow_paid_broadcast (broadcast_timing.go).
 	broadcastTiming
 }
@@ -52,6 +55,7 @@ type broadcastResponse struct {
 	CompletedAt *time.Time `json:"completed_at"`
 	// Segment is the segment the recipients were selected by; null for a list of recipients.
 	Segment *broadcast.Segment `json:"segment"`
+	contentFields
 	// broadcastTimingResponse: expires_at, window, allow_paid_broadcast (broadcast_timing.go).
 	broadcastTimingResponse
 }
@@ -61,7 +65,7 @@ func toBroadcastResponse(b broadcast.Broadcast, n broadcast.Counts) broadcastRes
 	if total == 0 {
 		total = b.Total
 	}
-	return broadcastResponse{
+	resp := broadcastResponse{
 		ID: b.ID, Name: b.Name, Platform: b.Platform, BotAppID: b.BotID, MessageText: b.MessageText,
 		ParseMode: b.ParseMode, Status: b.Status, Error: b.Error, Total: total,
 		Sent: n.Sent, Failed: n.Failed, Pending: n.Pending, Deferred: n.Deferred, Cancelled: n.Cancelled, Skipped: n.Skipped,
@@ -69,6 +73,10 @@ func toBroadcastResponse(b broadcast.Broadcast, n broadcast.Counts) broadcastRes
 		StartedAt: timeOrNil(b.StartedAt), CompletedAt: timeOrNil(b.CompletedAt), Segment: b.Segment,
 		broadcastTimingResponse: toBroadcastTimingResponse(b),
 	}
+	if b.Content != nil {
+		resp.contentFields = toContentFields(b.Content.Content)
+	}
+	return resp
 }
 
 // createBroadcast validates the audience and queues the broadcast: 202.
@@ -101,7 +109,7 @@ func (r createBroadcastRequest) toNewBroadcast() (broadcast.NewBroadcast, error)
 	}
 	nb := broadcast.NewBroadcast{
 		Name: r.Name, Platform: r.Platform, MessageText: r.MessageText, ParseMode: r.ParseMode,
-		Recipients: ids, BotID: botID, Segment: r.Segment,
+		Recipients: ids, BotID: botID, Segment: r.Segment, Content: r.toContent(),
 	}
 	if err := r.broadcastTiming.apply(&nb); err != nil {
 		return broadcast.NewBroadcast{}, err

@@ -101,9 +101,10 @@ func newEnv(t testing.TB) *testEnv {
 	}
 	bc := broadcast.New(broadcast.Deps{DB: db, Queue: queue, Telegram: tg, Contacts: cs, Log: log, MaxRetries: 3})
 	te := &testEnv{
-		t: t, emu: emu, db: db, rdb: rdb, tenants: tenant.New(db), tg: tg, contacts: cs, bc: bc, logs: logs,
+		t: t, emu: emu, db: db, rdb: rdb, tenants: tenant.New(db, tenant.WithRedis(rdb), tenant.WithLogger(log)), tg: tg, contacts: cs, bc: bc, logs: logs,
 		validate: true,
 	}
+	t.Cleanup(te.tenants.Close)
 	te.e = New(Deps{
 		Tenants: te.tenants, Telegram: tg, Contacts: cs, Broadcasts: bc, DB: db, Redis: rdb,
 		AdminToken: testAdminToken, Log: log,

@@ -36,6 +36,7 @@ var kindStatus = map[apperr.Kind]int{
 	apperr.KindRateLimited:  http.StatusTooManyRequests,
 	apperr.KindUpstream:     http.StatusBadGateway,
 	apperr.KindUnavailable:  http.StatusServiceUnavailable,
+	apperr.KindForbidden:    http.StatusForbidden,
 }
 
 // httpCodes are the envelope codes of errors raised by echo itself (router, body limit).

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -29,6 +30,7 @@ import (
 // comparison run) and B's own.
 type isoIDs struct {
 	Bot, Bot2, Contact, Contact2, Message, InboundMessage, Broadcast uuid.UUID // tenant A's
+	APIKey                                                           uuid.UUID // tenant A's (its default key)
 	OwnBot, OwnContact                                               uuid.UUID // tenant B's
 }
 
@@ -37,6 +39,7 @@ func (ids isoIDs) swapped() isoIDs {
 	r := ids
 	r.Bot, r.Bot2, r.Contact, r.Contact2 = uuid.New(), uuid.New(), uuid.New(), uuid.New()
 	r.Message, r.InboundMessage, r.Broadcast = uuid.New(), uuid.New(), uuid.New()
+	r.APIKey = uuid.New()
 	return r
 }
 
@@ -46,6 +49,7 @@ func (ids isoIDs) labels() map[string]string {
 		ids.Bot.String(): "<bot>", ids.Bot2.String(): "<bot2>", ids.Contact.String(): "<contact>",
 		ids.Contact2.String(): "<contact2>", ids.Message.String(): "<message>",
 		ids.InboundMessage.String(): "<inbound>", ids.Broadcast.String(): "<broadcast>",
+		ids.APIKey.String(): "<api_key>",
 	}
 }
 
@@ -283,6 +287,25 @@ func isolationCases() map[string]isoCase {
 				bcNF("A's broadcast, status", "/broadcast/"+ids.Broadcast.String()+"/recipients.csv/", q("status", "sent"), nil),
 			}
 		}},
+
+		// API keys (B's key is its default key: scope admin).
+		"GET /api-keys/": {reqs: func(ids isoIDs, fx *isoFixture) []isoRequest {
+			return []isoRequest{
+				list("list", "/api-keys/", nil),
+				list("A's cursor", "/api-keys/", q("cursor", fx.cursors["api-keys"])),
+			}
+		}},
+		"POST /api-keys/": {reqs: func(isoIDs, *isoFixture) []isoRequest {
+			// The body names no id: a key is always the caller's. B's own live name: 409,
+			// nothing created (A has a key of that name too).
+			return []isoRequest{{name: "B's taken name", path: "/api-keys/", body: map[string]any{"name": "default", "scopes": []string{"read"}}, want: http.StatusConflict, code: "api_key_name_taken"}}
+		}},
+		"GET /api-keys/:id/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{notFound("api_key_not_found")("A's key", "/api-keys/"+ids.APIKey.String()+"/", nil, nil)}
+		}},
+		"DELETE /api-keys/:id/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{notFound("api_key_not_found")("A's key", "/api-keys/"+ids.APIKey.String()+"/", nil, nil)}
+		}},
 	}
 }
 
@@ -386,6 +409,13 @@ func TestIsolation_EveryRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 	fx := &isoFixture{botToken: infoA.Token, ownSecret: secretB, cursors: map[string]string{}}
+	_, keyAIdentity, err := te.tenants.AuthenticateKey(ctx, keyA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids.APIKey = keyAIdentity.ID
+	r = te.do(http.MethodPost, "/api-keys/", keyA, map[string]any{"name": "A's ci key", "scopes": []string{"read"}})
+	mustStatus(t, r, http.StatusCreated)
 	fx.broadcastFor = func(bot *uuid.UUID, recipients ...uuid.UUID) map[string]any {
 		b := map[string]any{"name": "A's spring sale", "platform": "TELEGRAM", "message_text": "A's offer", "recipients": recipients}
 		if bot != nil {
@@ -404,7 +434,7 @@ func TestIsolation_EveryRoute(t *testing.T) {
 	mustStatus(t, te.do(http.MethodPost, "/broadcast/"+bc.ID.String()+"/cancel/", keyA, nil), http.StatusOK)
 
 	// Cursors of A's lists (each of A's lists has two items or more).
-	for name, p := range map[string]string{"bots": "/telegram/v1/bots/", "events": "/telegram/v1/webhook-events/", "contacts": "/contacts/", "broadcasts": "/broadcast/"} {
+	for name, p := range map[string]string{"bots": "/telegram/v1/bots/", "events": "/telegram/v1/webhook-events/", "contacts": "/contacts/", "broadcasts": "/broadcast/", "api-keys": "/api-keys/"} {
 		var pg listPage[json.RawMessage]
 		te.do(http.MethodGet, p+"?limit=1", keyA, nil).decode(t, &pg)
 		if pg.NextCursor == "" {
@@ -416,7 +446,8 @@ func TestIsolation_EveryRoute(t *testing.T) {
 	// What of A's must never reach B: every id of A's, names and texts.
 	aSecrets := []string{tidA.String(), botA.BotAppID.String(), botA2.BotAppID.String(), infoA.Username, infoA2.Username,
 		"AliceOfTenantA", "AlanOfTenantA", "AgnesOfTenantA", "A's private words", "A's offer", "A support", "A sales",
-		ids.Contact.String(), ids.Contact2.String(), ids.Message.String(), ids.InboundMessage.String(), ids.Broadcast.String(), bc.ID.String()}
+		ids.Contact.String(), ids.Contact2.String(), ids.Message.String(), ids.InboundMessage.String(), ids.Broadcast.String(), bc.ID.String(),
+		ids.APIKey.String(), "A's ci key", keyA[:9]}
 	for _, c := range csA.Items {
 		aSecrets = append(aSecrets, c.ID.String())
 	}
@@ -428,10 +459,12 @@ func TestIsolation_EveryRoute(t *testing.T) {
 			"/telegram/v1/webhook-events/", "/contacts/", "/contacts/" + ids.Contact.String() + "/", "/contacts/" + ids.Contact2.String() + "/",
 			"/messages/" + ids.Message.String() + "/", "/messages/" + ids.InboundMessage.String() + "/",
 			"/broadcast/", "/broadcast/" + ids.Broadcast.String() + "/",
+			"/api-keys/", "/api-keys/" + ids.APIKey.String() + "/",
 		} {
 			r := te.do(http.MethodGet, p, keyA, nil)
 			mustStatus(t, r, http.StatusOK)
-			views["GET "+p] = string(r.Body)
+			// last_used_at moves (once a minute) with the very requests that read it.
+			views["GET "+p] = lastUsedRe.ReplaceAllString(string(r.Body), `"last_used_at":"<t>"`)
 		}
 		for _, id := range []int64{infoA.ID, infoA2.ID} {
 			wi := te.emu.WebhookInfo(id)
@@ -506,6 +539,9 @@ func TestIsolation_EveryRoute(t *testing.T) {
 	te.assertNotLogged(keyA, keyB, infoA.Token, secretA, secretB)
 }
 
+// lastUsedRe matches an API key's last_used_at in a JSON answer.
+var lastUsedRe = regexp.MustCompile(`"last_used_at":("[^"]*"|null)`)
+
 // isoDo serves rq with key as the Bearer token.
 func (te *testEnv) isoDo(rq isoRequest, key string) response {
 	te.t.Helper()
@@ -559,7 +595,9 @@ func snapshotDB(t *testing.T, te *testEnv) map[string]string {
 	for _, tb := range tables {
 		var n int
 		var digest string
-		err := te.db.NewRaw("SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM ? AS t", bun.Ident(tb)).Scan(ctx, &n, &digest)
+		// Rows as JSON without api_keys.last_used_at, which a request may write (once a
+		// minute per key) without changing anything of a tenant's.
+		err := te.db.NewRaw("SELECT count(*), coalesce(md5(string_agg((to_jsonb(t) - 'last_used_at')::text, '|' ORDER BY (to_jsonb(t) - 'last_used_at')::text)), '') FROM ? AS t", bun.Ident(tb)).Scan(ctx, &n, &digest)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,6 +18,8 @@ type createMessageRequest struct {
 	ContactID string `json:"contact_id"`
 	Text      string `json:"text"`
 	ParseMode string `json:"parse_mode"`
+	// Content options (text is the caption with photo or document).
+	contentFields
 }
 
 // messageResponse is a single message and its delivery state (queued, sent or failed).
@@ -34,11 +36,13 @@ type messageResponse struct {
 	TelegramMessageID *int64     `json:"telegram_message_id"`
 	CreatedAt         time.Time  `json:"created_at"`
 	SentAt            *time.Time `json:"sent_at"`
+	contentFields
 }
 
 func toMessageResponse(m contacts.Message) messageResponse {
 	return messageResponse{
-		ID: m.ID, BotAppID: m.BotID, ContactID: m.ContactID, ChatID: m.ChatID, Text: m.Text,
+		contentFields: toContentFields(telegram.ContentOf(m.Content)),
+		ID:            m.ID, BotAppID: m.BotID, ContactID: m.ContactID, ChatID: m.ChatID, Text: m.Text,
 		ParseMode: m.ParseMode, Status: m.Status, Error: m.Error, Attempts: m.Attempts,
 		TelegramMessageID: m.TelegramMessageID, CreatedAt: utc(m.CreatedAt), SentAt: timeOrNil(m.SentAt),
 	}
@@ -76,7 +80,7 @@ func (r createMessageRequest) toNewMessage() (telegram.NewMessage, error) {
 	if err != nil {
 		return telegram.NewMessage{}, err
 	}
-	nm := telegram.NewMessage{ContactID: contactID, Text: r.Text, ParseMode: r.ParseMode}
+	nm := telegram.NewMessage{ContactID: contactID, Text: r.Text, ParseMode: r.ParseMode, Content: r.toContent()}
 	if botID != nil {
 		nm.BotID = *botID
 	}

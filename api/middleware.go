@@ -21,7 +21,8 @@ import (
 
 // Keys of values stored on the echo.Context by middleware.
 const (
-	ctxTenantID = "tenant_id"
+	ctxTenantID   = "tenant_id"
+	ctxAPIKeyName = "api_key_name"
 )
 
 // noSlashPaths are the canonical paths without a trailing slash; every other canonical
@@ -116,6 +117,9 @@ func (s *server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		if tid, ok := c.Get(ctxTenantID).(string); ok {
 			attrs = append(attrs, slog.String("tenant_id", tid))
 		}
+		if name, ok := c.Get(ctxAPIKeyName).(string); ok {
+			attrs = append(attrs, slog.String("api_key_name", name)) // the key's name, never the key
+		}
 		s.log.LogAttrs(req.Context(), level, "http request", attrs...)
 		return nil
 	}
@@ -170,22 +174,56 @@ func unauthorized(c echo.Context) error {
 	return apperr.ErrUnauthorized
 }
 
-// tenantAuth authenticates "Authorization: Bearer <api key>" with tenant.Authenticate and
-// puts the tenant on the request context (tenant.WithTenant). No key or a wrong one: 401;
-// PostgreSQL down: 503.
+// tenantAuth authenticates "Authorization: Bearer <api key>" with
+// tenant.AuthenticateKey and puts the tenant and the key's identity on the request context
+// (tenant.WithTenant, tenant.WithKey); the key's name goes to the access log. No key, a
+// wrong or a revoked one: 401; PostgreSQL down: 503.
 func (s *server) tenantAuth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		req := c.Request()
-		t, err := s.d.Tenants.Authenticate(req.Context(), bearer(req))
+		t, k, err := s.d.Tenants.AuthenticateKey(req.Context(), bearer(req))
 		if err != nil {
 			if apperr.KindOf(err) == apperr.KindUnauthorized {
 				return unauthorized(c)
 			}
 			return err
 		}
-		c.SetRequest(req.WithContext(tenant.WithTenant(req.Context(), t)))
+		c.SetRequest(req.WithContext(tenant.WithKey(tenant.WithTenant(req.Context(), t), k)))
 		logging.Add(req.Context(), slog.String(logging.KeyTenantID, t.ID.String()))
 		c.Set(ctxTenantID, t.ID.String())
+		c.Set(ctxAPIKeyName, k.Name)
+		return next(c)
+	}
+}
+
+// keyAdminPrefix is the path prefix of API key management, which needs the admin scope.
+const keyAdminPrefix = "/api-keys/"
+
+// requiredScope is the scope the matched route needs (tenant.Scope*): admin under
+// /api-keys/, read for GET and HEAD, write for every other method. It reads the route
+// (c.Path()) and the method only, so every tenant route, present or future, is covered.
+func requiredScope(c echo.Context) string {
+	switch m := c.Request().Method; {
+	case strings.HasPrefix(c.Path(), keyAdminPrefix):
+		return tenant.ScopeAdmin
+	case m == http.MethodGet || m == http.MethodHead:
+		return tenant.ScopeRead
+	default:
+		return tenant.ScopeWrite
+	}
+}
+
+// requireScope refuses, after tenantAuth, a request whose API key lacks requiredScope: 403
+// insufficient_scope with details {"required_scope", "scopes"}; nothing is done.
+func requireScope(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		k, ok := tenant.KeyFromContext(c.Request().Context())
+		if !ok {
+			return unauthorized(c)
+		}
+		if sc := requiredScope(c); !k.Allows(sc) {
+			return tenant.InsufficientScope(k, sc)
+		}
 		return next(c)
 	}
 }

@@ -152,10 +152,11 @@ func (l *apiLimiter) allow(ctx context.Context, key string, read bool) (res rate
 	return l.local.allow(key, now, l.interval, l.limit.Burst), true
 }
 
-// tenantRoute is the middleware of every tenant route: tenantAuth, then the per-key rate
-// limit (rateLimit). It replaces tenantAuth alone in routes.go.
+// tenantRoute is the middleware of every tenant route: tenantAuth, the key's scope
+// (requireScope, middleware.go), then the per-key rate limit (rateLimit). It replaces
+// tenantAuth alone in routes.go.
 func (s *server) tenantRoute(next echo.HandlerFunc) echo.HandlerFunc {
-	return s.tenantAuth(s.rateLimit(next))
+	return s.tenantAuth(requireScope(s.rateLimit(next)))
 }
 
 // rateLimit applies the per-API-key limit after tenantAuth (so that only valid keys get a

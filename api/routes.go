@@ -32,7 +32,8 @@ func (s *server) routes(e *echo.Echo) {
 	// Telegram calls this; authenticated by the per-bot secret header inside telegram.Ingest.
 	e.POST("/telegram/v1/webhooks/:bot_app_id/", s.webhook)
 
-	// Tenant API (Bearer API key).
+	// Tenant API (Bearer API key). tenantRoute checks the key's scope: read for GET,
+	// write for other methods, admin for /api-keys/ (requireScope, middleware.go).
 	e.POST("/telegram/v1/bots/", s.createBot, tenant)
 	e.GET("/telegram/v1/bots/", s.listBots, tenant)
 	e.GET("/telegram/v1/bots/:bot_app_id/", s.getBot, tenant)
@@ -57,4 +58,10 @@ func (s *server) routes(e *echo.Echo) {
 	// Canonical with the trailing slash like every resource: canonicalPath turns the
 	// documented /broadcast/{id}/recipients.csv into this path.
 	e.GET("/broadcast/:id/recipients.csv/", s.exportBroadcastRecipients, tenant)
+
+	// The tenant's API keys (scope admin; apikeys.go).
+	e.GET("/api-keys/", s.listAPIKeys, tenant)
+	e.POST("/api-keys/", s.createAPIKey, tenant)
+	e.GET("/api-keys/:id/", s.getAPIKey, tenant)
+	e.DELETE("/api-keys/:id/", s.revokeAPIKey, tenant)
 }

@@ -117,7 +117,10 @@ type Broadcast struct {
 	// audience list that the worker's first run turns into recipient rows.
 	Materialized bool `bun:",notnull"`
 	// Segment is the segment the recipients were selected by; nil for a list of recipients.
-	Segment     *Segment  `bun:",type:jsonb,nullzero"`
+	Segment *Segment `bun:",type:jsonb,nullzero"`
+	// Content is the photo or document, keyboard and flags, and whether MessageText is a
+	// template (content.go); nil for a broadcast created before content existed.
+	Content     *Content  `bun:",type:jsonb,nullzero"`
 	CreatedAt   time.Time `bun:",nullzero,notnull,default:now()"`
 	UpdatedAt   time.Time `bun:",nullzero,notnull,default:now()"`
 	StartedAt   time.Time `bun:",nullzero"`
@@ -169,7 +172,9 @@ type NewBroadcast struct {
 	Platform string
 	// MessageText is 1-4096 characters, not only whitespace, no control characters other
 	// than tab and newline (validate.Text), and parseable in ParseMode by Telegram's
-	// formatting rules (validate.FormattedText).
+	// formatting rules; with a photo or document it is the caption (0-1024 characters). It
+	// is a template: variables such as {first_name|there} are rendered per recipient at
+	// send time (telegram.CheckMessage, internal/textvars).
 	MessageText string
 	// ParseMode is "", "HTML", "MarkdownV2" or "Markdown", case-insensitive (validate.ParseMode);
 	// stored in Telegram's spelling.
@@ -182,6 +187,8 @@ type NewBroadcast struct {
 	Segment *Segment
 	// BotID is the bot_app_id; nil means the tenant's only bot.
 	BotID *uuid.UUID
+	// Content is the photo or document, inline keyboard and flags (telegram.CheckMessage).
+	Content telegram.Content
 	// ExpiresAt (zero: never) is when recipients not yet sent become expired; it must be
 	// in the future (and after send_at). See timing.go.
 	ExpiresAt time.Time
@@ -316,13 +323,7 @@ func validateNew(nb *NewBroadcast) ([]uuid.UUID, error) {
 	if nb.Platform, err = validate.Enum("platform", nb.Platform, PlatformTelegram); err != nil {
 		return nil, err
 	}
-	if err := validate.Text("message_text", nb.MessageText, MaxTextLen); err != nil {
-		return nil, err
-	}
-	if nb.ParseMode, err = validate.ParseMode("parse_mode", nb.ParseMode); err != nil {
-		return nil, err
-	}
-	if err := validate.FormattedText("message_text", nb.MessageText, nb.ParseMode); err != nil {
+	if err := checkContent(nb); err != nil {
 		return nil, err
 	}
 	return validateAudience(nb.Recipients, nb.Segment)
@@ -424,6 +425,7 @@ func (s *Service) Create(ctx context.Context, tenantID uuid.UUID, nb NewBroadcas
 		Materialized: len(ids) <= s.syncRecipients,
 		ExpiresAt:    nb.ExpiresAt, Window: nb.Window, AllowPaidBroadcast: nb.AllowPaidBroadcast,
 	}
+	b.Content = contentOf(nb.Content)
 	if b.Materialized {
 		err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 			return insertBroadcast(ctx, tx, &b, ids)
@@ -451,6 +453,7 @@ func (s *Service) createFromSegment(ctx context.Context, tenantID, botID uuid.UU
 		Materialized: true, Segment: nb.Segment,
 		ExpiresAt: nb.ExpiresAt, Window: nb.Window, AllowPaidBroadcast: nb.AllowPaidBroadcast,
 	}
+	b.Content = contentOf(nb.Content)
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		return insertSegmentBroadcast(ctx, tx, &b)
 	})

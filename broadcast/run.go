@@ -101,7 +101,8 @@ func (s *Service) run(ctx context.Context, id uuid.UUID) error {
 		log.InfoContext(ctx, "broadcast: recipients written", "total", b.Total, "took", time.Since(start))
 	}
 
-	msg := telegram.Outgoing{Text: b.MessageText, ParseMode: b.ParseMode, AllowPaidBroadcast: b.AllowPaidBroadcast}
+	msg, tpl := messageOf(b) // tpl: the text has variables, rendered per recipient (content.go)
+	msg.AllowPaidBroadcast = b.AllowPaidBroadcast
 	deadline := time.Now().Add(s.runBudget)
 	var waitUntil time.Time // the bot asked us to wait (Wait outcome) until then
 	sent := 0
@@ -127,7 +128,7 @@ func (s *Service) run(ctx context.Context, id uuid.UUID) error {
 		if !g.stopAt.IsZero() {
 			chunkEnd = minTime(chunkEnd, s.realTime(g.stopAt))
 		}
-		rows, running, err := claim(ctx, s.db, id, s.chunkSize, s.now())
+		rows, running, err := claim(ctx, s.db, id, s.chunkSize, tpl != nil, s.now())
 		if err != nil {
 			return err
 		}
@@ -138,7 +139,7 @@ func (s *Service) run(ctx context.Context, id uuid.UUID) error {
 		if len(rows) == 0 {
 			break
 		}
-		cr, err := s.sendChunk(ctx, id, bot, msg, rows, chunkEnd)
+		cr, err := s.sendChunk(ctx, id, bot, msg, tpl, rows, chunkEnd)
 		sent += cr.sent
 		if err != nil {
 			// The rows not recorded stay "sending" until the sweep gives them back
@@ -225,16 +226,37 @@ type chunkResult struct {
 // bot is paused or its daily limit is used up; the rows it did not attempt are given back:
 // deferred to the reset, or queued after the wait. A send that has started always finishes
 // and is recorded. The error is that of a write that failed even after writeTimeout.
-func (s *Service) sendChunk(ctx context.Context, id uuid.UUID, bot telegram.Bot, msg telegram.Outgoing, rows []claimed, deadline time.Time) (chunkResult, error) {
-	chats := make([]int64, len(rows))
-	for i, r := range rows {
-		chats[i] = r.ChatID
-	}
+//
+// With tpl (the text has variables) each row gets its own text rendered from its contact's
+// values (personalise); a row whose rendered text does not fit (over 4,096 characters, 1,024
+// for a caption) is failed with the reason, without a call to Telegram.
+func (s *Service) sendChunk(ctx context.Context, id uuid.UUID, bot telegram.Bot, msg telegram.Outgoing, tpl *telegram.MessageTemplate, rows []claimed, deadline time.Time) (chunkResult, error) {
 	var (
 		mu  sync.Mutex
 		cr  chunkResult
 		buf []result
 	)
+	var msgs []telegram.Outgoing
+	if tpl != nil {
+		var bad []string
+		msgs, bad = personalise(tpl, msg, rows)
+		if bad != nil {
+			keep, keepMsgs := rows[:0:0], msgs[:0:0]
+			for i, r := range rows {
+				if bad[i] != "" {
+					// Not sent: the attempt counted by the claim is given back.
+					buf = append(buf, result{ID: r.ID, Status: RecipientFailed, Attempts: max(r.Attempts-1, 0), ChatID: r.ChatID, Error: bad[i]})
+					continue
+				}
+				keep, keepMsgs = append(keep, r), append(keepMsgs, msgs[i])
+			}
+			rows, msgs = keep, keepMsgs
+		}
+	}
+	chats := make([]int64, len(rows))
+	for i, r := range rows {
+		chats[i] = r.ChatID
+	}
 	ready := make(chan struct{}, 1)
 	onResult := func(i int, out telegram.Outcome) {
 		res := s.resultOf(rows[i], out)
@@ -289,7 +311,9 @@ func (s *Service) sendChunk(ctx context.Context, id uuid.UUID, bot telegram.Bot,
 			}
 		}
 	})
-	s.tg.SendBatch(ctx, bot, chats, msg, telegram.BatchOptions{Concurrency: s.senders, Deadline: deadline, OnResult: onResult})
+	if len(chats) > 0 {
+		s.tg.SendBatch(ctx, bot, chats, msg, telegram.BatchOptions{Concurrency: s.senders, Deadline: deadline, Messages: msgs, OnResult: onResult})
+	}
 	close(done)
 	flushed.Wait()
 	if writeErr != nil {

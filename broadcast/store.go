@@ -9,6 +9,7 @@ import (
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
 
+	"github.com/botfleet/botfleet/contacts"
 	"github.com/botfleet/botfleet/internal/apperr"
 	"github.com/botfleet/botfleet/internal/database"
 	"github.com/botfleet/botfleet/internal/page"
@@ -56,10 +57,10 @@ func insertAudience(ctx context.Context, idb bun.IDB, b *Broadcast, ids []uuid.U
 	if b.Window != nil {
 		window = b.Window
 	}
-	err := idb.NewRaw(`INSERT INTO broadcasts (tenant_id, bot_id, name, platform, message_text, parse_mode, status, total, materialized, audience,
+	err := idb.NewRaw(`INSERT INTO broadcasts (tenant_id, bot_id, name, platform, message_text, parse_mode, status, total, materialized, audience, content,
 	expires_at, send_window, allow_paid_broadcast)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, false, ?::uuid[], ?, ?::jsonb, ?) RETURNING id`,
-		b.TenantID, b.BotID, b.Name, b.Platform, b.MessageText, b.ParseMode, b.Status, b.Total, uuidArray(ids),
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, false, ?::uuid[], ?::jsonb, ?, ?::jsonb, ?) RETURNING id`,
+		b.TenantID, b.BotID, b.Name, b.Platform, b.MessageText, b.ParseMode, b.Status, b.Total, uuidArray(ids), contentJSON(b.Content),
 		bun.NullZero(b.ExpiresAt), window, b.AllowPaidBroadcast).Scan(ctx, &id)
 	if err != nil {
 		return fmt.Errorf("insert broadcast: %w", err)
@@ -307,11 +308,17 @@ func markRunning(ctx context.Context, idb bun.IDB, id uuid.UUID) (bool, error) {
 	return n == 1, nil
 }
 
-// claimed is a recipient taken by a run.
+// claimed is a recipient taken by a run. The contact's values are read only for a template
+// with variables (claim's withContact), by the claim query itself.
 type claimed struct {
 	ID       int64 `bun:"id"`
 	ChatID   int64 `bun:"chat_id"`
 	Attempts int   `bun:"attempts"`
+
+	FirstName  string              `bun:"first_name"`
+	LastName   string              `bun:"last_name"`
+	Username   string              `bun:"username"`
+	Attributes contacts.Attributes `bun:"attributes,type:jsonb"`
 }
 
 // claim takes up to limit due recipients of running broadcast id (status queued or deferred,
@@ -319,7 +326,10 @@ type claimed struct {
 // Telegram is called (a recipient that may have been sent always has a record saying so;
 // outcomes that sent nothing give the attempt back). Rows locked by another run are
 // skipped. It reports false, claiming nothing, when the broadcast is no longer running.
-func claim(ctx context.Context, db *bun.DB, id uuid.UUID, limit int, now time.Time) ([]claimed, bool, error) {
+// With withContact the same statement also returns each recipient's contact values
+// (first_name, last_name, username, attributes) for personalised text; without it the
+// contacts table is not read.
+func claim(ctx context.Context, db *bun.DB, id uuid.UUID, limit int, withContact bool, now time.Time) ([]claimed, bool, error) {
 	var rows []claimed
 	running := true
 	err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
@@ -333,7 +343,7 @@ func claim(ctx context.Context, db *bun.DB, id uuid.UUID, limit int, now time.Ti
 		}
 		// ORDER BY due_at, id follows broadcast_recipients_due_idx (broadcast_id, due_at, id),
 		// so a claim reads about limit index entries however many recipients are due.
-		return tx.NewRaw(`UPDATE broadcast_recipients AS r
+		return tx.NewRaw(`WITH cl AS (UPDATE broadcast_recipients AS r
 SET status = ?, attempts = r.attempts + 1, claimed_at = now(), updated_at = now()
 WHERE r.id IN (
 	SELECT id FROM broadcast_recipients
@@ -341,8 +351,11 @@ WHERE r.id IN (
 	ORDER BY due_at, id
 	LIMIT ?
 	FOR UPDATE SKIP LOCKED)
-RETURNING r.id, r.chat_id, r.attempts`,
-			RecipientSending, id, RecipientQueued, RecipientDeferred, now, limit).Scan(ctx, &rows)
+RETURNING r.id, r.chat_id, r.attempts, r.contact_id)
+SELECT cl.id, cl.chat_id, cl.attempts, COALESCE(c.first_name, '') AS first_name, COALESCE(c.last_name, '') AS last_name,
+       COALESCE(c.telegram_username, '') AS username, COALESCE(c.attributes, '{}') AS attributes
+FROM cl LEFT JOIN contacts c ON ? AND c.id = cl.contact_id`,
+			RecipientSending, id, RecipientQueued, RecipientDeferred, now, limit, withContact).Scan(ctx, &rows)
 	})
 	if err != nil {
 		return nil, false, apperr.Classify(fmt.Errorf("claim recipients: %w", err))

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -103,9 +104,12 @@ type Message struct {
 	Attempts          int        `bun:",notnull"`
 	TelegramMessageID *int64
 	UpdateID          *int64
-	CreatedAt         time.Time `bun:",nullzero,notnull,default:now()"`
-	UpdatedAt         time.Time `bun:",nullzero,notnull,default:now()"`
-	SentAt            time.Time `bun:",nullzero"`
+	// Content is the JSON of the message's photo or document, inline keyboard and flags
+	// (telegram.Content), opaque to this package; nil for a plain text message.
+	Content   json.RawMessage `bun:",type:jsonb,nullzero"`
+	CreatedAt time.Time       `bun:",nullzero,notnull,default:now()"`
+	UpdatedAt time.Time       `bun:",nullzero,notnull,default:now()"`
+	SentAt    time.Time       `bun:",nullzero"`
 }
 
 // ListFilter selects contacts: an optional bot, a cursor from a previous page and a limit

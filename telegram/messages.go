@@ -46,13 +46,22 @@ type NewMessage struct {
 	// ParseMode is "", "HTML", "MarkdownV2" or "Markdown" (validate.ParseMode:
 	// case-insensitive; stored in Telegram's spelling).
 	ParseMode string
+	// Content is the photo or document (Text is then the caption, 0-1024 characters),
+	// inline keyboard and flags (CheckMessage).
+	Content Content
 }
 
 // CreateMessage validates a single message to one contact, stores it as an outbound message
 // with status "queued" and enqueues its telegram:send task; the worker sends it through Send.
 //
-// Errors: invalid_field (422) for text and parse_mode, and for a text that Telegram could
-// not parse in its parse_mode (validate.FormattedText: details.position); ErrBotNotFound (404, also another
+// The content options and the text's variables follow CheckMessage (the rules of
+// broadcasts); the variables are rendered now for the contact (values escaped for the parse
+// mode) and the message stores the text as it will be sent.
+//
+// Errors: invalid_field (422) for text and parse_mode, for a text that Telegram could
+// not parse in its parse_mode (details.position), an unknown variable (details.position,
+// details.variable), a rendered text that does not fit, photo, document and reply_markup
+// (details.field naming the part); ErrBotNotFound (404, also another
 // tenant's bot), ErrBotRequired (422); contacts.ErrNotFound (404, unknown or another
 // tenant's contact); ErrContactNotOfBot (422); ErrContactBlocked (422, the contact blocked
 // the bot); ErrContactOptedOut (422, the contact sent /stop); apperr.ErrUnavailable (503) when PostgreSQL is down.
@@ -61,16 +70,11 @@ type NewMessage struct {
 // still returned queued and the error is logged: the periodic sweep (HandleSweep)
 // re-enqueues queued messages whose task was lost, so the send is delayed, not lost.
 func (s *Service) CreateMessage(ctx context.Context, tenantID uuid.UUID, nm NewMessage) (contacts.Message, error) {
-	if err := validate.Text("text", nm.Text, MaxTextLength); err != nil {
-		return contacts.Message{}, err
-	}
-	mode, err := validate.ParseMode("parse_mode", nm.ParseMode)
+	tpl, err := CheckMessage("text", nm.Text, nm.ParseMode, nm.Content)
 	if err != nil {
 		return contacts.Message{}, err
 	}
-	if err := validate.FormattedText("text", nm.Text, mode); err != nil {
-		return contacts.Message{}, err
-	}
+	mode := tpl.ParseMode
 	var botID *uuid.UUID
 	if nm.BotID != uuid.Nil {
 		botID = &nm.BotID
@@ -92,9 +96,14 @@ func (s *Service) CreateMessage(ctx context.Context, tenantID uuid.UUID, nm NewM
 	if c.OptedOut {
 		return contacts.Message{}, ErrContactOptedOut
 	}
+	// Variables are rendered now, for this contact; the message stores the text as sent.
+	out, reason := tpl.RenderFor(ContactLookup(c.FirstName, c.LastName, c.TelegramUsername, c.Attributes))
+	if reason != "" {
+		return contacts.Message{}, validate.Field("text", "text: %s", reason)
+	}
 	m := contacts.Message{
 		TenantID: tenantID, BotID: bot.ID, ContactID: &c.ID, ChatID: c.TelegramChatID,
-		Kind: contacts.KindMessage, Text: nm.Text, ParseMode: mode,
+		Kind: contacts.KindMessage, Text: out.Text, ParseMode: mode, Content: nm.Content.json(),
 	}
 	if err := s.contacts.CreateOutbound(ctx, s.db, &m); err != nil {
 		return contacts.Message{}, err
@@ -176,7 +185,7 @@ func (s *Service) HandleSend(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("load bot %s: %w", m.BotID, err)
 	}
 
-	out := s.Send(ctx, bot, m.ChatID, Outgoing{Text: m.Text, ParseMode: m.ParseMode})
+	out := s.Send(ctx, bot, m.ChatID, outgoingOf(m))
 	r := s.sendResult(m, out)
 	if err := s.contacts.FinishSends(dbCtx, []contacts.SendResult{r}); err != nil {
 		if out.Status == OutcomeSent {
@@ -384,7 +393,7 @@ func (s *Service) sendBatchOf(ctx context.Context, botID uuid.UUID, ids []uuid.U
 	chats := make([]int64, len(ms))
 	msgs := make([]Outgoing, len(ms))
 	for i, m := range ms {
-		chats[i], msgs[i] = m.ChatID, Outgoing{Text: m.Text, ParseMode: m.ParseMode}
+		chats[i], msgs[i] = m.ChatID, outgoingOf(m)
 	}
 	var again time.Duration // earliest retry of a message left queued; 0: none
 	var mu sync.Mutex

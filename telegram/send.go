@@ -14,14 +14,18 @@ import (
 	"github.com/PaulSonOfLars/gotgbot/v2"
 )
 
-// Outgoing is one message to send with sendMessage (core.telegram.org/bots/api#sendmessage).
+// Outgoing is one message to send: with sendMessage (core.telegram.org/bots/api#sendmessage),
+// or sendPhoto / sendDocument when Content.Photo / Content.Document is set
+// (core.telegram.org/bots/api#sendphoto, #senddocument), Text being the caption then.
 type Outgoing struct {
-	// Text is 1-4096 characters after entity parsing.
+	// Text is 1-4096 characters after entity parsing (a caption: 0-1024).
 	Text string
 	// ParseMode is "", "HTML", "MarkdownV2" or "Markdown" (core.telegram.org/bots/api#formatting-options).
 	ParseMode string
-	// AllowPaidBroadcast sends with allow_paid_broadcast: Telegram then allows up to 1000
-	// messages/s per bot for a fee in Stars (core.telegram.org/bots/api#sendmessage).
+	// Content is the photo or document, inline keyboard and flags (content.go).
+	Content
+	// AllowPaidBroadcast is passed to Telegram as allow_paid_broadcast (paid broadcasts
+	// beyond 30 messages/s for a fee in Stars; core.telegram.org/bots/api#sendmessage).
 	// SendBatch paces such a batch at Config.PaidBotRate instead of Config.BotRate.
 	AllowPaidBroadcast bool
 }
@@ -174,7 +178,7 @@ func (s *Service) deliver(ctx context.Context, bot Bot, chatID int64, msg Outgoi
 		return Outcome{Status: OutcomeFailed, ChatID: chatID, Err: "cannot decrypt the bot token (wrong ENCRYPTION_KEY, or its key missing from ENCRYPTION_KEYS?)"}
 	}
 	callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.RequestTimeout)
-	m, err := api.SendMessageWithContext(callCtx, chatID, msg.Text, &gotgbot.SendMessageOpts{ParseMode: msg.ParseMode, AllowPaidBroadcast: msg.AllowPaidBroadcast})
+	m, err := sendAPI(callCtx, api, chatID, &msg)
 	cancel()
 	permit.Done()
 	if err == nil {
@@ -184,7 +188,7 @@ func (s *Service) deliver(ctx context.Context, bot Bot, chatID int64, msg Outgoi
 	var tgErr *gotgbot.TelegramError
 	if !errors.As(err, &tgErr) {
 		text := redactToken(sendErrText(err), api.Token)
-		log.WarnContext(ctx, "telegram: sendMessage failed", "error", redactToken(err.Error(), api.Token))
+		log.WarnContext(ctx, "telegram: send failed", "error", redactToken(err.Error(), api.Token))
 		return Outcome{Status: OutcomeRetry, ChatID: chatID, Err: text}
 	}
 	desc := redactToken(tgErr.Description, api.Token)
@@ -224,6 +228,33 @@ func (s *Service) deliver(ctx context.Context, bot Bot, chatID int64, msg Outgoi
 	default: // 400, 401, 404 and any other client error: permanent.
 		return Outcome{Status: OutcomeFailed, ChatID: chatID, Err: desc}
 	}
+}
+
+// sendAPI calls sendMessage, sendPhoto (msg.Photo set) or sendDocument (msg.Document set)
+// with every option of msg. A plain text message without options builds no more than
+// before (the options struct only).
+func sendAPI(ctx context.Context, api *gotgbot.Bot, chatID int64, msg *Outgoing) (*gotgbot.Message, error) {
+	markup := wireKeyboard(msg.ReplyMarkup)
+	switch {
+	case msg.Photo != "":
+		return api.SendPhotoWithContext(ctx, chatID, gotgbot.InputFileByURL(msg.Photo), &gotgbot.SendPhotoOpts{
+			Caption: msg.Text, ParseMode: msg.ParseMode, DisableNotification: msg.DisableNotification,
+			ProtectContent: msg.ProtectContent, AllowPaidBroadcast: msg.AllowPaidBroadcast, ReplyMarkup: markup,
+		})
+	case msg.Document != "":
+		return api.SendDocumentWithContext(ctx, chatID, gotgbot.InputFileByURL(msg.Document), &gotgbot.SendDocumentOpts{
+			Caption: msg.Text, ParseMode: msg.ParseMode, DisableNotification: msg.DisableNotification,
+			ProtectContent: msg.ProtectContent, AllowPaidBroadcast: msg.AllowPaidBroadcast, ReplyMarkup: markup,
+		})
+	}
+	opts := &gotgbot.SendMessageOpts{
+		ParseMode: msg.ParseMode, DisableNotification: msg.DisableNotification,
+		ProtectContent: msg.ProtectContent, AllowPaidBroadcast: msg.AllowPaidBroadcast, ReplyMarkup: markup,
+	}
+	if msg.DisableLinkPreview {
+		opts.LinkPreviewOptions = disabledLinkPreview
+	}
+	return api.SendMessageWithContext(ctx, chatID, msg.Text, opts)
 }
 
 // BatchOptions are the options of SendBatch.

@@ -294,7 +294,9 @@ func withApp(ctx context.Context, getenv func(string) string, stderr io.Writer, 
 	queue := asynq.NewClientFromRedisClient(rdb)
 	a := &app{cfg: cfg, log: log, db: db, rdb: rdb, queue: queue}
 	a.metrics = newMetrics(ctx, cfg, db, rdb, log) // ops.go
-	a.tenants = tenant.New(db)
+	// API key authentication is cached per process; revocations reach every process over Redis pub/sub.
+	a.tenants = tenant.New(db, tenant.WithRedis(rdb), tenant.WithLogger(log))
+	defer a.tenants.Close()
 	a.contacts = contacts.New(db)
 	a.telegram, err = telegram.New(telegram.Deps{
 		DB: db, Redis: rdb, Queue: queue, Contacts: a.contacts, Log: log,

@@ -30,6 +30,7 @@ const (
 	KindRateLimited              // 429
 	KindUpstream                 // 502: Telegram answered with an error or could not be reached
 	KindUnavailable              // 503: PostgreSQL or Redis is down
+	KindForbidden                // 403: authenticated, but these credentials may not do this
 )
 
 // Error is a domain error: Kind for the status, Code for clients, Message for humans.

@@ -91,6 +91,8 @@ func init() {
 		"getmycommands":       (*bot).getMyCommands,
 		"deletemycommands":    (*bot).deleteMyCommands,
 		"sendmessage":         (*bot).sendMessage,
+		"sendphoto":           (*bot).sendPhoto,
+		"senddocument":        (*bot).sendDocument,
 		"sendchataction":      (*bot).sendChatAction,
 		"answercallbackquery": (*bot).answerCallbackQuery,
 		"getupdates":          (*bot).getUpdates,
@@ -479,7 +481,7 @@ func (b *bot) sendMessage(_ context.Context, p params) apiResult {
 	c.lastMsgID++
 	msgID := c.lastMsgID
 	user, group := c.user, c.group
-	b.sent = append(b.sent, SentMessage{BotID: b.info.ID, ChatID: chatID, MessageID: msgID, Text: text, ParseMode: parseMode, At: now})
+	b.sent = append(b.sent, sentOptions(SentMessage{BotID: b.info.ID, ChatID: chatID, MessageID: msgID, Text: text, ParseMode: parseMode, At: now, Method: "sendMessage"}, p))
 	b.notifyLocked()
 	b.mu.Unlock()
 

@@ -63,7 +63,7 @@ func (s *Server) controlRoutes() []ControlRoute {
 		{"POST", "/control/bots/{bot_id}/updates", "a raw Update without update_id (e.g. {callback_query:{...}})", "{update_id}", s.withBot(s.ctlPushUpdate)},
 		{"POST", "/control/bots/{bot_id}/redeliver", `{update_id}`, "{update_id}", s.withBot(s.ctlRedeliver)},
 		{"GET", "/control/bots/{bot_id}/idle", "", "{pending_update_count} once delivered (?timeout_ms=N, 408 on timeout)", s.withBot(s.ctlIdle)},
-		{"GET", "/control/bots/{bot_id}/sent", "", "{items:[{chat_id, message_id, text, parse_mode, date}]} (?chat_id=N)", s.withBot(s.ctlSent)},
+		{"GET", "/control/bots/{bot_id}/sent", "", "{items:[{chat_id, message_id, text, parse_mode, date, method, photo, document, reply_markup, link_preview_options, disable_notification, protect_content, allow_paid_broadcast}]} (?chat_id=N)", s.withBot(s.ctlSent)},
 		{"GET", "/control/bots/{bot_id}/calls", "", "{items:[{method, params, status, date}]} (?method=sendMessage)", s.withBot(s.ctlCalls)},
 		{"POST", "/control/bots/{bot_id}/faults", `{method, chat_id, kind, retry_after, migrate_to_chat_id, latency_ms, times}`, "{ok}", s.withBot(s.ctlAddFault)},
 		{"DELETE", "/control/bots/{bot_id}/faults", "", "{ok}", s.withBot(s.ctlClearFaults)},
@@ -258,6 +258,24 @@ type sentItem struct {
 	Text      string `json:"text"`
 	ParseMode string `json:"parse_mode,omitempty"`
 	Date      int64  `json:"date"`
+	// The send options (SentMessage); reply_markup and link_preview_options
+	// are the JSON objects as sent.
+	Method              string          `json:"method,omitempty"`
+	Photo               string          `json:"photo,omitempty"`
+	Document            string          `json:"document,omitempty"`
+	ReplyMarkup         json.RawMessage `json:"reply_markup,omitempty"`
+	LinkPreviewOptions  json.RawMessage `json:"link_preview_options,omitempty"`
+	DisableNotification bool            `json:"disable_notification,omitempty"`
+	ProtectContent      bool            `json:"protect_content,omitempty"`
+	AllowPaidBroadcast  bool            `json:"allow_paid_broadcast,omitempty"`
+}
+
+// rawJSON is s as a JSON value when it is one (nil otherwise).
+func rawJSON(s string) json.RawMessage {
+	if s == "" || !json.Valid([]byte(s)) {
+		return nil
+	}
+	return json.RawMessage(s)
 }
 
 func (s *Server) ctlSent(w http.ResponseWriter, r *http.Request, b *bot) {
@@ -274,7 +292,9 @@ func (s *Server) ctlSent(w http.ResponseWriter, r *http.Request, b *bot) {
 	}
 	items := make([]sentItem, 0, len(msgs))
 	for _, m := range msgs {
-		items = append(items, sentItem{ChatID: m.ChatID, MessageID: m.MessageID, Text: m.Text, ParseMode: m.ParseMode, Date: m.At.Unix()})
+		items = append(items, sentItem{ChatID: m.ChatID, MessageID: m.MessageID, Text: m.Text, ParseMode: m.ParseMode, Date: m.At.Unix(),
+			Method: m.Method, Photo: m.Photo, Document: m.Document, ReplyMarkup: rawJSON(m.ReplyMarkup), LinkPreviewOptions: rawJSON(m.LinkPreviewOptions),
+			DisableNotification: m.DisableNotification, ProtectContent: m.ProtectContent, AllowPaidBroadcast: m.AllowPaidBroadcast})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": items})
 }

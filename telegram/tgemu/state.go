@@ -21,8 +21,11 @@ type User struct {
 	LanguageCode string `json:"language_code,omitempty"`
 }
 
-// SentMessage is one successful sendMessage call. Text and ParseMode are
-// exactly as the bot sent them; At is when the emulator accepted the call.
+// SentMessage is one successful sendMessage, sendPhoto or sendDocument call.
+// Text (the caption of a photo or document) and ParseMode are exactly as the
+// bot sent them; At is when the emulator accepted the call. The options are
+// recorded as sent: ReplyMarkup and LinkPreviewOptions as their JSON text
+// ("" when absent).
 type SentMessage struct {
 	BotID     int64
 	ChatID    int64
@@ -30,6 +33,17 @@ type SentMessage struct {
 	Text      string
 	ParseMode string
 	At        time.Time
+	// Method is the Bot API method as called: "sendMessage", "sendPhoto" or
+	// "sendDocument" ("" is read as sendMessage).
+	Method string
+	// Photo and Document are the photo/document parameter (a URL or file_id;
+	// "attach://..." for an upload).
+	Photo, Document     string
+	ReplyMarkup         string
+	LinkPreviewOptions  string
+	DisableNotification bool
+	ProtectContent      bool
+	AllowPaidBroadcast  bool
 }
 
 // Call is one Bot API request of a known bot, including rejected and
