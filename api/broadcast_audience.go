@@ -23,6 +23,8 @@ type previewAudienceResponse struct {
 	Count   int               `json:"count"`
 	Blocked int               `json:"blocked"`
 	Sample  []contactResponse `json:"sample"`
+	// OptedOut of them (not blocked) sent /stop: also recorded as skipped.
+	OptedOut int `json:"opted_out"`
 }
 
 // previewAudience answers the count and a sample of a broadcast audience without creating
@@ -44,7 +46,7 @@ func (s *server) previewAudience(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := previewAudienceResponse{Count: a.Count, Blocked: a.Blocked, Sample: make([]contactResponse, 0, len(a.Sample))}
+	out := previewAudienceResponse{Count: a.Count, Blocked: a.Blocked, OptedOut: a.OptedOut, Sample: make([]contactResponse, 0, len(a.Sample))}
 	for _, ct := range a.Sample {
 		out.Sample = append(out.Sample, toContactResponse(ct))
 	}

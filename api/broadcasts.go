@@ -30,6 +30,8 @@ type createBroadcastRequest struct {
 	contentFields
 	// draft, send_at, max_consecutive_errors (broadcast_control.go).
 	broadcastScheduleFields
+	// broadcastTiming: expires_at, window, allow_paid_broadcast (broadcast_timing.go).
+	broadcastTiming
 }
 
 // broadcastResponse is a broadcast with its per-recipient counts.
@@ -58,6 +60,8 @@ type broadcastResponse struct {
 	contentFields
 	// expired, send_at, pause_reason, cycle, rate, eta, … (broadcast_control.go).
 	broadcastControlView
+	// broadcastTimingResponse: expires_at, window, allow_paid_broadcast (broadcast_timing.go).
+	broadcastTimingResponse
 }
 
 func toBroadcastResponse(b broadcast.Broadcast, n broadcast.Counts) broadcastResponse {
@@ -72,6 +76,7 @@ func toBroadcastResponse(b broadcast.Broadcast, n broadcast.Counts) broadcastRes
 		CreatedAt: utc(b.CreatedAt), UpdatedAt: utc(b.UpdatedAt),
 		StartedAt: timeOrNil(b.StartedAt), CompletedAt: timeOrNil(b.CompletedAt), Segment: b.Segment,
 		broadcastControlView: toBroadcastControlView(b, n, time.Now()),
+		broadcastTimingResponse: toBroadcastTimingResponse(b),
 	}
 	if b.Content != nil {
 		resp.contentFields = toContentFields(b.Content.Content)
@@ -111,10 +116,14 @@ func (r createBroadcastRequest) toNewBroadcast() (broadcast.NewBroadcast, error)
 	if err != nil {
 		return broadcast.NewBroadcast{}, err
 	}
-	return broadcast.NewBroadcast{
+	nb := broadcast.NewBroadcast{
 		Name: r.Name, Platform: r.Platform, MessageText: r.MessageText, ParseMode: r.ParseMode,
 		Recipients: ids, BotID: botID, Segment: r.Segment, Content: r.toContent(), Schedule: sc,
-	}, nil
+	}
+	if err := r.broadcastTiming.apply(&nb); err != nil {
+		return broadcast.NewBroadcast{}, err
+	}
+	return nb, nil
 }
 
 // parseAudience parses bot_app_id and the recipients' ids (nil when recipients is absent,

@@ -21,6 +21,8 @@ type contactResponse struct {
 	LastName         string    `json:"last_name"`
 	LanguageCode     string    `json:"language_code"`
 	Blocked          bool      `json:"blocked"`
+	// OptedOut is set by the contact's /stop and cleared by /start (broadcasts skip it).
+	OptedOut bool `json:"opted_out"`
 	// Tags are sorted (byte order), never null; Attributes never null.
 	Tags       []string            `json:"tags"`
 	Attributes contacts.Attributes `json:"attributes"`
@@ -32,7 +34,7 @@ func toContactResponse(ct contacts.Contact) contactResponse {
 	r := contactResponse{
 		ID: ct.ID, BotAppID: ct.BotID, TelegramChatID: ct.TelegramChatID, TelegramUserID: ct.TelegramUserID,
 		TelegramUsername: ct.TelegramUsername, FirstName: ct.FirstName, LastName: ct.LastName,
-		LanguageCode: ct.LanguageCode, Blocked: ct.Blocked, LastSeenAt: timeOrNil(ct.LastSeenAt),
+		LanguageCode: ct.LanguageCode, Blocked: ct.Blocked, OptedOut: ct.OptedOut, LastSeenAt: timeOrNil(ct.LastSeenAt),
 		CreatedAt: utc(ct.CreatedAt), Tags: ct.Tags, Attributes: ct.Attributes,
 	}
 	if r.Tags == nil {

@@ -113,6 +113,7 @@ type contact struct {
 	BotAppID       string `json:"bot_app_id"`
 	TelegramChatID int64  `json:"telegram_chat_id"`
 	Blocked        bool   `json:"blocked"`
+	OptedOut       bool   `json:"opted_out"` // /stop: broadcasts skip it too
 }
 
 // userID is the Telegram id of user j of bot i (unique across bots, so a chat id names
@@ -294,7 +295,7 @@ func (p *platform) listContacts(ctx context.Context, bots []*fleetBot) error {
 				return err
 			}
 			for _, c := range page.Items {
-				if c.BotAppID == fb.appID && !c.Blocked {
+				if c.BotAppID == fb.appID && !c.Blocked && !c.OptedOut {
 					fb.contacts = append(fb.contacts, c)
 				}
 			}

@@ -77,9 +77,10 @@ const (
 )
 
 // Recipient statuses. queued and deferred wait for their due_at; sending is claimed by a
-// worker; sent, failed, cancelled and skipped are final. skipped is a recipient never sent
-// to because its contact had blocked the bot or opted out with /stop when the recipient
-// rows were written (Error holds the reason: SkipBlocked); it never counts as pending.
+// worker; sent, failed, cancelled, skipped and expired (RecipientExpired, timing.go) are
+// final. skipped is a recipient never sent to because its contact had blocked the bot or
+// opted out with /stop when the recipient rows were written (Error holds the reason:
+// SkipBlocked or SkipOptedOut); it never counts as pending.
 const (
 	RecipientQueued    = "queued"
 	RecipientSending   = "sending"
@@ -92,10 +93,9 @@ const (
 
 // SkipBlocked is the reason (the Error) of a skipped recipient: its contact's blocked flag
 // was set when the recipient rows were written, by Telegram (my_chat_member "kicked", a 403
-// "bot was blocked by the user") or by the contact's /stop. The contacts table records no
-// difference between the two (both set contacts.blocked), so an opted-out contact is
-// skipped with this reason too; "opted_out" would need a column set by /stop alone.
-// A contact that blocks the bot after that is failed at send time by the 403 as before.
+// "bot was blocked by the user"). A contact that opted out with /stop is skipped with
+// SkipOptedOut (timing.go); one that is both is skipped with SkipBlocked. A contact that
+// blocks the bot after that is failed at send time by the 403 as before.
 const SkipBlocked = "blocked"
 
 // errInterrupted is the error of a recipient given back by the sweep after its worker died
@@ -133,6 +133,13 @@ type Broadcast struct {
 	// Control holds the lifecycle fields (control.go): send_at, pause reason, auto-pause
 	// counter, attempt cycle and send rate.
 	Control
+
+	// Timing (timing.go). ExpiresAt, when set, is when recipients not yet sent become
+	// expired; Window, when set, is the daily send window; AllowPaidBroadcast sends with
+	// Telegram's allow_paid_broadcast at the paid pace.
+	ExpiresAt          time.Time `bun:",nullzero"`
+	Window             *Window   `bun:"send_window,type:jsonb,nullzero"`
+	AllowPaidBroadcast bool      `bun:",notnull"`
 }
 
 // Recipient is a row of broadcast_recipients: the delivery of one broadcast to one contact.
@@ -158,9 +165,9 @@ type Recipient struct {
 }
 
 // Counts are a broadcast's recipients by status: Pending = queued + sending (not yet
-// attempted, or waiting for a retry or a rate-limit slot), Deferred = waiting for the bot's
-// daily limit to reset, Skipped = never sent (contact blocked the bot or opted out),
-// Total = all recipients.
+// attempted, or waiting for a retry, a rate-limit slot or the send window), Deferred =
+// waiting for the bot's daily limit to reset, Skipped = never sent (contact blocked the bot
+// or opted out), Expired = not sent by the broadcast's expires_at, Total = all recipients.
 type Counts struct {
 	Total, Sent, Failed, Pending, Deferred, Cancelled, Skipped int
 	// Expired counts recipients not sent before the broadcast's expiry (status "expired").
@@ -194,6 +201,15 @@ type NewBroadcast struct {
 	Content telegram.Content
 	// Schedule holds draft, send_at and max_consecutive_errors (control.go).
 	Schedule
+	// ExpiresAt (zero: never) is when recipients not yet sent become expired; it must be
+	// in the future (and after send_at). See timing.go.
+	ExpiresAt time.Time
+	// Window (nil: any time) is the daily send window; see Window.
+	Window *Window
+	// AllowPaidBroadcast sends with Telegram's allow_paid_broadcast (up to 1000 messages/s
+	// per bot for a fee in Stars, core.telegram.org/bots/api#sendmessage) at
+	// TELEGRAM_PAID_BOT_RATE instead of TELEGRAM_BOT_RATE_LIMIT. Default false.
+	AllowPaidBroadcast bool
 }
 
 // Filter selects a page of List: a cursor from a previous page and a limit
@@ -224,6 +240,9 @@ type Deps struct {
 	MaxRetries int
 	// Senders is the most sendMessage calls of one run in flight at once. Default: 16.
 	Senders int
+	// Now is the clock of the send window, expiry and due checks (timing.go). Default:
+	// time.Now. Give the telegram Service the same clock (telegram.Deps.Now).
+	Now func() time.Time
 }
 
 // Service is the broadcast domain service.
@@ -235,6 +254,8 @@ type Service struct {
 	log        *slog.Logger
 	maxRetries int
 	senders    int
+	// now is the clock of timing.go (Deps.Now); tests set it.
+	now func() time.Time
 
 	// Tunables of the run loop (tests shorten them).
 	chunkSize   int           // recipients claimed per chunk
@@ -273,7 +294,10 @@ func New(d Deps) *Service {
 	if d.MaxRetries < 0 {
 		d.MaxRetries = 0
 	}
-	s := &Service{
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	s := &Service{now: d.Now,
 		db: d.DB, queue: d.Queue, tg: d.Telegram, log: d.Log,
 		maxRetries: d.MaxRetries, senders: d.Senders,
 		chunkSize: ChunkSize, chunkBudget: ChunkBudget, runBudget: RunBudget, sweepPage: SweepPage,
@@ -390,6 +414,9 @@ func (s *Service) Create(ctx context.Context, tenantID uuid.UUID, nb NewBroadcas
 	if err != nil {
 		return Broadcast{}, Counts{}, err
 	}
+	if err := validateTiming(&nb, nb.sendAtOrZero(), s.now()); err != nil {
+		return Broadcast{}, Counts{}, err
+	}
 	bot, err := s.tg.BotForTenant(ctx, tenantID, nb.BotID)
 	if err != nil {
 		return Broadcast{}, Counts{}, err
@@ -412,6 +439,7 @@ func (s *Service) Create(ctx context.Context, tenantID uuid.UUID, nb NewBroadcas
 		TenantID: tenantID, BotID: bot.ID, Name: nb.Name, Platform: nb.Platform,
 		MessageText: nb.MessageText, ParseMode: nb.ParseMode, Status: StatusScheduled, Total: len(ids),
 		Materialized: len(ids) <= s.syncRecipients,
+		ExpiresAt:    nb.ExpiresAt, Window: nb.Window, AllowPaidBroadcast: nb.AllowPaidBroadcast,
 	}
 	b.Content = contentOf(nb.Content)
 	nb.applySchedule(&b)
@@ -440,6 +468,7 @@ func (s *Service) createFromSegment(ctx context.Context, tenantID, botID uuid.UU
 		TenantID: tenantID, BotID: botID, Name: nb.Name, Platform: nb.Platform,
 		MessageText: nb.MessageText, ParseMode: nb.ParseMode, Status: StatusScheduled,
 		Materialized: true, Segment: nb.Segment,
+		ExpiresAt: nb.ExpiresAt, Window: nb.Window, AllowPaidBroadcast: nb.AllowPaidBroadcast,
 	}
 	b.Content = contentOf(nb.Content)
 	nb.applySchedule(&b)

@@ -51,6 +51,8 @@ type envOptions struct {
 	emu        tgemu.Options
 	tgCfg      func(*telegram.Config)
 	maxRetries int
+	// now, when set, is the clock of both services (timing_test.go).
+	now func() time.Time
 }
 
 var testLog = testlog.Logger(nil)
@@ -80,11 +82,11 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if o.tgCfg != nil {
 		o.tgCfg(&cfg)
 	}
-	tg, err := telegram.New(telegram.Deps{DB: db, Redis: rdb, Queue: queue, Contacts: cs, Cfg: cfg, Log: testLog})
+	tg, err := telegram.New(telegram.Deps{DB: db, Redis: rdb, Queue: queue, Contacts: cs, Cfg: cfg, Log: testLog, Now: o.now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := New(Deps{DB: db, Queue: queue, Telegram: tg, Contacts: cs, Log: testLog, MaxRetries: o.maxRetries})
+	svc := New(Deps{DB: db, Queue: queue, Telegram: tg, Contacts: cs, Log: testLog, MaxRetries: o.maxRetries, Now: o.now})
 	return &env{t: t, ctx: context.Background(), db: db, rdb: rdb, emu: emu, queue: queue,
 		tenants: tenant.New(db), contacts: cs, tg: tg, svc: svc}
 }

@@ -42,10 +42,6 @@ const (
 	MaxMaxConsecutiveErrors = 10_000
 )
 
-// recipientExpired is the status of a recipient not sent before the broadcast's expiry
-// (counted in Counts.Expired).
-const recipientExpired = "expired"
-
 // Errors of the lifecycle (409 apperr.Conflict). Invalid transitions other than these are
 // stateConflict errors whose code names the current state.
 var (
@@ -249,6 +245,9 @@ func (s *Service) Update(ctx context.Context, tenantID, id uuid.UUID, nb NewBroa
 	if err != nil {
 		return Broadcast{}, Counts{}, err
 	}
+	if err := validateTiming(&nb, nb.sendAtOrZero(), s.now()); err != nil {
+		return Broadcast{}, Counts{}, err
+	}
 	bot, err := s.tg.BotForTenant(ctx, tenantID, nb.BotID)
 	if err != nil {
 		if apperr.KindOf(err) == apperr.KindNotFound {
@@ -291,6 +290,7 @@ func (s *Service) Update(ctx context.Context, tenantID, id uuid.UUID, nb NewBroa
 			ID: old.ID, TenantID: tenantID, BotID: bot.ID, Name: nb.Name, Platform: nb.Platform,
 			MessageText: nb.MessageText, ParseMode: nb.ParseMode, Status: old.Status,
 			Total: len(ids), Segment: nb.Segment, CreatedAt: old.CreatedAt, Materialized: true,
+			ExpiresAt: nb.ExpiresAt, Window: nb.Window, AllowPaidBroadcast: nb.AllowPaidBroadcast,
 		}
 		b.Content = contentOf(nb.Content)
 		nb.applySchedule(&b)

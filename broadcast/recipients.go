@@ -17,7 +17,7 @@ import (
 
 // RecipientStatuses are the recipient statuses a ?status= filter accepts (the Recipient*
 // constants), in their stored spelling.
-var RecipientStatuses = []string{RecipientQueued, RecipientSending, RecipientSent, RecipientFailed, RecipientDeferred, RecipientCancelled, RecipientSkipped}
+var RecipientStatuses = []string{RecipientQueued, RecipientSending, RecipientSent, RecipientFailed, RecipientDeferred, RecipientCancelled, RecipientSkipped, RecipientExpired}
 
 // Statuses are the broadcast statuses a list ?status= filter accepts (the Status* constants).
 var Statuses = []string{StatusDraft, StatusScheduled, StatusRunning, StatusPaused, StatusCompleted, StatusCancelled, StatusFailed}

@@ -45,6 +45,12 @@ const writeTimeout = 20 * time.Second
 //     again, due after 1s·2^(attempts-1) (at most 5 min).
 //   - OutcomeBlocked, OutcomeFailed: failed with the error (Send marked a blocked contact).
 //
+// Timing (timing.go), checked with the service clock before each claim: at or after the
+// broadcast's ExpiresAt the recipients still waiting become expired and the broadcast
+// completes (no claim after it); outside its send Window nothing is claimed and the run asks
+// to run again at the next opening; a chunk stops starting sends at the window's closing or
+// the expiry. The wait asked for never goes past ExpiresAt.
+//
 // The run stops when nothing is due, after RunBudget, when the broadcast is cancelled, or
 // when ctx ends (recipients not yet sent are given back). If no recipient is left it marks
 // the broadcast completed and returns nil; otherwise it returns a *telegram.RetryAfterError
@@ -102,11 +108,33 @@ func (s *Service) run(ctx context.Context, id uuid.UUID) error {
 	}
 
 	msg, tpl := messageOf(b) // tpl: the text has variables, rendered per recipient (content.go)
+	msg.AllowPaidBroadcast = b.AllowPaidBroadcast
 	deadline := time.Now().Add(s.runBudget)
 	var waitUntil time.Time // the bot asked us to wait (Wait outcome) until then
 	sent := 0
 	for ctx.Err() == nil && time.Now().Before(deadline) {
-		rows, running, err := claim(ctx, s.db, id, s.chunkSize, tpl != nil)
+		// Expiry and send window (timing.go): an expired broadcast never claims again, a
+		// closed window waits for its opening.
+		chunkEnd := minTime(deadline, time.Now().Add(s.chunkBudget))
+		g := gateOf(b, s.now())
+		if g.expired {
+			n, err := expireRecipients(ctx, s.db, id)
+			if err != nil {
+				return err
+			}
+			log.InfoContext(ctx, "broadcast: expired", "expired", n, "sent", sent)
+			break
+		}
+		if !g.openAt.IsZero() {
+			if u := s.realTime(g.openAt); u.After(waitUntil) {
+				waitUntil = u
+			}
+			break
+		}
+		if !g.stopAt.IsZero() {
+			chunkEnd = minTime(chunkEnd, s.realTime(g.stopAt))
+		}
+		rows, running, err := claim(ctx, s.db, id, s.chunkSize, tpl != nil, s.now())
 		if err != nil {
 			return err
 		}
@@ -117,7 +145,7 @@ func (s *Service) run(ctx context.Context, id uuid.UUID) error {
 		if len(rows) == 0 {
 			break
 		}
-		cr, err := s.sendChunk(ctx, id, bot, msg, tpl, rows, minTime(deadline, time.Now().Add(s.chunkBudget)))
+		cr, err := s.sendChunk(ctx, id, bot, msg, tpl, rows, chunkEnd)
 		sent += cr.sent
 		if err != nil {
 			// The rows not recorded stay "sending" until the sweep gives them back
@@ -157,10 +185,13 @@ func (s *Service) run(ctx context.Context, id uuid.UUID) error {
 		return nil
 	}
 	wait := minRetryAfter
-	if left.DueInMS != nil {
-		wait = max(wait, time.Duration(*left.DueInMS*float64(time.Millisecond)))
+	if left.DueAt != nil {
+		wait = max(wait, left.DueAt.Sub(s.now())) // due by the service clock, as claimed
 	}
 	wait = max(wait, time.Until(waitUntil))
+	if !b.ExpiresAt.IsZero() {
+		wait = max(min(wait, b.ExpiresAt.Sub(s.now())), minRetryAfter) // expire on time
+	}
 	return &telegram.RetryAfterError{
 		RetryAfter: wait,
 		Reason:     fmt.Sprintf("broadcast %s: %d recipients waiting (sent %d in this run)", id, left.Waiting, sent),
@@ -347,7 +378,7 @@ func (s *Service) resultOf(r claimed, out telegram.Outcome) result {
 		res.Status, res.DueAt = RecipientDeferred, out.Until
 		res.Attempts = max(r.Attempts-1, 0)
 		if res.DueAt.IsZero() {
-			res.DueAt = telegram.NextUTCMidnight(time.Now())
+			res.DueAt = telegram.NextUTCMidnight(s.now())
 		}
 	case telegram.OutcomeBlocked, telegram.OutcomeFailed:
 		res.Status = RecipientFailed

@@ -253,13 +253,11 @@ func insertSegmentBroadcast(ctx context.Context, tx bun.Tx, b *Broadcast) error 
 		return fmt.Errorf("insert broadcast: %w", err)
 	}
 	where, wargs := audienceWhere(b.TenantID, b.BotID, nil, b.Segment)
-	args := append([]any{b.ID, RecipientSkipped, RecipientQueued, SkipBlocked}, wargs...)
+	args := append([]any{b.ID}, wargs...)
 	// LIMIT bounds the work of a segment that is too large: it is refused, rolled back.
 	args = append(args, MaxRecipients+1)
 	res, err := tx.NewRaw(`INSERT INTO broadcast_recipients (broadcast_id, contact_id, chat_id, status, error)
-SELECT ?, c.id, c.telegram_chat_id,
-       CASE WHEN c.blocked THEN ? ELSE ? END,
-       CASE WHEN c.blocked THEN ? ELSE '' END
+SELECT ?, c.id, c.telegram_chat_id, `+recipientStatusSQL+`, `+recipientErrorSQL+`
 FROM contacts c
 WHERE `+where+`
 LIMIT ?`, args...).Exec(ctx)
@@ -284,12 +282,14 @@ LIMIT ?`, args...).Exec(ctx)
 }
 
 // Audience is the answer of PreviewAudience: Count contacts would be recipients (Blocked of
-// them have blocked the bot: a broadcast records them as skipped without sending), and
-// Sample is up to PreviewSample of them, newest first (the order of GET /contacts/).
+// them have blocked the bot and OptedOut others opted out with /stop: a broadcast records
+// both as skipped without sending), and Sample is up to PreviewSample of them, newest first
+// (the order of GET /contacts/).
 type Audience struct {
-	Count   int
-	Blocked int
-	Sample  []contacts.Contact
+	Count    int
+	Blocked  int
+	OptedOut int
+	Sample   []contacts.Contact
 }
 
 // PreviewAudience answers what Create would target for the same bot and recipients or
@@ -321,13 +321,14 @@ func (s *Service) PreviewAudience(ctx context.Context, tenantID uuid.UUID, botID
 	where, args := audienceWhere(tenantID, bot.ID, ids, seg)
 	a := Audience{Sample: []contacts.Contact{}}
 	var n struct {
-		Count   int `bun:"count"`
-		Blocked int `bun:"blocked"`
+		Count    int `bun:"count"`
+		Blocked  int `bun:"blocked"`
+		OptedOut int `bun:"opted_out"`
 	}
-	if err := s.db.NewRaw("SELECT count(*) AS count, count(*) FILTER (WHERE c.blocked) AS blocked FROM contacts c WHERE "+where, args...).Scan(ctx, &n); err != nil {
+	if err := s.db.NewRaw("SELECT count(*) AS count, count(*) FILTER (WHERE c.blocked) AS blocked, count(*) FILTER (WHERE c.opted_out AND NOT c.blocked) AS opted_out FROM contacts c WHERE "+where, args...).Scan(ctx, &n); err != nil {
 		return Audience{}, apperr.Classify(fmt.Errorf("count audience: %w", err))
 	}
-	a.Count, a.Blocked = n.Count, n.Blocked
+	a.Count, a.Blocked, a.OptedOut = n.Count, n.Blocked, n.OptedOut
 	if err := s.db.NewSelect().Model(&a.Sample).Where(where, args...).
 		OrderExpr("c.created_at DESC, c.id DESC").Limit(PreviewSample).Scan(ctx); err != nil {
 		return Audience{}, apperr.Classify(fmt.Errorf("sample audience: %w", err))

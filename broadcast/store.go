@@ -74,14 +74,11 @@ func materialize(ctx context.Context, db *bun.DB, id uuid.UUID) error {
 			return nil
 		}
 		res, err := tx.NewRaw(`INSERT INTO broadcast_recipients (broadcast_id, contact_id, chat_id, status, error)
-SELECT b.id, c.id, c.telegram_chat_id,
-       CASE WHEN c.blocked THEN ? ELSE ? END,
-       CASE WHEN c.blocked THEN ? ELSE '' END
+SELECT b.id, c.id, c.telegram_chat_id, `+recipientStatusSQL+`, `+recipientErrorSQL+`
 FROM broadcasts b, unnest(b.audience) AS u(id)
 JOIN contacts c ON c.id = u.id
 WHERE b.id = ? AND c.tenant_id = b.tenant_id AND c.bot_id = b.bot_id
-ON CONFLICT (broadcast_id, contact_id) DO NOTHING`,
-			RecipientSkipped, RecipientQueued, SkipBlocked, id).Exec(ctx)
+ON CONFLICT (broadcast_id, contact_id) DO NOTHING`, id).Exec(ctx)
 		if err != nil {
 			return fmt.Errorf("insert recipients: %w", err)
 		}
@@ -100,12 +97,10 @@ func insertBroadcast(ctx context.Context, tx bun.Tx, b *Broadcast, ids []uuid.UU
 		return fmt.Errorf("insert broadcast: %w", err)
 	}
 	res, err := tx.NewRaw(`INSERT INTO broadcast_recipients (broadcast_id, contact_id, chat_id, status, error)
-SELECT ?, c.id, c.telegram_chat_id,
-       CASE WHEN c.blocked THEN ? ELSE ? END,
-       CASE WHEN c.blocked THEN ? ELSE '' END
+SELECT ?, c.id, c.telegram_chat_id, `+recipientStatusSQL+`, `+recipientErrorSQL+`
 FROM contacts c
 WHERE c.tenant_id = ? AND c.bot_id = ? AND c.id = ANY(?::uuid[])`,
-		b.ID, RecipientSkipped, RecipientQueued, SkipBlocked, b.TenantID, b.BotID, uuidArray(ids)).Exec(ctx)
+		b.ID, b.TenantID, b.BotID, uuidArray(ids)).Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("insert recipients: %w", err)
 	}
@@ -233,7 +228,7 @@ func (c *Counts) add(status string, n int) {
 		c.Cancelled += n
 	case RecipientSkipped:
 		c.Skipped += n
-	case recipientExpired:
+	case RecipientExpired:
 		c.Expired += n
 	}
 }
@@ -320,14 +315,14 @@ type claimed struct {
 }
 
 // claim takes up to limit due recipients of running broadcast id (status queued or deferred,
-// due_at <= now(), oldest due first) and marks them sending, counting an attempt before
+// due_at <= now, the service clock (timing.go), oldest due first) and marks them sending, counting an attempt before
 // Telegram is called (a recipient that may have been sent always has a record saying so;
 // outcomes that sent nothing give the attempt back). Rows locked by another run are
 // skipped. It reports false, claiming nothing, when the broadcast is no longer running.
 // With withContact the same statement also returns each recipient's contact values
 // (first_name, last_name, username, attributes) for personalised text; without it the
 // contacts table is not read.
-func claim(ctx context.Context, db *bun.DB, id uuid.UUID, limit int, withContact bool) ([]claimed, bool, error) {
+func claim(ctx context.Context, db *bun.DB, id uuid.UUID, limit int, withContact bool, now time.Time) ([]claimed, bool, error) {
 	var rows []claimed
 	running := true
 	err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
@@ -345,7 +340,7 @@ func claim(ctx context.Context, db *bun.DB, id uuid.UUID, limit int, withContact
 SET status = ?, attempts = r.attempts + 1, claimed_at = now(), updated_at = now()
 WHERE r.id IN (
 	SELECT id FROM broadcast_recipients
-	WHERE broadcast_id = ? AND status IN (?, ?) AND due_at <= now()
+	WHERE broadcast_id = ? AND status IN (?, ?) AND due_at <= ?
 	ORDER BY due_at, id
 	LIMIT ?
 	FOR UPDATE SKIP LOCKED)
@@ -353,7 +348,7 @@ RETURNING r.id, r.chat_id, r.attempts, r.contact_id)
 SELECT cl.id, cl.chat_id, cl.attempts, COALESCE(c.first_name, '') AS first_name, COALESCE(c.last_name, '') AS last_name,
        COALESCE(c.telegram_username, '') AS username, COALESCE(c.attributes, '{}') AS attributes
 FROM cl LEFT JOIN contacts c ON ? AND c.id = cl.contact_id`,
-			RecipientSending, id, RecipientQueued, RecipientDeferred, limit, withContact).Scan(ctx, &rows)
+			RecipientSending, id, RecipientQueued, RecipientDeferred, now, limit, withContact).Scan(ctx, &rows)
 	})
 	if err != nil {
 		return nil, false, apperr.Classify(fmt.Errorf("claim recipients: %w", err))
@@ -449,6 +444,8 @@ type leftover struct {
 	// DueInMS is the time from the database's now() to the earliest due_at of a waiting
 	// recipient, in milliseconds (negative when one is due already).
 	DueInMS *float64 `bun:"due_in_ms"`
+	// DueAt is the earliest due_at of a waiting recipient (nil when none).
+	DueAt *time.Time `bun:"due_at"`
 }
 
 // remaining returns what broadcast id still has to send.
@@ -457,10 +454,11 @@ func remaining(ctx context.Context, idb bun.IDB, id uuid.UUID) (leftover, error)
 	err := idb.NewRaw(`SELECT
 	count(*) AS open,
 	count(*) FILTER (WHERE status IN (?, ?)) AS waiting,
-	extract(epoch FROM min(due_at) FILTER (WHERE status IN (?, ?)) - now()) * 1000 AS due_in_ms
+	extract(epoch FROM min(due_at) FILTER (WHERE status IN (?, ?)) - now()) * 1000 AS due_in_ms,
+	min(due_at) FILTER (WHERE status IN (?, ?)) AS due_at
 FROM broadcast_recipients
 WHERE broadcast_id = ? AND status IN (?, ?, ?)`,
-		RecipientQueued, RecipientDeferred, RecipientQueued, RecipientDeferred,
+		RecipientQueued, RecipientDeferred, RecipientQueued, RecipientDeferred, RecipientQueued, RecipientDeferred,
 		id, RecipientQueued, RecipientDeferred, RecipientSending).Scan(ctx, &l)
 	if err != nil {
 		return leftover{}, apperr.Classify(fmt.Errorf("remaining recipients: %w", err))
@@ -533,8 +531,9 @@ SELECT DISTINCT broadcast_id FROM released`,
 
 // runnable returns up to limit scheduled (with send_at reached) or running broadcasts with
 // an id after afterID (uuid.Nil: from the start), ordered by id, that have a recipient due
-// now, or nothing left to send (so that their run completes them). Callers page with the
-// last id returned. Drafts and paused broadcasts are never runnable.
+// now, or nothing left to send (so that their run completes them), or that have expired
+// (expires_at passed: their run expires the recipients left). Callers page with the last id
+// returned. Drafts and paused broadcasts are never runnable.
 func runnable(ctx context.Context, idb bun.IDB, afterID uuid.UUID, limit int) ([]uuid.UUID, error) {
 	var ids []uuid.UUID
 	err := idb.NewRaw(`SELECT b.id FROM broadcasts b
@@ -542,7 +541,8 @@ WHERE b.status IN (?, ?) AND b.id > ? AND (b.send_at IS NULL OR b.send_at <= now
 	EXISTS (SELECT 1 FROM broadcast_recipients r
 	        WHERE r.broadcast_id = b.id AND r.status IN (?, ?) AND r.due_at <= now())
 	OR NOT EXISTS (SELECT 1 FROM broadcast_recipients r
-	        WHERE r.broadcast_id = b.id AND r.status IN (?, ?, ?)))
+	        WHERE r.broadcast_id = b.id AND r.status IN (?, ?, ?))
+	OR b.expires_at <= now())
 ORDER BY b.id
 LIMIT ?`,
 		StatusScheduled, StatusRunning, afterID, RecipientQueued, RecipientDeferred,

@@ -53,6 +53,11 @@ type Contact struct {
 	Tags []string `bun:",array,nullzero,notnull,default:'{}'"`
 	// Attributes are the contact's custom attributes, at most MaxAttributes (tags.go).
 	Attributes Attributes `bun:",type:jsonb,nullzero,notnull,default:'{}'"`
+	// OptedOut is set by the contact's /stop and cleared by /start: broadcasts skip the
+	// contact (reason "opted_out"), apart from Blocked (the user blocked the bot). OptedOutAt
+	// is when it was set (zero when not opted out).
+	OptedOut   bool      `bun:",notnull"`
+	OptedOutAt time.Time `bun:",nullzero"`
 }
 
 // Identity is what an update tells about its sender (Telegram's User and Chat objects).
@@ -504,31 +509,36 @@ func (s *Service) InsertMessages(ctx context.Context, idb bun.IDB, ms []Message)
 	return nil
 }
 
-// BlockedChange is one change of SetBlockedMany.
+// BlockedChange is one change of SetBlockedMany: the new blocked and opted_out flags.
 type BlockedChange struct {
 	ContactID uuid.UUID
 	Blocked   bool
+	OptedOut  bool
 }
 
-// SetBlockedMany sets blocked of each listed contact in one UPDATE, with blocked_at = now()
-// when blocked and NULL when not (as SetBlocked does on a change; the caller lists only
-// contacts whose state changed). It returns the number of contacts updated.
+// SetBlockedMany sets blocked and opted_out of each listed contact in one UPDATE, with
+// blocked_at (opted_out_at) = now() when the flag becomes set, NULL when it is clear, and
+// unchanged when the flag does not change (the caller lists only contacts whose state
+// changed). It returns the number of contacts updated.
 func (s *Service) SetBlockedMany(ctx context.Context, idb bun.IDB, changes []BlockedChange) (int, error) {
 	if len(changes) == 0 {
 		return 0, nil
 	}
 	var q strings.Builder
 	q.WriteString(`UPDATE contacts AS c SET blocked = v.blocked,
-		blocked_at = CASE WHEN v.blocked THEN now() ELSE NULL END, updated_at = now() FROM (VALUES `)
-	args := make([]any, 0, 2*len(changes))
+		blocked_at = CASE WHEN NOT v.blocked THEN NULL WHEN c.blocked THEN c.blocked_at ELSE now() END,
+		opted_out = v.opted_out,
+		opted_out_at = CASE WHEN NOT v.opted_out THEN NULL WHEN c.opted_out THEN c.opted_out_at ELSE now() END,
+		updated_at = now() FROM (VALUES `)
+	args := make([]any, 0, 3*len(changes))
 	for i, ch := range changes {
 		if i > 0 {
 			q.WriteByte(',')
 		}
-		q.WriteString("(?::uuid, ?::boolean)")
-		args = append(args, ch.ContactID, ch.Blocked)
+		q.WriteString("(?::uuid, ?::boolean, ?::boolean)")
+		args = append(args, ch.ContactID, ch.Blocked, ch.OptedOut)
 	}
-	q.WriteString(") AS v (id, blocked) WHERE c.id = v.id")
+	q.WriteString(") AS v (id, blocked, opted_out) WHERE c.id = v.id")
 	res, err := idb.NewRaw(q.String(), args...).Exec(ctx)
 	if err != nil {
 		return 0, apperr.Classify(fmt.Errorf("set blocked: %w", err))

@@ -54,6 +54,13 @@ type LimiterConfig struct {
 	// fall in any window of BotRate.Per (TELEGRAM_BOT_RATE_LIMIT, e.g. 30/s: Telegram's
 	// broadcast limit, core.telegram.org/bots/faq). Zero disables it.
 	BotRate config.Rate
+	// PaidBotRate replaces BotRate for permits with AcquireOpts.Paid (sends with
+	// allow_paid_broadcast: Telegram allows up to 1000/s per bot for a fee,
+	// core.telegram.org/bots/api#sendmessage; TELEGRAM_PAID_BOT_RATE). Paid and unpaid sends
+	// of a bot share its window: a paid send is granted while the window holds fewer than
+	// PaidBotRate.N, an unpaid one while it holds fewer than BotRate.N. GlobalRate, the chat
+	// windows and 429 pauses apply to paid sends as to any. Zero: BotRate.
+	PaidBotRate config.Rate
 	// ChatInterval is the window of one private chat (chat id > 0): at most one message may
 	// arrive in any ChatInterval (Telegram: about 1 message/s per chat,
 	// core.telegram.org/bots/faq). Zero disables it.
@@ -468,6 +475,9 @@ type AcquireOpts struct {
 	// WaitForPause makes Acquire wait out a 429 pause (within MaxWait); otherwise it is
 	// refused at once (RefusedPaused).
 	WaitForPause bool
+	// Paid paces the send at LimiterConfig.PaidBotRate instead of BotRate (a send with
+	// allow_paid_broadcast).
+	Paid bool
 	// NoSleep returns a permit granted for a slot a little ahead (at most spacingAhead) at
 	// once, with Permit.StartAt set, instead of sleeping until it: the caller waits until
 	// StartAt before sending, and can meanwhile ask for the next permit.
@@ -511,8 +521,9 @@ func (l *Limiter) Acquire(ctx context.Context, botID uuid.UUID, chatID int64, op
 	keys := []string{limPauseKey(botID), limPrioKey(botID), limChatKey(botID, chatID), limBotKey(botID), limNextKey(botID)}
 	member := newPermitID()
 	gi := max(l.cfg.GlobalRate.Interval(), 0)
-	args := []any{member, int(opts.Priority), chatN, chatW.Microseconds(), max(l.cfg.BotRate.N, 0),
-		l.cfg.BotRate.Per.Microseconds(), l.cfg.InFlight.Microseconds(), l.spacing().Microseconds(), spacingAhead.Microseconds(),
+	botRate := l.botRate(opts.Paid)
+	args := []any{member, int(opts.Priority), chatN, chatW.Microseconds(), max(botRate.N, 0),
+		botRate.Per.Microseconds(), l.cfg.InFlight.Microseconds(), l.spacing(botRate).Microseconds(), spacingAhead.Microseconds(),
 		gi.Microseconds(), 0}
 	inScript := gi > 0 && !l.split // the bot's script takes the global slot too
 	if inScript {
@@ -551,7 +562,7 @@ func (l *Limiter) Acquire(ctx context.Context, botID uuid.UUID, chatID int64, op
 			if chatN > 0 {
 				p.keys = append(p.keys, keys[2])
 			}
-			if l.cfg.BotRate.N > 0 {
+			if botRate.N > 0 {
 				p.keys = append(p.keys, keys[3])
 			}
 			// The bot's next request may go to Redis while this one takes its global slot.
@@ -669,11 +680,19 @@ func runPair(ctx context.Context, script *redis.Script, rdb redis.Scripter, keys
 // before its start, only makes them stricter.
 const spacingAhead = 100 * time.Millisecond
 
-// spacing is the least time between two sends of one bot: 90% of BotRate's interval, so
+// botRate is the per-bot rate of a send: PaidBotRate for a paid one (when set), else BotRate.
+func (l *Limiter) botRate(paid bool) config.Rate {
+	if paid && l.cfg.PaidBotRate.N > 0 {
+		return l.cfg.PaidBotRate
+	}
+	return l.cfg.BotRate
+}
+
+// spacing is the least time between two sends of one bot: 90% of botRate's interval, so
 // that a bot's sends are spread over its window rather than sent in bursts (fewer sends in
 // flight at once, smoother arrivals), while the window stays the binding limit.
-func (l *Limiter) spacing() time.Duration {
-	return l.cfg.BotRate.Interval() * 9 / 10
+func (l *Limiter) spacing(botRate config.Rate) time.Duration {
+	return botRate.Interval() * 9 / 10
 }
 
 // enterGate registers a waiter for botID's gate; false when MaxWaiters already wait.

@@ -64,7 +64,7 @@ type NewMessage struct {
 // (details.field naming the part); ErrBotNotFound (404, also another
 // tenant's bot), ErrBotRequired (422); contacts.ErrNotFound (404, unknown or another
 // tenant's contact); ErrContactNotOfBot (422); ErrContactBlocked (422, the contact blocked
-// the bot); apperr.ErrUnavailable (503) when PostgreSQL is down.
+// the bot); ErrContactOptedOut (422, the contact sent /stop); apperr.ErrUnavailable (503) when PostgreSQL is down.
 //
 // The enqueue uses a context detached from the request (5 s). If it fails the message is
 // still returned queued and the error is logged: the periodic sweep (HandleSweep)
@@ -92,6 +92,9 @@ func (s *Service) CreateMessage(ctx context.Context, tenantID uuid.UUID, nm NewM
 	}
 	if c.Blocked {
 		return contacts.Message{}, ErrContactBlocked
+	}
+	if c.OptedOut {
+		return contacts.Message{}, ErrContactOptedOut
 	}
 	// Variables are rendered now, for this contact; the message stores the text as sent.
 	out, reason := tpl.RenderFor(ContactLookup(c.FirstName, c.LastName, c.TelegramUsername, c.Attributes))

@@ -496,9 +496,10 @@ type eventPlan struct {
 
 // contactState follows one contact through a batch.
 type contactState struct {
-	contact contacts.Contact
-	blocked bool
-	changed bool // blocked changed at least once (sets blocked_at like SetBlocked)
+	contact  contacts.Contact
+	blocked  bool
+	optedOut bool // /stop sets it, /start clears it
+	changed  bool // blocked or optedOut changed at least once (sets blocked_at like SetBlocked)
 }
 
 // processBatch processes evs inside tx, in bulk:
@@ -518,8 +519,9 @@ type contactState struct {
 // The semantics per update are those of DESIGN.md "Inbound update":
 //   - message: upserts the contact of the chat (identity from `from`), records the inbound
 //     message (text or caption) and answers the commands of BotCommands: /start greets by
-//     first name and unblocks a contact that had opted out, /help lists the commands, /stop
-//     blocks the contact (opted out of broadcasts) and confirms. Commands addressed to
+//     first name and clears the contact's opted_out and blocked (it can be reached: it just
+//     wrote), /help lists the commands, /stop sets opted_out (broadcasts skip the contact
+//     with reason "opted_out"; POST /messages/ refuses it) and confirms. Commands addressed to
 //     another bot ("/start@other_bot") and plain text get no reply. Replies are queued
 //     outbound messages (kind "reply"), sent by the telegram:send task after the commit:
 //     Telegram is never called inside the transaction.
@@ -565,7 +567,7 @@ func (s *Service) processBatch(ctx context.Context, tx bun.Tx, evs []WebhookEven
 	}
 	states := make(map[chatKey]*contactState, len(cs))
 	for _, c := range cs {
-		states[chatKey{c.BotID, c.TelegramChatID}] = &contactState{contact: c, blocked: c.Blocked}
+		states[chatKey{c.BotID, c.TelegramChatID}] = &contactState{contact: c, blocked: c.Blocked, optedOut: c.OptedOut}
 	}
 
 	// Walk the events in order: messages, replies, blocked changes, callbacks.
@@ -615,7 +617,7 @@ func (s *Service) processBatch(ctx context.Context, tx bun.Tx, evs []WebhookEven
 	var changes []contacts.BlockedChange
 	for _, c := range cs {
 		if st := states[chatKey{c.BotID, c.TelegramChatID}]; st.changed {
-			changes = append(changes, contacts.BlockedChange{ContactID: c.ID, Blocked: st.blocked})
+			changes = append(changes, contacts.BlockedChange{ContactID: c.ID, Blocked: st.blocked, OptedOut: st.optedOut})
 		}
 	}
 	if _, err := s.contacts.SetBlockedMany(ctx, tx, changes); err != nil {
@@ -636,8 +638,8 @@ func (s *Service) onMessage(p *eventPlan, st *contactState) string {
 	}
 	switch cmd {
 	case "start":
-		if st.blocked {
-			st.blocked, st.changed = false, true
+		if st.blocked || st.optedOut {
+			st.blocked, st.optedOut, st.changed = false, false, true
 			s.log.Info("telegram: contact resubscribed with /start", "bot_app_id", p.ev.BotID.String(),
 				"update_id", p.ev.UpdateID, "chat_id", p.key.chatID)
 		}
@@ -649,8 +651,8 @@ func (s *Service) onMessage(p *eventPlan, st *contactState) string {
 	case "help":
 		return HelpReplyText()
 	case "stop":
-		if !st.blocked {
-			st.blocked, st.changed = true, true
+		if !st.optedOut {
+			st.optedOut, st.changed = true, true
 		}
 		s.log.Info("telegram: contact opted out with /stop", "bot_app_id", p.ev.BotID.String(),
 			"update_id", p.ev.UpdateID, "chat_id", p.key.chatID)

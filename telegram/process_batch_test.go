@@ -79,16 +79,16 @@ func TestService_ProcessEvents_Batch(t *testing.T) {
 		t.Fatalf("%d events left unprocessed", n)
 	}
 
-	if c := e.contact(t, b.ID, 1); c.Blocked || !c.BlockedAt.IsZero() {
+	if c := e.contact(t, b.ID, 1); c.Blocked || !c.BlockedAt.IsZero() || c.OptedOut || !c.OptedOutAt.IsZero() {
 		t.Errorf("/stop then /start: contact = %+v, want subscribed", c)
 	}
 	if got := strings.Join(e.replies(t, b, 1), " | "); got != telegram.StopReplyText+" | "+telegram.StartReplyText("Ann", "Shop") {
 		t.Errorf("chat 1 replies = %q", got)
 	}
-	if c := e.contact(t, b.ID, 2); !c.Blocked || c.BlockedAt.IsZero() {
-		t.Errorf("/start then /stop: contact = %+v, want opted out", c)
+	if c := e.contact(t, b.ID, 2); !c.OptedOut || c.OptedOutAt.IsZero() || c.Blocked {
+		t.Errorf("/start then /stop: contact = %+v, want opted out (not blocked)", c)
 	}
-	if c := e.contact(t, b.ID, 3); !c.Blocked || c.BlockedAt.IsZero() {
+	if c := e.contact(t, b.ID, 3); !c.Blocked || c.BlockedAt.IsZero() || c.OptedOut {
 		t.Errorf("kicked, member, kicked: contact = %+v, want blocked", c)
 	}
 	if c := e.contact(t, b.ID, 4); c.FirstName != "New" || c.TelegramUsername != "newname" || !c.LastSeenAt.Equal(time.Unix(1700000200, 0)) {
@@ -292,7 +292,7 @@ func TestService_ProcessEvents_Concurrent(t *testing.T) {
 	<-done
 
 	for c := int64(1); c <= chats; c++ {
-		if got := e.contact(t, b.ID, c); !got.Blocked { // last command: /stop
+		if got := e.contact(t, b.ID, c); !got.OptedOut { // last command: /stop
 			t.Errorf("chat %d ends subscribed after /start,/stop,...,/stop", c)
 		}
 		if got := len(e.replies(t, b, c)); got != rounds {

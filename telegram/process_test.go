@@ -134,7 +134,7 @@ func TestService_HandleUpdate_Commands(t *testing.T) {
 		text      string
 		entities  string
 		wantReply string
-		blocked   bool
+		optedOut  bool
 	}{
 		{"start", "/start", cmdEntity("/start"), "Hi Ann! 👋 Welcome to Shop. Send /help to see what I can do.", false},
 		{"start with deep link", "/start promo_42", cmdEntity("/start"), "Hi Ann! 👋 Welcome to Shop. Send /help to see what I can do.", false},
@@ -156,8 +156,8 @@ func TestService_HandleUpdate_Commands(t *testing.T) {
 
 			c := e.contact(t, b.ID, 42)
 			if c.TenantID != tn || c.TelegramUserID != 42 || c.FirstName != "Ann" || c.LastName != "Lee" ||
-				c.TelegramUsername != "annlee" || c.LanguageCode != "en" || c.Blocked != tc.blocked {
-				t.Fatalf("contact = %+v, want blocked=%v", c, tc.blocked)
+				c.TelegramUsername != "annlee" || c.LanguageCode != "en" || c.OptedOut != tc.optedOut || c.Blocked {
+				t.Fatalf("contact = %+v, want opted_out=%v, not blocked", c, tc.optedOut)
 			}
 			ms := e.messages(t, b.ID, 42)[before:]
 			wantN := 1

@@ -26,6 +26,7 @@ type Outgoing struct {
 	Content
 	// AllowPaidBroadcast is passed to Telegram as allow_paid_broadcast (paid broadcasts
 	// beyond 30 messages/s for a fee in Stars; core.telegram.org/bots/api#sendmessage).
+	// SendBatch paces such a batch at Config.PaidBotRate instead of Config.BotRate.
 	AllowPaidBroadcast bool
 }
 
@@ -111,7 +112,7 @@ func (s *Service) Send(ctx context.Context, bot Bot, chatID int64, msg Outgoing)
 	if out, ok := inactiveOutcome(bot, chatID); !ok {
 		return out
 	}
-	now := time.Now()
+	now := s.now()
 	log := s.log.With("bot_app_id", bot.ID.String(), "chat_id", chatID)
 	if out, ok := s.reserveDaily(ctx, bot, chatID, now, log); !ok {
 		return out
@@ -339,7 +340,7 @@ func (s *Service) SendBatch(ctx context.Context, bot Bot, chatIDs []int64, msg O
 		defer mu.Unlock()
 		return stop != nil
 	}
-	acq := AcquireOpts{Priority: PriorityBulk, MaxWait: s.cfg.MaxWait, NoSleep: true}
+	acq := AcquireOpts{Priority: PriorityBulk, MaxWait: s.cfg.MaxWait, NoSleep: true, Paid: msg.AllowPaidBroadcast}
 	if opts.Interactive {
 		acq.Priority, acq.WaitForChat = PriorityInteractive, true
 	}
@@ -355,7 +356,7 @@ func (s *Service) SendBatch(ctx context.Context, bot Bot, chatIDs []int64, msg O
 		}
 		chatID := chatIDs[i]
 		clog := log.With("chat_id", chatID)
-		now := time.Now()
+		now := s.now()
 		if out, ok := s.reserveDaily(ctx, bot, chatID, now, clog); !ok {
 			stopWith(out)
 			break

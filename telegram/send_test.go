@@ -667,6 +667,10 @@ func TestService_CreateMessage(t *testing.T) {
 	if _, err := e.svc.contacts.SetBlocked(ctx, e.db, e.bot.ID, 1002, true); err != nil {
 		t.Fatal(err)
 	}
+	optedOut := e.contact(e.info, e.bot, 1003) // sent /stop
+	if _, err := e.db.NewRaw("UPDATE contacts SET opted_out = true WHERE id = ?", optedOut.ID).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name string
@@ -685,6 +689,7 @@ func TestService_CreateMessage(t *testing.T) {
 		{"unknown contact", NewMessage{BotID: e.bot.ID, ContactID: uuid.New(), Text: "hi"}, contacts.ErrNotFound},
 		{"contact of another bot", NewMessage{BotID: e.bot.ID, ContactID: c2.ID, Text: "hi"}, ErrContactNotOfBot},
 		{"blocked contact", NewMessage{BotID: e.bot.ID, ContactID: blocked.ID, Text: "hi"}, ErrContactBlocked},
+		{"opted-out contact", NewMessage{BotID: e.bot.ID, ContactID: optedOut.ID, Text: "hi"}, ErrContactOptedOut},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

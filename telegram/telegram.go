@@ -34,6 +34,9 @@ var (
 	ErrBotRequired     = validate.Field("bot_app_id", "bot_app_id is required when the tenant does not have exactly one bot")
 	ErrInvalidField    = validate.ErrInvalidField // every field error (code invalid_field, details.field)
 	ErrContactBlocked  = apperr.Invalid("contact_blocked", "the contact has blocked the bot").WithDetails(map[string]any{"field": "contact_id"})
+	// ErrContactOptedOut: the contact sent /stop (contacts.opted_out) and gets no message
+	// until it sends /start again.
+	ErrContactOptedOut = apperr.Invalid("contact_opted_out", "the contact opted out with /stop").WithDetails(map[string]any{"field": "contact_id"})
 	ErrMessageNotFound = contacts.ErrMessageNotFound
 	// Token and lifecycle (lifecycle.go).
 	ErrTokenBotMismatch = apperr.Invalid("token_bot_mismatch", "the new bot_token belongs to another Telegram bot").WithDetails(map[string]any{"field": "bot_token"})
@@ -120,6 +123,13 @@ type Config struct {
 	GlobalRate config.Rate
 	// BotRate caps sends per bot across workers (TELEGRAM_BOT_RATE_LIMIT).
 	BotRate config.Rate
+	// PaidBotRate replaces BotRate for sends with allow_paid_broadcast
+	// (TELEGRAM_PAID_BOT_RATE; Telegram: up to 1000/s, core.telegram.org/bots/api#sendmessage).
+	// Zero: BotRate applies to them too.
+	PaidBotRate config.Rate
+	// GroupChatRate limits one group or channel (chat id < 0). Zero: DefaultGroupChatRate
+	// (20/min); tests shorten it.
+	GroupChatRate config.Rate
 	// ChatInterval is the minimum spacing of sends to one chat (TELEGRAM_CHAT_INTERVAL).
 	ChatInterval time.Duration
 	// MaxWait is how long Send and SendBatch may wait in-process for a rate slot; longer
@@ -143,6 +153,9 @@ type Deps struct {
 	Log      *slog.Logger
 	// HTTPClient is used for Bot API calls; nil means a shared default client.
 	HTTPClient *http.Client
+	// Now is the clock of the daily limit (the UTC day a send counts in, and the next UTC
+	// midnight of a deferral). Default: time.Now; tests cross midnight with it.
+	Now func() time.Time
 }
 
 // Service is the telegram domain service.
@@ -157,6 +170,7 @@ type Service struct {
 	http     *http.Client
 	limits   *Limiter
 	keys     *Keyring
+	now      func() time.Time // Deps.Now
 	// in is the inbound path's state: bot cache, ingest group commit, event processors
 	// (botcache.go, ingest.go, process.go).
 	in *inbound
@@ -182,12 +196,16 @@ func New(d Deps) (*Service, error) {
 			Proxy: http.ProxyFromEnvironment, MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: 90 * time.Second,
 		}}
 	}
-	s := &Service{db: d.DB, rdb: d.Redis, queue: d.Queue, contacts: d.Contacts, cfg: d.Cfg, log: d.Log, http: d.HTTPClient, keys: keys}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	s := &Service{db: d.DB, rdb: d.Redis, queue: d.Queue, contacts: d.Contacts, cfg: d.Cfg, log: d.Log, http: d.HTTPClient, keys: keys, now: d.Now}
 	if d.Redis != nil {
 		s.insp = asynq.NewInspectorFromRedisClient(d.Redis)
 	}
 	s.limits = NewLimiter(d.Redis, LimiterConfig{
 		GlobalRate: d.Cfg.GlobalRate, BotRate: d.Cfg.BotRate, ChatInterval: d.Cfg.ChatInterval,
+		PaidBotRate: d.Cfg.PaidBotRate, GroupChatRate: d.Cfg.GroupChatRate,
 		InFlight:  d.Cfg.RequestTimeout + 5*time.Second,
 		DailySeed: s.DailySent,
 	})

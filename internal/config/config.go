@@ -144,6 +144,11 @@ type Config struct {
 	// bot (core.telegram.org/bots/faq). A send counts from its start until its answer, so
 	// arrival jitter cannot push a window over the limit. Default: 30/s.
 	TelegramBotRateLimit Rate `env:"TELEGRAM_BOT_RATE_LIMIT" envDefault:"30/s"`
+	// TelegramPaidBotRate replaces TELEGRAM_BOT_RATE_LIMIT for broadcasts with
+	// allow_paid_broadcast: Telegram's paid broadcasts allow up to 1000 messages/s per bot
+	// for a fee in Stars (core.telegram.org/bots/api#sendmessage). TELEGRAM_RATE_LIMIT still
+	// caps all sends. Default: 1000/s.
+	TelegramPaidBotRate Rate `env:"TELEGRAM_PAID_BOT_RATE" envDefault:"1000/s"`
 	// TelegramChatInterval is the window in which at most one message may arrive in one
 	// private chat; Telegram allows about 1 message/s per chat (core.telegram.org/bots/faq).
 	// Groups get 20 per minute. Default: 1s.

@@ -473,19 +473,24 @@ func (b *bot) sendMessage(_ context.Context, p params) apiResult {
 		b.mu.Unlock()
 		return apiError(http.StatusForbidden, "Forbidden: bot was blocked by the user")
 	}
-	if res, allowed := b.checkRateLocked(chatID, now); !allowed {
+	paid, _ := p.bool("allow_paid_broadcast")
+	if res, allowed := b.checkSendLocked(chatID, now, paid); !allowed {
 		b.mu.Unlock()
 		return res
 	}
 	c.lastMsgID++
 	msgID := c.lastMsgID
-	user := c.user
+	user, group := c.user, c.group
 	b.sent = append(b.sent, sentOptions(SentMessage{BotID: b.info.ID, ChatID: chatID, MessageID: msgID, Text: text, ParseMode: parseMode, At: now, Method: "sendMessage"}, p))
 	b.notifyLocked()
 	b.mu.Unlock()
 
 	from := b.botUser()
-	msg := jsMessage{MessageID: msgID, From: &from, Chat: privateChat(user), Date: now.Unix(), Text: plain, Entities: ents}
+	chat := privateChat(user)
+	if group != "" {
+		chat = jsChat{ID: chatID, Type: "group", Title: group}
+	}
+	msg := jsMessage{MessageID: msgID, From: &from, Chat: chat, Date: now.Unix(), Text: plain, Entities: ents}
 	if raw, has := markup["inline_keyboard"]; has {
 		msg.ReplyMarkup, _ = json.Marshal(map[string]json.RawMessage{"inline_keyboard": raw})
 	}

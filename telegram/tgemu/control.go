@@ -366,6 +366,7 @@ func (s *Server) ctlViolations(w http.ResponseWriter, _ *http.Request) {
 		b.mu.Unlock()
 		resp.PerBot += v.PerBot
 		resp.PerChat += v.PerChat
+		resp.PerGroup += v.PerGroup
 		resp.Bots[strconv.FormatInt(b.info.ID, 10)] = v
 	}
 	writeJSON(w, http.StatusOK, resp)

@@ -199,8 +199,32 @@ func ceilSeconds(d time.Duration) int {
 // It returns ok=false with the 429 answer (and counts the violation) when a
 // limit is exceeded; otherwise it records the arrival. Caller holds b.mu.
 func (b *bot) checkRateLocked(chatID int64, now time.Time) (apiResult, bool) {
+	return b.checkSendLocked(chatID, now, false)
+}
+
+// checkSendLocked is checkRateLocked for a message with allow_paid_broadcast
+// (paid: the bot may send Options.PaidPerBotPerSecond instead of
+// PerBotPerSecond) to a private chat or a group (chat id < 0: at most
+// Options.GroupChatLimit in any Options.GroupChatWindow, counted in
+// Violations.PerGroup, instead of the private chats' PerChatInterval).
+// Caller holds b.mu.
+func (b *bot) checkSendLocked(chatID int64, now time.Time, paid bool) (apiResult, bool) {
 	o := b.s.opts
-	if o.PerChatInterval > 0 {
+	if chatID < 0 && o.GroupChatLimit > 0 {
+		cut := now.Add(-o.GroupChatWindow)
+		win := b.groupWin[chatID]
+		i := 0
+		for i < len(win) && !win[i].After(cut) {
+			i++
+		}
+		win = win[i:]
+		b.groupWin[chatID] = win
+		if len(win) >= o.GroupChatLimit {
+			b.viol.PerGroup++
+			return tooManyRequests(ceilSeconds(win[len(win)-o.GroupChatLimit].Add(o.GroupChatWindow).Sub(now))), false
+		}
+	}
+	if o.PerChatInterval > 0 && chatID > 0 {
 		if last, ok := b.lastSend[chatID]; ok {
 			if wait := last.Add(o.PerChatInterval).Sub(now); wait > 0 {
 				b.viol.PerChat++
@@ -208,23 +232,30 @@ func (b *bot) checkRateLocked(chatID int64, now time.Time) (apiResult, bool) {
 			}
 		}
 	}
-	if o.PerBotPerSecond > 0 {
+	perBot := o.PerBotPerSecond
+	if paid && perBot > 0 {
+		perBot = o.PaidPerBotPerSecond
+	}
+	if perBot > 0 {
 		cut := now.Add(-time.Second)
 		i := 0
 		for i < len(b.sendWin) && !b.sendWin[i].After(cut) {
 			i++
 		}
 		b.sendWin = b.sendWin[i:]
-		if len(b.sendWin) >= o.PerBotPerSecond {
+		if len(b.sendWin) >= perBot {
 			b.viol.PerBot++
 			// The window frees a slot when its oldest arrival leaves it.
-			idx := len(b.sendWin) - o.PerBotPerSecond
+			idx := len(b.sendWin) - perBot
 			return tooManyRequests(ceilSeconds(b.sendWin[idx].Add(time.Second).Sub(now))), false
 		}
 		b.sendWin = append(b.sendWin, now)
 	}
-	if o.PerChatInterval > 0 {
+	if o.PerChatInterval > 0 && chatID > 0 {
 		b.lastSend[chatID] = now
+	}
+	if chatID < 0 && o.GroupChatLimit > 0 {
+		b.groupWin[chatID] = append(b.groupWin[chatID], now)
 	}
 	return apiResult{}, true
 }

@@ -98,7 +98,8 @@ func (b *bot) sendMedia(_ context.Context, p params, kind, method string) apiRes
 		b.mu.Unlock()
 		return apiError(http.StatusForbidden, "Forbidden: bot was blocked by the user")
 	}
-	if res, allowed := b.checkRateLocked(chatID, now); !allowed {
+	paid, _ := p.bool("allow_paid_broadcast")
+	if res, allowed := b.checkSendLocked(chatID, now, paid); !allowed {
 		b.mu.Unlock()
 		return res
 	}

@@ -47,6 +47,18 @@ type Options struct {
 	// sending more than one message per second" in a chat, same FAQ entry).
 	// 0 means 1 s. Negative disables the per-chat limit.
 	PerChatInterval time.Duration
+	// PaidPerBotPerSecond replaces PerBotPerSecond for messages sent with
+	// allow_paid_broadcast=true (paid broadcasts: up to 1000 messages/s per
+	// bot, core.telegram.org/bots/api#sendmessage); they share the bot's
+	// window. 0 means 1000. Ignored when PerBotPerSecond is negative.
+	PaidPerBotPerSecond int
+	// GroupChatLimit is the most messages one group (chat id < 0) may get in
+	// any GroupChatWindow (Telegram: about 20 per minute in a group, Bot FAQ);
+	// the next is answered 429 and counted in Violations.PerGroup. Groups are
+	// not subject to PerChatInterval. 0 means 20; negative disables it.
+	GroupChatLimit int
+	// GroupChatWindow is the window of GroupChatLimit. 0 means 1 minute.
+	GroupChatWindow time.Duration
 	// RetryBackoff is the first delay before re-trying a failed webhook
 	// delivery; it doubles after each consecutive failure up to
 	// MaxRetryBackoff. Defaults 500 ms and 5 s.
@@ -92,6 +104,15 @@ func New(opts Options) *Server {
 	}
 	if opts.PerChatInterval == 0 {
 		opts.PerChatInterval = time.Second
+	}
+	if opts.PaidPerBotPerSecond <= 0 {
+		opts.PaidPerBotPerSecond = 1000
+	}
+	if opts.GroupChatLimit == 0 {
+		opts.GroupChatLimit = 20
+	}
+	if opts.GroupChatWindow <= 0 {
+		opts.GroupChatWindow = time.Minute
 	}
 	if opts.RetryBackoff <= 0 {
 		opts.RetryBackoff = 500 * time.Millisecond

@@ -58,11 +58,13 @@ type Call struct {
 }
 
 // Violations counts sendMessage calls answered 429 because the bot exceeded
-// Options.PerBotPerSecond (PerBot) or Options.PerChatInterval (PerChat).
+// Options.PerBotPerSecond (PerBot; PaidPerBotPerSecond for paid messages),
+// Options.PerChatInterval (PerChat) or Options.GroupChatLimit (PerGroup).
 // Injected too_many_requests faults are not violations.
 type Violations struct {
-	PerBot  int `json:"per_bot"`
-	PerChat int `json:"per_chat"`
+	PerBot   int `json:"per_bot"`
+	PerChat  int `json:"per_chat"`
+	PerGroup int `json:"per_group"`
 }
 
 // BotCommand is one entry of setMyCommands
@@ -93,11 +95,13 @@ type update struct {
 	raw  json.RawMessage
 }
 
-// chatState is a private chat between the bot and a simulated user.
+// chatState is a private chat between the bot and a simulated user, or a
+// group the bot is a member of (AddGroup: group set, user empty).
 type chatState struct {
 	user      User
 	blocked   bool
-	lastMsgID int64 // message ids are per chat, shared by both directions
+	lastMsgID int64  // message ids are per chat, shared by both directions
+	group     string // the group's title; "" for a private chat
 }
 
 // bot is the state of one emulated bot. All fields below mu are guarded by it.
@@ -129,6 +133,7 @@ type bot struct {
 	faults   []*faultState
 	sendWin  []time.Time // accepted sendMessage arrivals in the last second
 	lastSend map[int64]time.Time
+	groupWin map[int64][]time.Time // accepted arrivals per group in the last GroupChatWindow
 	viol     Violations
 	commands map[string][]BotCommand
 }
@@ -144,6 +149,7 @@ func newBot(s *Server, info BotInfo) *bot {
 		history:      map[int64]*update{},
 		chats:        map[int64]*chatState{},
 		lastSend:     map[int64]time.Time{},
+		groupWin:     map[int64][]time.Time{},
 		commands:     map[string][]BotCommand{},
 	}
 }
@@ -285,6 +291,7 @@ func (s *Server) TotalViolations() Violations {
 		b.mu.Lock()
 		t.PerBot += b.viol.PerBot
 		t.PerChat += b.viol.PerChat
+		t.PerGroup += b.viol.PerGroup
 		b.mu.Unlock()
 	}
 	return t

@@ -103,6 +103,7 @@ type (
 		FirstName string `json:"first_name,omitempty"`
 		LastName  string `json:"last_name,omitempty"`
 		Username  string `json:"username,omitempty"`
+		Title     string `json:"title,omitempty"`
 	}
 	jsEntity struct {
 		Type   string `json:"type"`
@@ -233,6 +234,31 @@ func (s *Server) AddUser(botID int64, u User) error {
 	b.mu.Lock()
 	b.chatLocked(u)
 	b.mu.Unlock()
+	return nil
+}
+
+// AddGroup adds the bot to group chatID (negative, as Telegram's group ids
+// are) titled title, without an update: afterwards sendMessage to chatID
+// succeeds, paced by Options.GroupChatLimit. Adding it again renames it.
+func (s *Server) AddGroup(botID, chatID int64, title string) error {
+	b, err := s.botOrErr(botID)
+	if err != nil {
+		return err
+	}
+	if chatID >= 0 {
+		return fmt.Errorf("tgemu: group chat id must be negative, got %d", chatID)
+	}
+	if title == "" {
+		title = "Group"
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c := b.chats[chatID]
+	if c == nil {
+		c = &chatState{}
+		b.chats[chatID] = c
+	}
+	c.group = title
 	return nil
 }
 
