@@ -116,6 +116,8 @@ type Deps struct {
 	Log      *slog.Logger
 	// HTTPClient is used for Bot API calls; nil means a shared default client.
 	HTTPClient *http.Client
+	// Now is the clock of the health checks (health.go); nil means time.Now.
+	Now func() time.Time
 }
 
 // Service is the telegram domain service.
@@ -130,6 +132,7 @@ type Service struct {
 	http     *http.Client
 	limits   *Limiter
 	keys     *Keyring
+	now      func() time.Time
 	// in is the inbound path's state: bot cache, ingest group commit, event processors
 	// (botcache.go, ingest.go, process.go).
 	in *inbound
@@ -156,6 +159,10 @@ func New(d Deps) (*Service, error) {
 		}}
 	}
 	s := &Service{db: d.DB, rdb: d.Redis, queue: d.Queue, contacts: d.Contacts, cfg: d.Cfg, log: d.Log, http: d.HTTPClient, keys: keys}
+	s.now = d.Now
+	if s.now == nil {
+		s.now = time.Now
+	}
 	if d.Redis != nil {
 		s.insp = asynq.NewInspectorFromRedisClient(d.Redis)
 	}

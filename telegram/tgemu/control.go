@@ -30,6 +30,8 @@ import (
 //	POST   /control/bots/{bot_id}/faults       {method,chat_id,kind,retry_after,migrate_to_chat_id,latency_ms,times}
 //	DELETE /control/bots/{bot_id}/faults
 //	GET    /control/violations                 → {per_bot, per_chat, bots:{"<id>":{per_bot,per_chat}}}
+//	POST   /control/bots/{bot_id}/webhook      {url} → WebhookInfo (set by hand, drift.go)
+//	POST   /control/bots/{bot_id}/revoke       → BotInfo with a new token (drift.go)
 //	GET    /control/                           → {routes:[{method, path, body, returns}]}
 func (s *Server) routeControl(mux *http.ServeMux) {
 	for _, r := range s.controlRoutes() {
@@ -68,6 +70,8 @@ func (s *Server) controlRoutes() []ControlRoute {
 		{"POST", "/control/bots/{bot_id}/faults", `{method, chat_id, kind, retry_after, migrate_to_chat_id, latency_ms, times}`, "{ok}", s.withBot(s.ctlAddFault)},
 		{"DELETE", "/control/bots/{bot_id}/faults", "", "{ok}", s.withBot(s.ctlClearFaults)},
 		{"GET", "/control/violations", "", "{per_bot, per_chat, bots:{\"<id>\":{per_bot, per_chat}}}", s.ctlViolations},
+		{"POST", "/control/bots/{bot_id}/webhook", `{url}`, "WebhookInfo (the webhook set by hand, no secret; \"\" removes it)", s.withBot(s.ctlSetWebhook)},
+		{"POST", "/control/bots/{bot_id}/revoke", "", "BotInfo with the new token (the old one answers 401)", s.withBot(s.ctlRevokeToken)},
 	}
 }
 
