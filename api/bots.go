@@ -36,6 +36,9 @@ type botResponse struct {
 	WebhookStatus string    `json:"webhook_status"`
 	CreatedAt     time.Time `json:"created_at"`
 	UpdatedAt     time.Time `json:"updated_at"`
+	// Health is the last recorded health check (GET of one bot only; absent before the
+	// first check; bot_health.go).
+	Health *healthSummaryResponse `json:"health,omitempty"`
 }
 
 func toBotResponse(b telegram.Bot) botResponse {
@@ -95,7 +98,11 @@ func (s *server) getBot(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, toBotResponse(b))
+	resp := toBotResponse(b)
+	if err := s.addHealth(c, tid, &resp); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, resp)
 }
 
 // updateBot changes name and/or daily_limit (validated by telegram.UpdateBot): 200.

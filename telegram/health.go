@@ -73,6 +73,13 @@ const (
 // its Severity (HealthDegraded or HealthFailing) and a Message for people (Telegram's
 // descriptions included; never a token or a secret).
 type HealthReason struct {
+	Code     string
+	Severity string
+	Message  string
+}
+
+// storedReason is a HealthReason as stored in bot_health.reasons.
+type storedReason struct {
 	Code     string `json:"code"`
 	Severity string `json:"severity"`
 	Message  string `json:"message"`
@@ -153,7 +160,7 @@ type botHealthRow struct {
 	BotID             uuid.UUID      `bun:",pk,type:uuid"`
 	TenantID          uuid.UUID      `bun:",type:uuid,notnull"`
 	Verdict           string         `bun:",notnull"`
-	Reasons           []HealthReason `bun:",type:jsonb,notnull"`
+	Reasons           []storedReason `bun:",type:jsonb,notnull"`
 	CheckedAt         time.Time      `bun:",notnull"`
 	WebhookRepairedAt time.Time      `bun:",nullzero"`
 }
@@ -268,7 +275,11 @@ func (s *Service) LastHealth(ctx context.Context, tenantID uuid.UUID, botIDs ...
 		return nil, apperr.Classify(fmt.Errorf("last health: %w", err))
 	}
 	for _, r := range rows {
-		out[r.BotID] = HealthSummary{Verdict: r.Verdict, Reasons: r.Reasons, CheckedAt: r.CheckedAt, WebhookRepairedAt: r.WebhookRepairedAt}
+		reasons := make([]HealthReason, len(r.Reasons))
+		for i, x := range r.Reasons {
+			reasons[i] = HealthReason(x)
+		}
+		out[r.BotID] = HealthSummary{Verdict: r.Verdict, Reasons: reasons, CheckedAt: r.CheckedAt, WebhookRepairedAt: r.WebhookRepairedAt}
 	}
 	return out, nil
 }
@@ -403,7 +414,10 @@ func (s *Service) dailyHealth(ctx context.Context, b Bot, now time.Time, h *Heal
 
 // recordHealth stores h as bot b's last health.
 func (s *Service) recordHealth(ctx context.Context, b Bot, h Health) error {
-	row := botHealthRow{BotID: b.ID, TenantID: b.TenantID, Verdict: h.Verdict, Reasons: h.Reasons, CheckedAt: h.CheckedAt}
+	row := botHealthRow{BotID: b.ID, TenantID: b.TenantID, Verdict: h.Verdict, Reasons: make([]storedReason, len(h.Reasons)), CheckedAt: h.CheckedAt}
+	for i, r := range h.Reasons {
+		row.Reasons[i] = storedReason(r)
+	}
 	q := s.db.NewInsert().Model(&row).On("CONFLICT (bot_id) DO UPDATE").
 		Set("verdict = EXCLUDED.verdict").Set("reasons = EXCLUDED.reasons").Set("checked_at = EXCLUDED.checked_at")
 	if h.WebhookRepaired {
