@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/botfleet/botfleet/contacts"
 	"github.com/botfleet/botfleet/internal/testlog"
 	"github.com/botfleet/botfleet/internal/validate"
