@@ -8,7 +8,6 @@ import (
 	"github.com/PaulSonOfLars/gotgbot/v2"
 )
 
-
 // TestSetWebhookByHand: the control API sets a webhook as someone else would (no secret);
 // getWebhookInfo shows it with ip_address for an IP host; "" removes it; a bad URL is 400.
 func TestSetWebhookByHand(t *testing.T) {
