@@ -204,6 +204,9 @@ func (s *Service) CheckHealth(ctx context.Context, tenantID, botID uuid.UUID) (H
 		return Health{}, err
 	}
 	h := s.checkHealth(ctx, b)
+	if err := ctx.Err(); err != nil {
+		return Health{}, err // the client left: the failed calls say nothing about the bot
+	}
 	if err := s.recordHealth(context.WithoutCancel(ctx), b, h); err != nil {
 		return Health{}, err
 	}
@@ -496,11 +499,17 @@ var unlockScript = redis.NewScript(`if redis.call('GET', KEYS[1]) == ARGV[1] the
 // TypeHealthCheck is the periodic task that checks every active bot (HandleHealthCheck).
 const TypeHealthCheck = "telegram:health-check"
 
+// healthCheckTimeout bounds one run of the periodic health check; bots not reached by then
+// are checked by the next run.
+const healthCheckTimeout = 20 * time.Minute
+
 // NewHealthCheckTask returns the periodic health check task (queue default, no retry: the
-// next run comes soon). Its timeout is generous: each bot takes up to three Bot API calls
-// (six when its webhook is repaired).
+// next run comes soon). It is Unique for healthCheckTimeout, so that runs never overlap when
+// one takes longer than BOT_HEALTH_INTERVAL (each bot takes up to three Bot API calls, six
+// when its webhook is repaired; the scheduler's enqueue is then refused as a duplicate).
 func NewHealthCheckTask() *asynq.Task {
-	return asynq.NewTask(TypeHealthCheck, nil, asynq.Queue(QueueDefault), asynq.MaxRetry(0), asynq.Timeout(30*time.Minute))
+	return asynq.NewTask(TypeHealthCheck, nil, asynq.Queue(QueueDefault), asynq.MaxRetry(0),
+		asynq.Timeout(healthCheckTimeout), asynq.Unique(healthCheckTimeout))
 }
 
 // HandleHealthCheck runs CheckAllBots (task TypeHealthCheck, registered on a schedule by the
@@ -562,7 +571,13 @@ func (s *Service) CheckAllBots(ctx context.Context) (checked, repaired int, err 
 
 // checkOne checks bot b, repairs a drifted webhook and records the health.
 func (s *Service) checkOne(ctx context.Context, b Bot) (repaired bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
 	h := s.checkHealth(ctx, b)
+	if err := ctx.Err(); err != nil {
+		return false, err // the run ended (timeout, shutdown): record nothing false
+	}
 	if h.urlDrifted() {
 		unlock, ok, err := s.lockSync(ctx, b.ID)
 		if err != nil {
