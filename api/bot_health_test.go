@@ -90,7 +90,7 @@ func TestBotHealth_API(t *testing.T) {
 	}
 
 	// Token revoked in @BotFather: failing, still 200.
-	if _, err := te.emu.RevokeToken(info.ID); err != nil {
+	if _, err := te.emu.RevokeBotToken(info.ID); err != nil {
 		t.Fatal(err)
 	}
 	r = te.do(http.MethodGet, base+"/health/", key, nil)

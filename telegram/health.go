@@ -490,11 +490,11 @@ func (s *Service) lockSync(ctx context.Context, botID uuid.UUID) (unlock func(),
 	if !ok {
 		return nil, false, nil
 	}
-	return func() { _ = unlockScript.Run(context.WithoutCancel(ctx), s.rdb, []string{key}, val).Err() }, true, nil
+	return func() { _ = syncUnlockScript.Run(context.WithoutCancel(ctx), s.rdb, []string{key}, val).Err() }, true, nil
 }
 
-// unlockScript deletes KEYS[1] only when it still holds ARGV[1] (the holder's value).
-var unlockScript = redis.NewScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`)
+// syncUnlockScript deletes KEYS[1] only when it still holds ARGV[1] (the holder's value).
+var syncUnlockScript = redis.NewScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`)
 
 // TypeHealthCheck is the periodic task that checks every active bot (HandleHealthCheck).
 const TypeHealthCheck = "telegram:health-check"

@@ -106,7 +106,7 @@ func TestService_CheckHealth(t *testing.T) {
 
 	t.Run("token revoked: failing", func(t *testing.T) {
 		b, info := e.register(t, tid, "Revoked")
-		if _, err := e.emu.RevokeToken(info.ID); err != nil {
+		if _, err := e.emu.RevokeBotToken(info.ID); err != nil {
 			t.Fatal(err)
 		}
 		h, err := e.svc.CheckHealth(ctx, tid, b.ID)

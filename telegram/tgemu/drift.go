@@ -41,10 +41,11 @@ func (s *Server) SetWebhookByHand(botID int64, rawURL string) (WebhookInfo, erro
 	return b.webhookInfoLocked(), nil
 }
 
-// RevokeToken revokes the bot's token as @BotFather's /revoke does: the old token answers
+// RevokeBotToken revokes the bot's token as @BotFather's /revoke does: the old token answers
 // 401 Unauthorized from now on, and the returned BotInfo carries the new token, which works.
-// The bot's webhook, chats and commands are kept.
-func (s *Server) RevokeToken(botID int64) (BotInfo, error) {
+// The bot's webhook, chats and commands are kept. (The token-rotation work adds
+// ReplaceToken with the same effect; once both are merged one of them can go.)
+func (s *Server) RevokeBotToken(botID int64) (BotInfo, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b := s.bots[botID]
@@ -91,9 +92,9 @@ func (s *Server) ctlSetWebhook(w http.ResponseWriter, r *http.Request, b *bot) {
 	writeJSON(w, http.StatusOK, wi)
 }
 
-// ctlRevokeToken: POST /control/bots/{bot_id}/revoke (RevokeToken).
+// ctlRevokeToken: POST /control/bots/{bot_id}/revoke (RevokeBotToken).
 func (s *Server) ctlRevokeToken(w http.ResponseWriter, _ *http.Request, b *bot) {
-	info, err := s.RevokeToken(b.info.ID)
+	info, err := s.RevokeBotToken(b.info.ID)
 	if err != nil {
 		ctlError(w, http.StatusNotFound, err.Error())
 		return

@@ -64,7 +64,7 @@ func TestRevokeToken(t *testing.T) {
 	if wi, err := nb.GetWebhookInfo(nil); err != nil || wi.Url != "http://127.0.0.1:9/hook" {
 		t.Fatalf("new token: %+v %v", wi, err)
 	}
-	if _, err := s.RevokeToken(12345); err == nil {
+	if _, err := s.RevokeBotToken(12345); err == nil {
 		t.Fatal("unknown bot revoked")
 	}
 }
