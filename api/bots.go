@@ -27,6 +27,10 @@ type updateBotRequest struct {
 // botResponse is a bot as the API shows it. It has no token and no webhook secret, masked
 // or not: nothing of a secret leaves the server.
 type botResponse struct {
+	// Health is the last recorded health check (GET of one bot only; absent before the
+	// first check; bot_health.go).
+	Health *healthSummaryResponse `json:"health,omitempty"`
+
 	BotAppID      uuid.UUID `json:"bot_app_id"`
 	Name          string    `json:"name"`
 	Username      string    `json:"username"`
@@ -36,9 +40,6 @@ type botResponse struct {
 	WebhookStatus string    `json:"webhook_status"`
 	CreatedAt     time.Time `json:"created_at"`
 	UpdatedAt     time.Time `json:"updated_at"`
-	// Health is the last recorded health check (GET of one bot only; absent before the
-	// first check; bot_health.go).
-	Health *healthSummaryResponse `json:"health,omitempty"`
 }
 
 func toBotResponse(b telegram.Bot) botResponse {

@@ -293,7 +293,8 @@ func isTelegramFailure(err error) bool {
 	return errors.Is(err, ErrTelegramDown) || errors.Is(err, ErrTelegramError) || errors.Is(err, ErrInvalidBotToken)
 }
 
-// checkHealth runs the checks of CheckHealth on b; it records nothing.
+// checkHealth runs the checks of CheckHealth on b at s.now() (Deps.Now: the day of the daily
+// count, the age of the last delivery error, CheckedAt); it records nothing.
 func (s *Service) checkHealth(ctx context.Context, b Bot) Health {
 	now := s.now()
 	h := Health{BotID: b.ID, Verdict: HealthHealthy, CheckedAt: now.UTC(), Reasons: []HealthReason{}}

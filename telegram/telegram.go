@@ -116,7 +116,8 @@ type Deps struct {
 	Log      *slog.Logger
 	// HTTPClient is used for Bot API calls; nil means a shared default client.
 	HTTPClient *http.Client
-	// Now is the clock of the health checks (health.go); nil means time.Now.
+	// Now is the clock of the daily limit (the UTC day a send counts in, and the next UTC
+	// midnight of a deferral). Default: time.Now; tests cross midnight with it.
 	Now func() time.Time
 }
 
@@ -132,7 +133,7 @@ type Service struct {
 	http     *http.Client
 	limits   *Limiter
 	keys     *Keyring
-	now      func() time.Time
+	now      func() time.Time // Deps.Now
 	// in is the inbound path's state: bot cache, ingest group commit, event processors
 	// (botcache.go, ingest.go, process.go).
 	in *inbound
@@ -158,11 +159,10 @@ func New(d Deps) (*Service, error) {
 			Proxy: http.ProxyFromEnvironment, MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: 90 * time.Second,
 		}}
 	}
-	s := &Service{db: d.DB, rdb: d.Redis, queue: d.Queue, contacts: d.Contacts, cfg: d.Cfg, log: d.Log, http: d.HTTPClient, keys: keys}
-	s.now = d.Now
-	if s.now == nil {
-		s.now = time.Now
+	if d.Now == nil {
+		d.Now = time.Now
 	}
+	s := &Service{db: d.DB, rdb: d.Redis, queue: d.Queue, contacts: d.Contacts, cfg: d.Cfg, log: d.Log, http: d.HTTPClient, keys: keys, now: d.Now}
 	if d.Redis != nil {
 		s.insp = asynq.NewInspectorFromRedisClient(d.Redis)
 	}
