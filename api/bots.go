@@ -31,6 +31,10 @@ type updateBotRequest struct {
 // botResponse is a bot as the API shows it. It has no token and no webhook secret, masked
 // or not: nothing of a secret leaves the server.
 type botResponse struct {
+	// Health is the last recorded health check (GET of one bot only; absent before the
+	// first check; bot_health.go).
+	Health *healthSummaryResponse `json:"health,omitempty"`
+
 	BotAppID      uuid.UUID `json:"bot_app_id"`
 	Name          string    `json:"name"`
 	Username      string    `json:"username"`
@@ -107,7 +111,11 @@ func (s *server) getBot(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, toBotResponse(b))
+	resp := toBotResponse(b)
+	if err := s.addHealth(c, tid, &resp); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, resp)
 }
 
 // updateBot changes name, daily_limit, status and/or rotates bot_token (validated by

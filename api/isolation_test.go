@@ -195,6 +195,27 @@ func isolationCases() map[string]isoCase {
 		"DELETE /telegram/v1/bots/:bot_app_id/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
 			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/", nil, nil)}
 		}},
+		// Health, sync and commands (bot_health.go): A's bot is 404 before any Bot API call
+		// (the snapshot checks A's webhook and commands at Telegram).
+		"GET /telegram/v1/bots/:bot_app_id/health/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/health/", nil, nil)}
+		}},
+		"POST /telegram/v1/bots/:bot_app_id/sync/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/sync/", nil, nil)}
+		}},
+		"GET /telegram/v1/bots/:bot_app_id/commands/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{
+				botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/commands/", nil, nil),
+				botNF("A's bot, language", "/telegram/v1/bots/"+ids.Bot2.String()+"/commands/", q("language_code", "de"), nil),
+			}
+		}},
+		"PUT /telegram/v1/bots/:bot_app_id/commands/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			cmds := []map[string]string{{"command": "stolen", "description": "B's command"}}
+			return []isoRequest{
+				botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/commands/", nil, map[string]any{"commands": cmds}),
+				botNF("A's bot, language", "/telegram/v1/bots/"+ids.Bot2.String()+"/commands/", nil, map[string]any{"commands": cmds, "language_code": "de"}),
+			}
+		}},
 		"GET /telegram/v1/webhook-events/": {reqs: func(ids isoIDs, fx *isoFixture) []isoRequest {
 			return []isoRequest{
 				list("list", "/telegram/v1/webhook-events/", nil),
@@ -506,7 +527,7 @@ func TestIsolation_EveryRoute(t *testing.T) {
 		}
 		for _, id := range []int64{infoA.ID, infoA2.ID} {
 			wi := te.emu.WebhookInfo(id)
-			views[fmt.Sprintf("tgemu bot %d", id)] = fmt.Sprintf("url=%s secret=%s sent=%d", wi.URL, wi.SecretToken, te.emu.SentCount(id))
+			views[fmt.Sprintf("tgemu bot %d", id)] = fmt.Sprintf("url=%s secret=%s sent=%d commands=%v", wi.URL, wi.SecretToken, te.emu.SentCount(id), te.emu.Commands(id))
 		}
 		return views
 	}

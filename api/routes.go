@@ -44,6 +44,11 @@ func (s *server) routes(e *echo.Echo) {
 	e.POST("/telegram/v1/bots/:bot_app_id/validate/", s.validateBot, tenant)
 	e.POST("/telegram/v1/validate-token/", s.validateToken, tenant)
 	e.GET("/telegram/v1/webhook-events/", s.listWebhookEvents, tenant)
+	// Health, sync and commands (bot_health.go).
+	e.GET("/telegram/v1/bots/:bot_app_id/health/", s.botHealth, tenant)
+	e.POST("/telegram/v1/bots/:bot_app_id/sync/", s.syncBot, tenant)
+	e.GET("/telegram/v1/bots/:bot_app_id/commands/", s.getBotCommands, tenant)
+	e.PUT("/telegram/v1/bots/:bot_app_id/commands/", s.putBotCommands, tenant)
 
 	e.GET("/contacts/", s.listContacts, tenant)
 	e.GET("/contacts/:id/", s.getContact, tenant)

@@ -98,4 +98,5 @@ func (s *Service) RegisterTasks(mux *asynq.ServeMux) {
 	mux.HandleFunc(TypeSend, s.HandleSend)
 	mux.HandleFunc(TypeSendMany, s.HandleSendMany)
 	mux.HandleFunc(TypeSweep, s.HandleSweep)
+	mux.HandleFunc(TypeHealthCheck, s.HandleHealthCheck) // health.go
 }

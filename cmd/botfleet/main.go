@@ -363,6 +363,13 @@ func (a *app) serve(ctx context.Context) error {
 }
 
 func (a *app) work(ctx context.Context) error {
+	periodic := []worker.Periodic{
+		{Spec: "@every " + a.cfg.SweepInterval.String(), Task: telegram.NewSweepTask()},
+		{Spec: "@every " + a.cfg.SweepInterval.String(), Task: broadcast.NewSweepTask()},
+	}
+	if a.cfg.BotHealthInterval > 0 { // health checks and webhook drift repair (telegram/health.go)
+		periodic = append(periodic, worker.Periodic{Spec: "@every " + a.cfg.BotHealthInterval.String(), Task: telegram.NewHealthCheckTask()})
+	}
 	return worker.Run(ctx, worker.Deps{
 		Redis:           a.rdb,
 		Concurrency:     a.cfg.WorkerConcurrency,
@@ -373,10 +380,7 @@ func (a *app) work(ctx context.Context) error {
 		Loops: []func(context.Context) error{
 			func(ctx context.Context) error { return a.telegram.RunEventProcessors(ctx, a.cfg.EventProcessors) },
 		},
-		Periodic: []worker.Periodic{
-			{Spec: "@every " + a.cfg.SweepInterval.String(), Task: telegram.NewSweepTask()},
-			{Spec: "@every " + a.cfg.SweepInterval.String(), Task: broadcast.NewSweepTask()},
-		},
+		Periodic: periodic,
 	})
 }
 

@@ -182,6 +182,10 @@ type Config struct {
 	// SweepInterval is how often stored-but-unprocessed updates and queued messages are
 	// re-enqueued. Default: 1m.
 	SweepInterval time.Duration `env:"SWEEP_INTERVAL" envDefault:"1m"`
+	// BotHealthInterval is how often every active bot's health is checked against Telegram
+	// and recorded, and a webhook that drifted is registered again (telegram:health-check);
+	// 0 turns the periodic check off. Default: 5m.
+	BotHealthInterval time.Duration `env:"BOT_HEALTH_INTERVAL" envDefault:"5m"`
 	// LogLevel is debug, info, warn or error; anything else is a startup error. Default: info.
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 	// LogFormat is json (one JSON object per line) or text (slog's key=value); anything else

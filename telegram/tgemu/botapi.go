@@ -96,6 +96,10 @@ func init() {
 		"sendchataction":      (*bot).sendChatAction,
 		"answercallbackquery": (*bot).answerCallbackQuery,
 		"getupdates":          (*bot).getUpdates,
+		// chats.go
+		"getchat":            (*bot).getChat,
+		"getchatmember":      (*bot).getChatMember,
+		"getchatmembercount": (*bot).getChatMemberCount,
 	}
 }
 

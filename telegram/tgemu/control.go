@@ -32,6 +32,8 @@ import (
 //	POST   /control/bots/{bot_id}/tokens       → {token} (old tokens keep working)
 //	POST   /control/bots/{bot_id}/revoke-token → {token} (every other token answers 401)
 //	GET    /control/violations                 → {per_bot, per_chat, bots:{"<id>":{per_bot,per_chat}}}
+//	POST   /control/bots/{bot_id}/webhook      {url} → WebhookInfo (set by hand, drift.go)
+//	POST   /control/bots/{bot_id}/revoke       → BotInfo with a new token (drift.go)
 //	GET    /control/                           → {routes:[{method, path, body, returns}]}
 func (s *Server) routeControl(mux *http.ServeMux) {
 	for _, r := range s.controlRoutes() {
@@ -72,6 +74,8 @@ func (s *Server) controlRoutes() []ControlRoute {
 		{"POST", "/control/bots/{bot_id}/tokens", "", "{token} (a new token; the old ones keep working)", s.withBot(s.ctlAddToken)},
 		{"POST", "/control/bots/{bot_id}/revoke-token", "", "{token} (@BotFather /revoke: a new token, every other one answers 401)", s.withBot(s.ctlReplaceToken)},
 		{"GET", "/control/violations", "", "{per_bot, per_chat, bots:{\"<id>\":{per_bot, per_chat}}}", s.ctlViolations},
+		{"POST", "/control/bots/{bot_id}/webhook", `{url}`, "WebhookInfo (the webhook set by hand, no secret; \"\" removes it)", s.withBot(s.ctlSetWebhook)},
+		{"POST", "/control/bots/{bot_id}/revoke", "", "BotInfo with the new token (the old one answers 401)", s.withBot(s.ctlRevokeToken)},
 	}
 }
 

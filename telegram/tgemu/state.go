@@ -85,6 +85,7 @@ type WebhookInfo struct {
 	LastErrorMessage     string   `json:"last_error_message,omitempty"`
 	MaxConnections       int      `json:"max_connections,omitempty"`
 	AllowedUpdates       []string `json:"allowed_updates,omitempty"`
+	IPAddress            string   `json:"ip_address,omitempty"`
 	SecretToken          string   `json:"-"` // never serialised: the control API must not leak it
 }
 
@@ -200,6 +201,7 @@ func (b *bot) webhookInfoLocked() WebhookInfo {
 	}
 	if b.hookURL != "" {
 		wi.MaxConnections = b.hookMaxConn
+		wi.IPAddress = webhookIP(b.hookURL)
 	}
 	if b.allowed != nil {
 		wi.AllowedUpdates = append([]string(nil), b.allowed...)
