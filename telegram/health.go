@@ -434,47 +434,11 @@ func (s *Service) recordHealth(ctx context.Context, b Bot, h Health) error {
 	return nil
 }
 
-// registerWebhook registers b's webhook at Telegram again: setWebhook with WebhookURL(b.ID),
-// a new secret_token, AllowedUpdates and max_connections 40 (pending updates kept), then
-// stores the new secret's hash, the URL and webhook_status active, and invalidates the bot
-// cache. setWebhook goes first: until the row is stored (milliseconds) deliveries carrying
-// the new secret answer 401 and Telegram delivers them again later, so nothing is lost. A
-// setWebhook failure stores webhook_status failed with Telegram's description and leaves the
-// secret as it was (Telegram keeps the old one on an error) and returns the classified error
-// (classifyTelegram).
-//
-// TODO(lead): the lifecycle work (token rotation) may expose the same step as
-// RegisterWebhook; this one should then call it.
+// registerWebhook registers b's webhook again with a new secret (RegisterWebhook: the next
+// secret is accepted before setWebhook, so no delivery is refused during the switch; a
+// refusal is recorded in webhook_status/webhook_error).
 func (s *Service) registerWebhook(ctx context.Context, b Bot) error {
-	api, err := s.apiBotFor(b)
-	if err != nil {
-		return fmt.Errorf("open bot token: %w", err)
-	}
-	secret, hash, err := newWebhookSecret()
-	if err != nil {
-		return fmt.Errorf("webhook secret: %w", err)
-	}
-	url := s.WebhookURL(b.ID)
-	_, tgErr := api.SetWebhookWithContext(ctx, url, &gotgbot.SetWebhookOpts{
-		SecretToken: secret, AllowedUpdates: AllowedUpdates, MaxConnections: 40,
-	})
-	q := s.db.NewUpdate().Model((*Bot)(nil)).Set("updated_at = now()").Where("id = ?", b.ID).Where("deleted_at IS NULL")
-	if tgErr != nil {
-		msg := "setWebhook: " + safeTelegramError(tgErr)
-		s.log.WarnContext(ctx, "telegram: setWebhook failed", "bot_app_id", b.ID.String(), "error", msg)
-		q = q.Set("webhook_status = ?", WebhookFailed).Set("webhook_error = ?", msg)
-	} else {
-		q = q.Set("webhook_secret_hash = ?", hash).Set("webhook_url = ?", url).
-			Set("webhook_status = ?", WebhookActive).Set("webhook_error = ''")
-	}
-	if _, err := q.Exec(ctx); err != nil {
-		return apperr.Classify(fmt.Errorf("store webhook: %w", err))
-	}
-	s.invalidateBot(ctx, b.ID)
-	if tgErr != nil {
-		return classifyTelegram(tgErr)
-	}
-	return nil
+	return s.RegisterWebhook(ctx, b)
 }
 
 // lockSync takes the per-bot sync lock in Redis (SET NX, expiring after twice the Bot API
@@ -521,21 +485,20 @@ func (s *Service) HandleHealthCheck(ctx context.Context, _ *asynq.Task) error {
 	return err
 }
 
-// CheckAllBots checks every active bot (deleted_at unset), page by page (healthPage per
+// CheckAllBots checks every active bot (status active, deleted_at unset), page by page (healthPage per
 // query) with healthConcurrency bots at a time, and records each one's health. A bot whose
 // webhook drifted (webhook_not_set, webhook_url_mismatch: someone called setWebhook or
 // deleteWebhook by hand, or PUBLIC_BASE_URL changed) gets its webhook registered again
 // (registerWebhook) and is checked once more; a bot being synced at that moment is left to
 // its sync. checked counts the bots checked, repaired the webhooks registered again.
 // Errors: PostgreSQL failures (the counts so far are returned with it).
-//
-// TODO(lead): once bots have a status (active | disabled | invalid_token), check only
-// status = 'active' here.
+// Disabled and invalid_token bots are left alone (POST .../validate and .../sync still
+// check them on demand).
 func (s *Service) CheckAllBots(ctx context.Context) (checked, repaired int, err error) {
 	after := uuid.Nil
 	for {
 		var bots []Bot
-		err := s.db.NewSelect().Model(&bots).Where("b.deleted_at IS NULL").Where("b.id > ?", after).
+		err := s.db.NewSelect().Model(&bots).Where("b.deleted_at IS NULL").Where("b.status = ?", BotActive).Where("b.id > ?", after).
 			OrderExpr("b.id").Limit(healthPage).Scan(ctx)
 		if err != nil {
 			return checked, repaired, apperr.Classify(fmt.Errorf("health check: list bots: %w", err))
