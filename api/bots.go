@@ -1,6 +1,7 @@
 package api
 
 import (
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -139,6 +140,7 @@ func (s *server) updateBot(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	s.resumeBotBroadcasts(c, b)
 	return c.JSON(http.StatusOK, toBotResponse(b))
 }
 
@@ -204,6 +206,7 @@ func (s *server) validateBot(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	s.resumeBotBroadcasts(c, v.Bot)
 	resp := botValidationResponse{Valid: v.Valid, Error: v.Error, Bot: toBotResponse(v.Bot)}
 	if v.Valid {
 		ident := toBotIdentity(v.Me)
@@ -227,4 +230,19 @@ func (s *server) validateToken(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, toBotIdentity(me))
+}
+
+// resumeBotBroadcasts resumes, once bot b is active, its broadcasts that paused because it
+// was not (broadcast.ResumeBotBroadcasts). A failure is only logged: the broadcast sweep
+// resumes them within its interval.
+func (s *server) resumeBotBroadcasts(c echo.Context, b telegram.Bot) {
+	if s.d.Broadcasts == nil || b.Status != telegram.BotActive {
+		return
+	}
+	ctx := c.Request().Context()
+	if n, err := s.d.Broadcasts.ResumeBotBroadcasts(ctx, b.ID); err != nil {
+		slog.WarnContext(ctx, "api: resume the bot's broadcasts failed; the sweep resumes them", "bot_app_id", b.ID.String(), "error", err)
+	} else if n > 0 {
+		slog.InfoContext(ctx, "api: bot active again, broadcasts resumed", "bot_app_id", b.ID.String(), "broadcasts", n)
+	}
 }

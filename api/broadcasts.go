@@ -75,7 +75,7 @@ func toBroadcastResponse(b broadcast.Broadcast, n broadcast.Counts) broadcastRes
 		Sent: n.Sent, Failed: n.Failed, Pending: n.Pending, Deferred: n.Deferred, Cancelled: n.Cancelled, Skipped: n.Skipped,
 		CreatedAt: utc(b.CreatedAt), UpdatedAt: utc(b.UpdatedAt),
 		StartedAt: timeOrNil(b.StartedAt), CompletedAt: timeOrNil(b.CompletedAt), Segment: b.Segment,
-		broadcastControlView: toBroadcastControlView(b, n, time.Now()),
+		broadcastControlView:    toBroadcastControlView(b, n, time.Now()),
 		broadcastTimingResponse: toBroadcastTimingResponse(b),
 	}
 	if b.Content != nil {

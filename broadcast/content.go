@@ -1,7 +1,6 @@
 package broadcast
 
 import (
-
 	"github.com/botfleet/botfleet/internal/textvars"
 	"github.com/botfleet/botfleet/telegram"
 )
@@ -75,4 +74,3 @@ func personalise(tpl *telegram.MessageTemplate, base telegram.Outgoing, rows []c
 	}
 	return msgs, bad
 }
-

@@ -651,3 +651,63 @@ func (s *Service) recordBatch(ctx context.Context, id uuid.UUID, rs []result) bo
 	}
 	return running
 }
+
+// PauseReasonBotInactive starts the pause_reason of a broadcast paused because its bot is
+// not active (disabled by the tenant, or invalid_token after Telegram answered 401 to its
+// token), e.g. "bot not active: bot disabled". ResumeBotBroadcasts resumes exactly those.
+const PauseReasonBotInactive = "bot not active: "
+
+// pauseForBot pauses running broadcast id because its bot is not active (reason says why,
+// after PauseReasonBotInactive). A broadcast that is no longer running is left as it is.
+func (s *Service) pauseForBot(ctx context.Context, id uuid.UUID, reason string) error {
+	err := s.Pause(context.WithoutCancel(ctx), id, PauseReasonBotInactive+reason)
+	if err != nil && apperr.KindOf(err) == apperr.KindConflict {
+		return nil
+	}
+	return err
+}
+
+// ResumeBotBroadcasts resumes the broadcasts of bot botID that were paused because the bot
+// was not active (pause_reason starting with PauseReasonBotInactive), once it is active
+// again: they run again from where they stopped. Broadcasts paused by the tenant or by
+// auto-pause stay paused. It returns how many it resumed. Errors: apperr.ErrUnavailable.
+func (s *Service) ResumeBotBroadcasts(ctx context.Context, botID uuid.UUID) (int, error) {
+	var rows []struct {
+		ID     uuid.UUID `bun:",type:uuid"`
+		SendAt time.Time `bun:",nullzero"`
+	}
+	err := s.db.NewUpdate().Model((*Broadcast)(nil)).
+		Set("status = CASE WHEN send_at > now() OR started_at IS NULL THEN ? ELSE ? END", StatusScheduled, StatusRunning).
+		Set("pause_reason = ''").Set("paused_at = NULL").
+		Set("error_streak = 0").Set("error_streak_kind = ''").Set("updated_at = now()").
+		Where("bot_id = ?", botID).Where("status = ?", StatusPaused).
+		Where("starts_with(pause_reason, ?)", PauseReasonBotInactive).
+		Returning("id, send_at").Scan(ctx, &rows)
+	if err != nil {
+		return 0, apperr.Classify(fmt.Errorf("resume bot broadcasts: %w", err))
+	}
+	for _, r := range rows {
+		if err := s.enqueueRunAt(ctx, r.ID, r.SendAt, false); err != nil {
+			s.log.WarnContext(ctx, "broadcast: enqueue resumed run failed; the sweep starts it", "broadcast_id", r.ID, "error", err)
+		}
+	}
+	return len(rows), nil
+}
+
+// resumeActiveBots resumes (as ResumeBotBroadcasts) every broadcast paused because its bot
+// was not active whose bot is active again, however it became so (PUT status, a token
+// rotation, validate), so that the sweep's runnable pass starts them. It returns how many.
+func resumeActiveBots(ctx context.Context, db *bun.DB) (int, error) {
+	res, err := db.NewRaw(`UPDATE broadcasts AS b
+SET status = CASE WHEN b.send_at > now() OR b.started_at IS NULL THEN ? ELSE ? END,
+    pause_reason = '', paused_at = NULL, error_streak = 0, error_streak_kind = '', updated_at = now()
+FROM bots
+WHERE bots.id = b.bot_id AND bots.status = ? AND bots.deleted_at IS NULL
+  AND b.status = ? AND starts_with(b.pause_reason, ?)`,
+		StatusScheduled, StatusRunning, telegram.BotActive, StatusPaused, PauseReasonBotInactive).Exec(ctx)
+	if err != nil {
+		return 0, apperr.Classify(fmt.Errorf("resume broadcasts of active bots: %w", err))
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}

@@ -362,18 +362,19 @@ func TestService_AutoPause(t *testing.T) {
 	e := newEnv(t, envOptions{maxRetries: 0})
 	tn := e.tenant("a")
 
-	t.Run("401 pauses with the reason", func(t *testing.T) {
+	t.Run("the same bot-wide error pauses with the reason", func(t *testing.T) {
 		b := e.bot(tn, 0)
 		cs := e.contactsOf(b, 120)
-		// The token was revoked: Telegram answers 401 to every call.
-		e.emu.AddFault(b.emuID, tgemu.Fault{Kind: tgemu.FaultUnauthorized})
+		// Telegram fails every call the same way (a 401, the token revoked, pauses at once
+		// instead: TestService_HandleRun_TokenRevoked).
+		e.emu.AddFault(b.emuID, tgemu.Fault{Kind: tgemu.FaultServerError})
 		bc := e.createWith(b, newBroadcast(b, cs, "hello", Schedule{MaxConsecutiveErrors: ptr(maxErrs)}))
 		if err := e.run(bc.ID); err != nil {
 			t.Fatalf("HandleRun = %v, want nil (paused: the run stops)", err)
 		}
 		got, counts := e.get(b, bc.ID)
 		calls := len(e.emu.Calls(b.emuID, "sendMessage"))
-		want := "401 Unauthorized after "
+		want := "500 Internal Server Error after "
 		if got.Status != StatusPaused || !strings.HasPrefix(got.PauseReason, want) || !strings.HasSuffix(got.PauseReason, " consecutive failures") {
 			t.Fatalf("broadcast %s reason %q, want paused %q…", got.Status, got.PauseReason, want)
 		}

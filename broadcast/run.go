@@ -96,6 +96,11 @@ func (s *Service) run(ctx context.Context, id uuid.UUID) error {
 		log.WarnContext(ctx, "broadcast: bot deleted, broadcast failed", "bot_app_id", b.BotID.String())
 		return failBroadcast(context.WithoutCancel(ctx), s.db, id, errBotDeleted)
 	}
+	if bot.Status != "" && bot.Status != telegram.BotActive {
+		// A disabled bot, or one whose token Telegram rejected, sends nothing: its broadcast
+		// pauses (nothing dropped) and resumes when the bot is active again.
+		return s.pauseForBot(ctx, id, "bot "+bot.Status)
+	}
 	if ok, err := markRunning(ctx, s.db, id); err != nil || !ok {
 		return apperr.Classify(err)
 	}
@@ -156,6 +161,9 @@ func (s *Service) run(ctx context.Context, id uuid.UUID) error {
 		if cr.stopped {
 			log.InfoContext(ctx, "broadcast: run stopped, broadcast no longer running", "sent", sent)
 			return nil
+		}
+		if cr.botInactive != "" {
+			return s.pauseForBot(ctx, id, cr.botInactive)
 		}
 		if cr.waitUntil.After(waitUntil) {
 			waitUntil = cr.waitUntil
@@ -226,6 +234,9 @@ type chunkResult struct {
 	waitUntil  time.Time // latest end of a bot-wide wait (429 pause, slots too far), zero if none
 	deferUntil time.Time // the daily limit resets then, zero if it was not hit
 	stopped    bool      // the broadcast stopped running (paused, cancelled) during the chunk
+	// botInactive is the reason when a send found the bot not active (disabled, or its
+	// token rejected by a 401): the run pauses the broadcast.
+	botInactive string
 }
 
 // sendChunk sends msg to the claimed rows of broadcast id through telegram.SendBatch (one
@@ -281,6 +292,9 @@ func (s *Service) sendChunk(ctx context.Context, id uuid.UUID, bot telegram.Bot,
 		case telegram.OutcomeSent:
 			cr.sent++
 		case telegram.OutcomeWait:
+			if out.BotInactive && cr.botInactive == "" {
+				cr.botInactive = out.Err
+			}
 			// A busy chat only delays its own recipient; a pause or far slots stop the run.
 			if out.RetryAfter > 0 && !out.ChatBusy {
 				if u := time.Now().Add(out.RetryAfter); u.After(cr.waitUntil) {
@@ -440,6 +454,11 @@ func (s *Service) HandleSweep(ctx context.Context, _ *asynq.Task) error {
 		if _, err := queue.Enqueue(ctx, s.queue, s.insp, t, QueueBroadcast, rescueID, asynq.TaskID(rescueID)); err != nil && firstErr == nil {
 			firstErr = err
 		}
+	}
+	if n, err := resumeActiveBots(ctx, s.db); err != nil {
+		return err
+	} else if n > 0 {
+		s.log.InfoContext(ctx, "broadcast: bots active again, their paused broadcasts resumed", "broadcasts", n)
 	}
 	after := uuid.Nil
 	for {

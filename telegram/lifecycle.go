@@ -63,7 +63,7 @@ func inactiveOutcome(bot Bot, chatID int64) (Outcome, bool) {
 	if bot.Status == "" || bot.Status == BotActive {
 		return Outcome{}, true
 	}
-	return Outcome{Status: OutcomeWait, ChatID: chatID, RetryAfter: InactiveBotRetry, Err: "bot " + bot.Status + ": nothing is sent until it is active again"}, false
+	return Outcome{Status: OutcomeWait, ChatID: chatID, RetryAfter: InactiveBotRetry, BotInactive: true, Err: "bot " + bot.Status + ": nothing is sent until it is active again"}, false
 }
 
 // validateStatus checks a status set by the tenant (field "status"): "active" or

@@ -70,6 +70,10 @@ type Outcome struct {
 	RetryAfter time.Duration
 	// Until is when the daily limit resets (OutcomeDeferred): the next UTC midnight.
 	Until time.Time
+	// BotInactive marks an OutcomeWait because the bot is not active: it was disabled, or its
+	// token was rejected (a 401 answer marked it invalid_token). Nothing was sent; a
+	// broadcast pauses instead of waiting (broadcast.PauseReasonBotInactive).
+	BotInactive bool
 	// ChatBusy marks an OutcomeWait that concerns this chat only (the per-chat limit): other
 	// chats of the bot can be sent to meanwhile.
 	ChatBusy bool
@@ -242,7 +246,7 @@ func (s *Service) deliver(ctx context.Context, bot Bot, chatID int64, msg Outgoi
 		return s.sendOnce(ctx, bot, newID, msg, opts, log.With("chat_id", newID), false)
 	case tgErr.Code == 401: // the token was revoked: the bot waits, nothing is dropped
 		s.markTokenInvalid(context.WithoutCancel(ctx), bot, log)
-		return Outcome{Status: OutcomeWait, ChatID: chatID, RetryAfter: InactiveBotRetry, Err: "bot token rejected by Telegram (" + desc + "): bot marked invalid_token"}
+		return Outcome{Status: OutcomeWait, ChatID: chatID, RetryAfter: InactiveBotRetry, BotInactive: true, Err: "bot token rejected by Telegram (401 " + desc + "): bot marked invalid_token"}
 	case tgErr.Code >= 500:
 		return Outcome{Status: OutcomeRetry, ChatID: chatID, Err: desc}
 	default: // 400, 404 and any other client error: permanent.
