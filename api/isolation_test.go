@@ -188,6 +188,45 @@ func isolationCases() map[string]isoCase {
 			}
 		}},
 
+		// Reply templates (bot_templates.go): A's bot answers 404 bot_not_found for every key,
+		// built-in or tenant-defined, and nothing is saved, locked or sent.
+		"GET /telegram/v1/bots/:bot_app_id/templates/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/templates/", nil, nil)}
+		}},
+		"GET /telegram/v1/bots/:bot_app_id/templates/:key/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{
+				botNF("A's bot, welcome", "/telegram/v1/bots/"+ids.Bot.String()+"/templates/welcome/", nil, nil),
+				botNF("A's bot, tenant key", "/telegram/v1/bots/"+ids.Bot2.String()+"/templates/status/", nil, nil),
+			}
+		}},
+		"PUT /telegram/v1/bots/:bot_app_id/templates/:key/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{
+				botNF("A's bot, welcome", "/telegram/v1/bots/"+ids.Bot.String()+"/templates/welcome/", nil, map[string]any{"text": "stolen {first_name}"}),
+				botNF("A's bot, new key", "/telegram/v1/bots/"+ids.Bot2.String()+"/templates/status/", nil, map[string]any{"text": "stolen", "command": "status"}),
+			}
+		}},
+		"DELETE /telegram/v1/bots/:bot_app_id/templates/:key/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/templates/status/", nil, nil)}
+		}},
+		"GET /telegram/v1/bots/:bot_app_id/templates/:key/history/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/templates/welcome/history/", nil, nil)}
+		}},
+		"POST /telegram/v1/bots/:bot_app_id/templates/:key/rollback/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/templates/welcome/rollback/", nil, map[string]any{"version": 1})}
+		}},
+		"POST /telegram/v1/bots/:bot_app_id/templates/:key/reset/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/templates/welcome/reset/", nil, nil)}
+		}},
+		"POST /telegram/v1/bots/:bot_app_id/templates/:key/lock/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/templates/welcome/lock/", nil, nil)}
+		}},
+		"DELETE /telegram/v1/bots/:bot_app_id/templates/:key/lock/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/templates/welcome/lock/", nil, nil)}
+		}},
+		"POST /telegram/v1/bots/:bot_app_id/templates/:key/test/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/templates/welcome/test/", nil, map[string]any{"chat_id": 7001})}
+		}},
+
 		"GET /contacts/": {reqs: func(ids isoIDs, fx *isoFixture) []isoRequest {
 			return []isoRequest{
 				list("list", "/contacts/", nil),
