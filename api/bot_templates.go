@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -280,9 +281,10 @@ func (s *server) unlockTemplate(c echo.Context) error {
 
 // testTemplate sends the template with sample values to chat_id now. The API key's test
 // sends are limited to TemplateTestSendLimit per minute (429 rate_limited with
-// Retry-After); a send Telegram refused is 502 telegram_error with details {status,
-// description}; a send that must wait (rate limits, Telegram's 429, daily_limit) is 429
-// with Retry-After. Nothing of it is stored.
+// Retry-After); a send Telegram refused for good (400 chat not found, 403 blocked) is 422
+// test_send_failed with details {field: chat_id, status, description}; Telegram unreachable
+// or 5xx is 502 telegram_unavailable; a send that must wait (rate limits, Telegram's 429,
+// daily_limit) is 429 send_deferred with Retry-After. Nothing of it is stored.
 func (s *server) testTemplate(c echo.Context) error {
 	tid, botID, key, err := templatePath(c)
 	if err != nil {
@@ -296,15 +298,10 @@ func (s *server) testTemplate(c echo.Context) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	// The template must exist before a test send is counted.
-	if _, err := s.d.Telegram.GetTemplate(ctx, tid, botID, key); err != nil {
-		return err
-	}
-	if err := s.allowTemplateTest(c, ed); err != nil {
-		return err
-	}
-	res, err := s.d.Telegram.TestTemplate(ctx, tid, botID, key, req.ChatID)
+	// Only a test send that passed every check is counted (allow runs just before Send).
+	res, err := s.d.Telegram.TestTemplate(c.Request().Context(), tid, botID, key, req.ChatID, func() error {
+		return s.allowTemplateTest(c, ed)
+	})
 	if err != nil {
 		return err
 	}
@@ -321,9 +318,11 @@ func (s *server) testTemplate(c echo.Context) error {
 		c.Response().Header().Set("Retry-After", strconv.Itoa(ceilSeconds(wait, 1)))
 		return apperr.New(apperr.KindRateLimited, "send_deferred", "the message was not sent now: "+out.Err).
 			WithDetails(map[string]any{"status": string(out.Status), "description": out.Err})
-	default:
-		return telegram.ErrTelegramError.WithMessage("Telegram did not accept the test message: %s", out.Err).
-			WithDetails(map[string]any{"status": string(out.Status), "description": out.Err})
+	case telegram.OutcomeFailed, telegram.OutcomeBlocked:
+		return apperr.Invalid("test_send_failed", "Telegram refused the test message: "+out.Err).
+			WithDetails(map[string]any{"field": "chat_id", "status": string(out.Status), "description": out.Err})
+	default: // retryable: Telegram could not be reached or answered 5xx
+		return telegram.ErrTelegramDown.Wrap(errors.New(out.Err))
 	}
 }
 

@@ -722,11 +722,13 @@ func templateLookup(botName string, vars map[string]string) textvars.Lookup {
 }
 
 // TestTemplate renders key with sample values (SampleLookup) and sends it to chatID now
-// through the bot's normal send path (Send: limits, daily limit, classification). The
-// Outcome tells what Telegram answered. Errors: ErrBotNotFound, ErrTemplateNotFound,
-// 422 invalid_field (field key) when the template's text is empty (unknown_command by
+// through the bot's normal send path (Send: limits, daily limit, classification). allow
+// (nil: none) is called once every check passed, just before the send; its error is returned
+// as is and nothing is sent (the caller's quota of test sends). The Outcome tells what
+// Telegram answered. Errors: ErrBotNotFound, ErrTemplateNotFound, 422 invalid_field (field
+// chat_id when 0; field key when the template's text is empty, as unknown_command's
 // default), apperr.ErrUnavailable.
-func (s *Service) TestTemplate(ctx context.Context, tenantID, botID uuid.UUID, key string, chatID int64) (TemplateTestResult, error) {
+func (s *Service) TestTemplate(ctx context.Context, tenantID, botID uuid.UUID, key string, chatID int64, allow func() error) (TemplateTestResult, error) {
 	bot, err := s.GetBot(ctx, tenantID, botID)
 	if err != nil {
 		return TemplateTestResult{}, err
@@ -748,6 +750,11 @@ func (s *Service) TestTemplate(ctx context.Context, tenantID, botID uuid.UUID, k
 	msg, reason := mt.RenderFor(SampleLookup(bot.Name, t.Variables))
 	if reason != "" {
 		return TemplateTestResult{}, validate.Field("key", "the template %q cannot be sent: %s", key, reason)
+	}
+	if allow != nil {
+		if err := allow(); err != nil {
+			return TemplateTestResult{}, err
+		}
 	}
 	out := s.Send(ctx, bot, chatID, msg)
 	return TemplateTestResult{Text: msg.Text, ParseMode: msg.ParseMode, Outcome: out}, nil
