@@ -48,7 +48,8 @@ func TestService_ReplyTemplates_Cache(t *testing.T) {
 	ctx := context.Background()
 	tn := e.tenant(t, "acme")
 	editorKey := tenant.Key{ID: uuid.New(), Name: "ci", Scopes: []string{tenant.ScopeRead, tenant.ScopeWrite}}
-	worker := e.newService(t, e.db, e.queue)
+	counter := &templateQueryCounter{}
+	worker := e.newService(t, e.db.WithQueryHook(counter), e.queue) // the worker's queries are counted
 	defer worker.Close()
 	worker.WarmBotCache()
 	waitFor(t, 3*time.Second, "subscription up", worker.BotCacheSubscribed)
@@ -64,8 +65,6 @@ func TestService_ReplyTemplates_Cache(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond) // let the invalidations of the edits pass
 
-	counter := &templateQueryCounter{}
-	e.db.AddQueryHook(counter)
 	next := int64(100)
 	start := func(b hookedBot, text string) {
 		next++
