@@ -517,7 +517,9 @@ type contactState struct {
 //   - message: upserts the contact of the chat (identity from `from`), records the inbound
 //     message (text or caption) and answers the commands of BotCommands: /start greets by
 //     first name and unblocks a contact that had opted out, /help lists the commands, /stop
-//     blocks the contact (opted out of broadcasts) and confirms. Commands addressed to
+//     blocks the contact (opted out of broadcasts) and confirms; the texts are the bot's reply
+//     templates (welcome, help, stop, tenant-defined commands, unknown_command: templates.go)
+//     or the built-in defaults. Commands addressed to
 //     another bot ("/start@other_bot") and plain text get no reply. Replies are queued
 //     outbound messages (kind "reply"), sent by the telegram:send task after the commit:
 //     Telegram is never called inside the transaction.
