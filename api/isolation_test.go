@@ -455,6 +455,11 @@ func TestIsolation_EveryRoute(t *testing.T) {
 	ids.APIKey = keyAIdentity.ID
 	r = te.do(http.MethodPost, "/api-keys/", keyA, map[string]any{"name": "A's ci key", "scopes": []string{"read"}})
 	mustStatus(t, r, http.StatusCreated)
+	// A's reply templates: an edited welcome, a tenant-defined /status, and a held lock (the
+	// snapshot shows that none of B's template requests touched them).
+	mustStatus(t, te.do(http.MethodPut, "/telegram/v1/bots/"+ids.Bot.String()+"/templates/welcome/", keyA, map[string]any{"text": "A's welcome {first_name}"}), http.StatusOK)
+	mustStatus(t, te.do(http.MethodPut, "/telegram/v1/bots/"+ids.Bot2.String()+"/templates/status/", keyA, map[string]any{"text": "A's status", "command": "status"}), http.StatusCreated)
+	mustStatus(t, te.do(http.MethodPost, "/telegram/v1/bots/"+ids.Bot.String()+"/templates/welcome/lock/", keyA, nil), http.StatusOK)
 	fx.broadcastFor = func(bot *uuid.UUID, recipients ...uuid.UUID) map[string]any {
 		b := map[string]any{"name": "A's spring sale", "platform": "TELEGRAM", "message_text": "A's offer", "recipients": recipients}
 		if bot != nil {
