@@ -150,3 +150,34 @@ func TestService_TemplateLockExpiry(t *testing.T) {
 		t.Fatalf("bob locks after expiry: %+v %v", l, err)
 	}
 }
+
+// TestService_ReplyTemplates_Fallback: a template that cannot be sent to one contact once its
+// values are inserted (over 4,096 characters here) answers that contact with the built-in
+// default; other contacts get the template.
+func TestService_ReplyTemplates_Fallback(t *testing.T) {
+	e := newBotEnv(t)
+	ctx := context.Background()
+	tn := e.tenant(t, "acme")
+	b := e.hookedBot(t, tn, "Shop")
+	ed := tenant.Key{ID: uuid.New(), Name: "ci"}
+	if _, _, err := e.svc.PutTemplate(ctx, tn, b.ID, telegram.TemplateWelcome, ed,
+		telegram.TemplateEdit{Text: "Hi {first_name}, about you: {attributes.bio|nothing yet}"}); err != nil {
+		t.Fatal(err)
+	}
+	// Ann's contact exists with a huge bio; Bob has none.
+	ev := e.ingest(t, b, 1, messageUpdate(1, 42, "private", ann, "hello", "[]"))
+	e.mustProcess(t, ev.ID)
+	if _, err := e.db.NewRaw("UPDATE contacts SET attributes = jsonb_build_object('bio', repeat('x', 5000)) WHERE bot_id = ? AND telegram_chat_id = 42", b.ID).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bob := `{"id":43,"is_bot":false,"first_name":"Bob"}`
+	e.ingest(t, b, 2, messageUpdate(2, 42, "private", ann, "/start", cmdEntity("/start")))
+	e.ingest(t, b, 3, messageUpdate(3, 43, "private", bob, "/start", cmdEntity("/start")))
+	e.processAll(t)
+	if text, _ := e.lastReply(t, b.ID, 42); text != telegram.StartReplyText("Ann", "Shop") {
+		t.Fatalf("Ann (too long): %q", text)
+	}
+	if text, _ := e.lastReply(t, b.ID, 43); text != "Hi Bob, about you: nothing yet" {
+		t.Fatalf("Bob: %q", text)
+	}
+}
