@@ -225,6 +225,45 @@ func isolationCases() map[string]isoCase {
 			}
 		}},
 
+		// Reply templates (bot_templates.go): A's bot answers 404 bot_not_found for every key,
+		// built-in or tenant-defined, and nothing is saved, locked or sent.
+		"GET /telegram/v1/bots/:bot_app_id/templates/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/templates/", nil, nil)}
+		}},
+		"GET /telegram/v1/bots/:bot_app_id/templates/:key/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{
+				botNF("A's bot, welcome", "/telegram/v1/bots/"+ids.Bot.String()+"/templates/welcome/", nil, nil),
+				botNF("A's bot, tenant key", "/telegram/v1/bots/"+ids.Bot2.String()+"/templates/status/", nil, nil),
+			}
+		}},
+		"PUT /telegram/v1/bots/:bot_app_id/templates/:key/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{
+				botNF("A's bot, welcome", "/telegram/v1/bots/"+ids.Bot.String()+"/templates/welcome/", nil, map[string]any{"text": "stolen {first_name}"}),
+				botNF("A's bot, new key", "/telegram/v1/bots/"+ids.Bot2.String()+"/templates/status/", nil, map[string]any{"text": "stolen", "command": "status"}),
+			}
+		}},
+		"DELETE /telegram/v1/bots/:bot_app_id/templates/:key/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/templates/status/", nil, nil)}
+		}},
+		"GET /telegram/v1/bots/:bot_app_id/templates/:key/history/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/templates/welcome/history/", nil, nil)}
+		}},
+		"POST /telegram/v1/bots/:bot_app_id/templates/:key/rollback/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/templates/welcome/rollback/", nil, map[string]any{"version": 1})}
+		}},
+		"POST /telegram/v1/bots/:bot_app_id/templates/:key/reset/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/templates/welcome/reset/", nil, nil)}
+		}},
+		"POST /telegram/v1/bots/:bot_app_id/templates/:key/lock/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/templates/welcome/lock/", nil, nil)}
+		}},
+		"DELETE /telegram/v1/bots/:bot_app_id/templates/:key/lock/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/templates/welcome/lock/", nil, nil)}
+		}},
+		"POST /telegram/v1/bots/:bot_app_id/templates/:key/test/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/templates/welcome/test/", nil, map[string]any{"chat_id": 7001})}
+		}},
+
 		"GET /contacts/": {reqs: func(ids isoIDs, fx *isoFixture) []isoRequest {
 			return []isoRequest{
 				list("list", "/contacts/", nil),
@@ -475,6 +514,11 @@ func TestIsolation_EveryRoute(t *testing.T) {
 	ids.APIKey = keyAIdentity.ID
 	r = te.do(http.MethodPost, "/api-keys/", keyA, map[string]any{"name": "A's ci key", "scopes": []string{"read"}})
 	mustStatus(t, r, http.StatusCreated)
+	// A's reply templates: an edited welcome, a tenant-defined /status, and a held lock (the
+	// snapshot shows that none of B's template requests touched them).
+	mustStatus(t, te.do(http.MethodPut, "/telegram/v1/bots/"+ids.Bot.String()+"/templates/welcome/", keyA, map[string]any{"text": "A's welcome {first_name}"}), http.StatusOK)
+	mustStatus(t, te.do(http.MethodPut, "/telegram/v1/bots/"+ids.Bot2.String()+"/templates/status/", keyA, map[string]any{"text": "A's status", "command": "status"}), http.StatusCreated)
+	mustStatus(t, te.do(http.MethodPost, "/telegram/v1/bots/"+ids.Bot.String()+"/templates/welcome/lock/", keyA, nil), http.StatusOK)
 	fx.broadcastFor = func(bot *uuid.UUID, recipients ...uuid.UUID) map[string]any {
 		b := map[string]any{"name": "A's spring sale", "platform": "TELEGRAM", "message_text": "A's offer", "recipients": recipients}
 		if bot != nil {

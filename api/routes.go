@@ -50,6 +50,18 @@ func (s *server) routes(e *echo.Echo) {
 	e.GET("/telegram/v1/bots/:bot_app_id/commands/", s.getBotCommands, tenant)
 	e.PUT("/telegram/v1/bots/:bot_app_id/commands/", s.putBotCommands, tenant)
 
+	// Reply templates of a bot, their history and edit locks (bot_templates.go).
+	e.GET("/telegram/v1/bots/:bot_app_id/templates/", s.listTemplates, tenant)
+	e.GET("/telegram/v1/bots/:bot_app_id/templates/:key/", s.getTemplate, tenant)
+	e.PUT("/telegram/v1/bots/:bot_app_id/templates/:key/", s.putTemplate, tenant)
+	e.DELETE("/telegram/v1/bots/:bot_app_id/templates/:key/", s.deleteTemplate, tenant)
+	e.GET("/telegram/v1/bots/:bot_app_id/templates/:key/history/", s.templateHistory, tenant)
+	e.POST("/telegram/v1/bots/:bot_app_id/templates/:key/rollback/", s.rollbackTemplate, tenant)
+	e.POST("/telegram/v1/bots/:bot_app_id/templates/:key/reset/", s.resetTemplate, tenant)
+	e.POST("/telegram/v1/bots/:bot_app_id/templates/:key/lock/", s.lockTemplate, tenant)
+	e.DELETE("/telegram/v1/bots/:bot_app_id/templates/:key/lock/", s.unlockTemplate, tenant)
+	e.POST("/telegram/v1/bots/:bot_app_id/templates/:key/test/", s.testTemplate, tenant)
+
 	e.GET("/contacts/", s.listContacts, tenant)
 	e.GET("/contacts/:id/", s.getContact, tenant)
 	e.PATCH("/contacts/:id/", s.patchContact, tenant)

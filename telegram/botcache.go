@@ -60,6 +60,8 @@ type botCache struct {
 	load func(ctx context.Context, id uuid.UUID) (Bot, error)
 	rdb  redis.UniversalClient
 	log  *slog.Logger
+	// onDrop, when set, is called with every id drop forgets (uuid.Nil: all), outside mu.
+	onDrop func(id uuid.UUID)
 
 	mu         sync.RWMutex
 	entries    map[uuid.UUID]botEntry
@@ -135,17 +137,25 @@ func (c *botCache) drop(id uuid.UUID) {
 	}
 	c.epoch++
 	c.mu.Unlock()
+	if c.onDrop != nil {
+		c.onDrop(id)
+	}
 }
 
 func (c *botCache) setSubscribed(up bool) {
 	c.mu.Lock()
+	cleared := false
 	if up && !c.subscribed {
 		// Invalidations published while we were not listening are lost: start afresh.
 		clear(c.entries)
 		c.epoch++
+		cleared = true
 	}
 	c.subscribed = up
 	c.mu.Unlock()
+	if cleared && c.onDrop != nil {
+		c.onDrop(uuid.Nil)
+	}
 }
 
 // start launches the subscriber on first use (no Redis: the cache stays in its 1-second

@@ -521,7 +521,9 @@ type contactState struct {
 //     message (text or caption) and answers the commands of BotCommands: /start greets by
 //     first name and clears the contact's opted_out and blocked (it can be reached: it just
 //     wrote), /help lists the commands, /stop sets opted_out (broadcasts skip the contact
-//     with reason "opted_out"; POST /messages/ refuses it) and confirms. Commands addressed to
+//     with reason "opted_out"; POST /messages/ refuses it) and confirms; the texts are the
+//     bot's reply templates (welcome, help, stop, tenant-defined commands, unknown_command:
+//     templates.go) or the built-in defaults. Commands addressed to
 //     another bot ("/start@other_bot") and plain text get no reply. Replies are queued
 //     outbound messages (kind "reply"), sent by the telegram:send task after the commit:
 //     Telegram is never called inside the transaction.
@@ -570,6 +572,12 @@ func (s *Service) processBatch(ctx context.Context, tx bun.Tx, evs []WebhookEven
 		states[chatKey{c.BotID, c.TelegramChatID}] = &contactState{contact: c, blocked: c.Blocked, optedOut: c.OptedOut}
 	}
 
+	// Reply templates of the batch's bots: cached, or one query for those not cached.
+	tpls, err := s.templatesFor(ctx, tx, plans)
+	if err != nil {
+		return res, post, err
+	}
+
 	// Walk the events in order: messages, replies, blocked changes, callbacks.
 	var msgs []contacts.Message
 	for _, p := range plans {
@@ -582,7 +590,7 @@ func (s *Service) processBatch(ctx context.Context, tx bun.Tx, evs []WebhookEven
 		}
 		switch p.kind {
 		case planMessage:
-			reply := s.onMessage(p, st)
+			reply, replyMode := s.onMessage(p, st, tpls[p.ev.BotID])
 			updateID := p.ev.UpdateID
 			text := p.msg.Text
 			if text == "" {
@@ -597,6 +605,7 @@ func (s *Service) processBatch(ctx context.Context, tx bun.Tx, evs []WebhookEven
 				out := contacts.Message{
 					ID: contacts.NewMessageID(), TenantID: p.ev.TenantID, BotID: p.ev.BotID, ContactID: &st.contact.ID, ChatID: p.msg.Chat.Id,
 					Direction: contacts.DirectionOutbound, Kind: contacts.KindReply, Status: contacts.StatusQueued, Text: reply,
+					ParseMode: replyMode,
 				}
 				msgs = append(msgs, out)
 				post.replies = append(post.replies, replyRef{id: out.ID, botID: p.ev.BotID})
@@ -630,11 +639,12 @@ func (s *Service) processBatch(ctx context.Context, tx bun.Tx, evs []WebhookEven
 }
 
 // onMessage applies the commands of message plan p to its contact's state and returns the
-// reply text ("" for none).
-func (s *Service) onMessage(p *eventPlan, st *contactState) string {
+// reply text ("" for none) and its parse mode: the bot's reply template of the command
+// rendered for the contact, or the built-in default (commandReply, templates_cache.go).
+func (s *Service) onMessage(p *eventPlan, st *contactState, tpls *botTemplates) (string, string) {
 	cmd, _, ok := parseCommand(p.msg, p.bot.Username)
 	if !ok {
-		return ""
+		return "", ""
 	}
 	switch cmd {
 	case "start":
@@ -643,22 +653,14 @@ func (s *Service) onMessage(p *eventPlan, st *contactState) string {
 			s.log.Info("telegram: contact resubscribed with /start", "bot_app_id", p.ev.BotID.String(),
 				"update_id", p.ev.UpdateID, "chat_id", p.key.chatID)
 		}
-		firstName := ""
-		if p.msg.From != nil {
-			firstName = p.msg.From.FirstName
-		}
-		return StartReplyText(firstName, p.bot.Name)
-	case "help":
-		return HelpReplyText()
 	case "stop":
 		if !st.optedOut {
 			st.optedOut, st.changed = true, true
 		}
 		s.log.Info("telegram: contact opted out with /stop", "bot_app_id", p.ev.BotID.String(),
 			"update_id", p.ev.UpdateID, "chat_id", p.key.chatID)
-		return StopReplyText
 	}
-	return ""
+	return s.commandReply(p, &st.contact, cmd, tpls)
 }
 
 // planEvents decides what each event will do (see processBatch).

@@ -174,6 +174,8 @@ type Service struct {
 	// in is the inbound path's state: bot cache, ingest group commit, event processors
 	// (botcache.go, ingest.go, process.go).
 	in *inbound
+	// tpl caches the bots' reply templates and holds the edit locks' clock (templates_cache.go).
+	tpl *templateCache
 }
 
 // New returns a Service. It fails when an encryption key is not 32 bytes.
@@ -210,6 +212,8 @@ func New(d Deps) (*Service, error) {
 		DailySeed: s.DailySent,
 	})
 	s.in = newInbound(s)
+	s.tpl = newTemplateCache()
+	s.in.bots.onDrop = s.tpl.drop // a bot dropped from the cache drops its reply templates
 	return s, nil
 }
 
