@@ -120,7 +120,7 @@ func (r createBroadcastRequest) toNewBroadcast() (broadcast.NewBroadcast, error)
 		Name: r.Name, Platform: r.Platform, MessageText: r.MessageText, ParseMode: r.ParseMode,
 		Recipients: ids, BotID: botID, Segment: r.Segment, Content: r.toContent(), Schedule: sc,
 	}
-	if err := r.broadcastTiming.apply(&nb); err != nil {
+	if err := r.apply(&nb); err != nil {
 		return broadcast.NewBroadcast{}, err
 	}
 	return nb, nil

@@ -102,7 +102,9 @@ func TestService_HandleRun_TokenRevoked(t *testing.T) {
 	if _, err := e.db.NewRaw("UPDATE bots SET status = 'active' WHERE id = ?", b.ID).Exec(e.ctx); err != nil {
 		t.Fatal(err)
 	}
-	e.tg.InvalidateBot(e.ctx, b.ID)
+	if err := e.tg.InvalidateBot(e.ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
 	if n, err := e.svc.ResumeBotBroadcasts(e.ctx, b.ID); err != nil || n != 1 {
 		t.Fatalf("ResumeBotBroadcasts = %d, %v; want 1", n, err)
 	}

@@ -55,7 +55,7 @@ const (
 	ReasonTokenRejected       = "token_rejected"       // failing: getMe answered 401/404
 	ReasonTelegramUnreachable = "telegram_unreachable" // failing: no answer from Telegram
 	ReasonTelegramError       = "telegram_error"       // failing: getMe answered another error
-	ReasonTokenBotMismatch    = "token_bot_mismatch"   // failing: the token belongs to another bot
+	ReasonTokenBotMismatch    = "token_bot_mismatch"   //nolint:gosec // G101: a reason code, not a credential; failing: the token belongs to another bot
 	ReasonWebhookNotSet       = "webhook_not_set"      // failing: getWebhookInfo url is empty
 	ReasonWebhookURLMismatch  = "webhook_url_mismatch" // failing: url is not the expected one
 	ReasonWebhookInfoFailed   = "webhook_info_failed"  // failing: getWebhookInfo failed
@@ -273,7 +273,7 @@ func (s *Service) LastHealth(ctx context.Context, tenantID uuid.UUID, botIDs ...
 		return out, nil
 	}
 	var rows []botHealthRow
-	err := s.db.NewSelect().Model(&rows).Where("bh.tenant_id = ?", tenantID).Where("bh.bot_id IN (?)", bun.In(botIDs)).Scan(ctx)
+	err := s.db.NewSelect().Model(&rows).Where("bh.tenant_id = ?", tenantID).Where("bh.bot_id IN (?)", bun.List(botIDs)).Scan(ctx)
 	if err != nil {
 		return nil, apperr.Classify(fmt.Errorf("last health: %w", err))
 	}
