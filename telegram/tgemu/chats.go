@@ -43,6 +43,9 @@ func (b *bot) getChat(_ context.Context, p params) apiResult {
 	if bad != nil {
 		return *bad
 	}
+	if c.group != "" { // AddGroup
+		return ok(jsChatFullInfo{jsChat: jsChat{ID: c.id(p), Type: "group", Title: c.group}})
+	}
 	return ok(jsChatFullInfo{jsChat: privateChat(c.user)})
 }
 
@@ -82,4 +85,10 @@ func (b *bot) getChatMemberCount(_ context.Context, p params) apiResult {
 		return *bad
 	}
 	return ok(2)
+}
+
+// id is the chat's id as chat_id named it (a known chat; parseChatID already passed).
+func (c *chatState) id(p params) int64 {
+	id, _ := parseChatID(p)
+	return id
 }

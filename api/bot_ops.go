@@ -1,0 +1,137 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/botfleet/botfleet/internal/apperr"
+	"github.com/botfleet/botfleet/telegram"
+)
+
+// testSendRequest is the body of POST /telegram/v1/bots/{id}/test/.
+type testSendRequest struct {
+	ChatID          int64  `json:"chat_id"`
+	Text            string `json:"text"`
+	ParseMode       string `json:"parse_mode"`
+	MessageThreadID int64  `json:"message_thread_id"`
+}
+
+// testSendResponse is the 200 answer of a test send Telegram accepted.
+type testSendResponse struct {
+	OK        bool  `json:"ok"`
+	MessageID int64 `json:"message_id"`
+	// ChatID is where the message went: the chat_id given, or the new supergroup id after
+	// Telegram's migrate_to_chat_id.
+	ChatID int64 `json:"chat_id"`
+}
+
+// Errors of a test send whose Outcome is not sent (see testSendError).
+var (
+	errTestSendWait        = apperr.New(apperr.KindRateLimited, "send_limited", "nothing was sent: a send limit applies; retry after the number of seconds in Retry-After")
+	errTestSendDaily       = apperr.New(apperr.KindRateLimited, "daily_limit_reached", "nothing was sent: the bot's daily_limit is used up for this UTC day")
+	errTestSendBotInactive = apperr.Conflict("bot_not_active", "nothing was sent: the bot is not active (disabled, or Telegram rejected its token)")
+	errTestSendUpstream    = apperr.New(apperr.KindUpstream, "telegram_unavailable", "Telegram could not be reached or failed; the message may not have been sent")
+)
+
+// testSend sends one message at once through the bot's normal send path (telegram.Service
+// TestSend: every limit applies) and answers Telegram's verdict:
+//   - 200 {ok, message_id, chat_id}: sent;
+//   - 422 telegram_refused: Telegram refused it (400 chat not found, 403 blocked, ...),
+//     details {field: "chat_id", error_code, description};
+//   - 429 send_limited (a rate limit, Telegram's 429, the chat's 1/s) or daily_limit_reached,
+//     with Retry-After in seconds: nothing was sent;
+//   - 409 bot_not_active with Retry-After: the bot is disabled or its token was rejected;
+//   - 502 telegram_unavailable: a network error or 5xx (the message may have arrived).
+func (s *server) testSend(c echo.Context) error {
+	tid, err := tenantID(c)
+	if err != nil {
+		return err
+	}
+	id, err := pathID(c, "bot_app_id", telegram.ErrBotNotFound)
+	if err != nil {
+		return err
+	}
+	var req testSendRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	out, err := s.d.Telegram.TestSend(c.Request().Context(), tid, id, telegram.TestMessage{
+		ChatID: req.ChatID, Text: req.Text, ParseMode: req.ParseMode, MessageThreadID: req.MessageThreadID,
+	})
+	if err != nil {
+		return err
+	}
+	if out.Status == telegram.OutcomeSent {
+		return c.JSON(http.StatusOK, testSendResponse{OK: true, MessageID: out.MessageID, ChatID: out.ChatID})
+	}
+	return testSendError(c, out)
+}
+
+// testSendError maps a test send's Outcome other than sent to an error, setting Retry-After
+// for the waits.
+func testSendError(c echo.Context, out telegram.Outcome) error {
+	retryAfter := func(d time.Duration) {
+		secs := int((d + time.Second - 1) / time.Second)
+		c.Response().Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+	}
+	switch out.Status {
+	case telegram.OutcomeFailed, telegram.OutcomeBlocked:
+		return telegram.ErrTelegramRefused.WithMessage("Telegram refused the message: %s", out.Err).
+			WithDetails(map[string]any{"field": "chat_id", "error_code": out.ErrorCode, "description": out.Err})
+	case telegram.OutcomeDeferred:
+		until := out.Until.UTC()
+		retryAfter(until.Sub(time.Now()))
+		return errTestSendDaily.WithDetails(map[string]any{"until": until.Format(time.RFC3339)})
+	case telegram.OutcomeWait:
+		retryAfter(out.RetryAfter)
+		if out.BotInactive {
+			return errTestSendBotInactive.WithDetails(map[string]any{"reason": out.Err})
+		}
+		return errTestSendWait.WithDetails(map[string]any{"reason": out.Err, "chat_busy": out.ChatBusy})
+	}
+	return errTestSendUpstream.WithDetails(map[string]any{"reason": out.Err})
+}
+
+// lookupChatRequest is the body of POST /telegram/v1/bots/{id}/lookup-chat/: exactly one of
+// chat_id and username.
+type lookupChatRequest struct {
+	ChatID   int64  `json:"chat_id"`
+	Username string `json:"username"`
+}
+
+// chatInfoResponse is a chat as Telegram's getChat and getChatMemberCount describe it.
+type chatInfoResponse struct {
+	ID          int64  `json:"id"`
+	Type        string `json:"type"`
+	Title       string `json:"title,omitempty"`
+	Username    string `json:"username,omitempty"`
+	FirstName   string `json:"first_name,omitempty"`
+	LastName    string `json:"last_name,omitempty"`
+	IsForum     bool   `json:"is_forum"`
+	MemberCount *int64 `json:"member_count"`
+}
+
+// lookupChat asks Telegram about a chat through the bot (telegram.Service LookupChat).
+func (s *server) lookupChat(c echo.Context) error {
+	tid, err := tenantID(c)
+	if err != nil {
+		return err
+	}
+	id, err := pathID(c, "bot_app_id", telegram.ErrBotNotFound)
+	if err != nil {
+		return err
+	}
+	var req lookupChatRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	ci, err := s.d.Telegram.LookupChat(c.Request().Context(), tid, id, req.ChatID, req.Username)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, chatInfoResponse{ID: ci.ID, Type: ci.Type, Title: ci.Title, Username: ci.Username,
+		FirstName: ci.FirstName, LastName: ci.LastName, IsForum: ci.IsForum, MemberCount: ci.MemberCount})
+}
