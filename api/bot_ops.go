@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/botfleet/botfleet/internal/apperr"
+	"github.com/botfleet/botfleet/internal/validate"
 	"github.com/botfleet/botfleet/telegram"
 )
 
@@ -134,4 +135,79 @@ func (s *server) lookupChat(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, chatInfoResponse{ID: ci.ID, Type: ci.Type, Title: ci.Title, Username: ci.Username,
 		FirstName: ci.FirstName, LastName: ci.LastName, IsForum: ci.IsForum, MemberCount: ci.MemberCount})
+}
+
+// usageDayResponse is one UTC day of GET .../usage/.
+type usageDayResponse struct {
+	Date     string `json:"date"`
+	Sent     int    `json:"sent"`
+	Failed   int    `json:"failed"`
+	Deferred int    `json:"deferred"`
+	Inbound  int    `json:"inbound"`
+}
+
+// usageResponse is the answer of GET /telegram/v1/bots/{id}/usage/.
+type usageResponse struct {
+	BotAppID string             `json:"bot_app_id"`
+	From     string             `json:"from"`
+	To       string             `json:"to"`
+	Days     []usageDayResponse `json:"days"`
+	Totals   usageDayTotals     `json:"totals"`
+}
+
+type usageDayTotals struct {
+	Sent     int `json:"sent"`
+	Failed   int `json:"failed"`
+	Deferred int `json:"deferred"`
+	Inbound  int `json:"inbound"`
+}
+
+// dateQuery reads the optional YYYY-MM-DD query parameter name (zero when absent; 422
+// invalid_field when it does not parse).
+func dateQuery(c echo.Context, name string) (time.Time, error) {
+	raw := c.QueryParam(name)
+	if raw == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.DateOnly, raw)
+	if err != nil {
+		return time.Time{}, validate.Field(name, "%s must be a date YYYY-MM-DD (UTC)", name)
+	}
+	return t, nil
+}
+
+// botUsage answers a bot's sent, failed, deferred and inbound counts per UTC day
+// (telegram.Service Usage): ?from= and ?to= (YYYY-MM-DD, included; default the last 7 days,
+// at most 92).
+func (s *server) botUsage(c echo.Context) error {
+	tid, err := tenantID(c)
+	if err != nil {
+		return err
+	}
+	id, err := pathID(c, "bot_app_id", telegram.ErrBotNotFound)
+	if err != nil {
+		return err
+	}
+	from, err := dateQuery(c, "from")
+	if err != nil {
+		return err
+	}
+	to, err := dateQuery(c, "to")
+	if err != nil {
+		return err
+	}
+	days, err := s.d.Telegram.Usage(c.Request().Context(), tid, id, from, to)
+	if err != nil {
+		return err
+	}
+	r := usageResponse{BotAppID: id.String(), Days: make([]usageDayResponse, len(days))}
+	for i, d := range days {
+		r.Days[i] = usageDayResponse{Date: d.Date.Format(time.DateOnly), Sent: d.Sent, Failed: d.Failed, Deferred: d.Deferred, Inbound: d.Inbound}
+		r.Totals.Sent += d.Sent
+		r.Totals.Failed += d.Failed
+		r.Totals.Deferred += d.Deferred
+		r.Totals.Inbound += d.Inbound
+	}
+	r.From, r.To = r.Days[0].Date, r.Days[len(r.Days)-1].Date
+	return c.JSON(http.StatusOK, r)
 }

@@ -1,9 +1,13 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"testing"
+	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/botfleet/botfleet/telegram/tgemu"
 )
@@ -170,3 +174,95 @@ func TestBotLookupChat(t *testing.T) {
 	te.emu.AddFault(info.ID, tgemu.Fault{Method: "getChat", Kind: tgemu.FaultBlocked, Times: 1})
 	wantError(t, te.do(http.MethodPost, base, key, map[string]any{"chat_id": ann.ID}), http.StatusUnprocessableEntity, "telegram_refused", "chat_id")
 }
+
+// TestBotUsage: GET .../usage/ counts sent, failed, deferred and inbound per UTC day from
+// messages and broadcast recipients of this bot only (another bot's rows are not counted),
+// fills empty days with zeros, defaults to the last 7 days and checks the range.
+func TestBotUsage(t *testing.T) {
+	te := newEnv(t)
+	tid, key := te.newTenant("acme")
+	bot, _ := te.newBot(key, "Support")
+	other, _ := te.newBot(key, "Other")
+	ctx := context.Background()
+	ct := te.newContact(tid, bot.BotAppID, 4242)
+	day := func(d string, hm string) time.Time {
+		tm, err := time.Parse(time.RFC3339, d+"T"+hm+":00Z")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tm
+	}
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := te.db.ExecContext(ctx, q, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msg := func(botID uuid.UUID, direction, status string, created time.Time, sent *time.Time) {
+		exec(`INSERT INTO messages (tenant_id, bot_id, chat_id, direction, status, created_at, sent_at) VALUES (?, ?, 4242, ?, ?, ?, ?)`,
+			tid, botID, direction, status, created, sent)
+	}
+	for _, b := range []uuid.UUID{bot.BotAppID, other.BotAppID} {
+		s1 := day("2026-11-03", "23:59")
+		msg(b, "outbound", "sent", s1.Add(-time.Minute), &s1) // 3 Nov
+		s2 := day("2026-11-04", "00:00")
+		msg(b, "outbound", "sent", s1, &s2)                       // 4 Nov (sent after midnight)
+		msg(b, "outbound", "failed", day("2026-11-04", "10:00"), nil)
+		msg(b, "outbound", "queued", day("2026-11-04", "10:00"), nil) // not counted
+		msg(b, "inbound", "received", day("2026-11-05", "08:00"), nil)
+		msg(b, "inbound", "received", day("2026-11-05", "09:00"), nil)
+		msg(b, "outbound", "sent", day("2026-11-20", "09:00"), ptr(day("2026-11-20", "09:00"))) // outside the range
+	}
+	var bcID uuid.UUID
+	if err := te.db.QueryRowContext(ctx, `INSERT INTO broadcasts (tenant_id, bot_id, name, message_text, created_at) VALUES (?, ?, 'b', 'hi', ?) RETURNING id`,
+		tid, bot.BotAppID, day("2026-11-01", "00:00")).Scan(&bcID); err != nil {
+		t.Fatal(err)
+	}
+	contactsFor := []uuid.UUID{ct.ID, te.newContact(tid, bot.BotAppID, 4243).ID, te.newContact(tid, bot.BotAppID, 4244).ID, te.newContact(tid, bot.BotAppID, 4245).ID}
+	rec := func(i int, status string, sent *time.Time, updated time.Time) {
+		exec(`INSERT INTO broadcast_recipients (broadcast_id, contact_id, chat_id, status, sent_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			bcID, contactsFor[i], 4242+i, status, sent, updated)
+	}
+	rec(0, "sent", ptr(day("2026-11-03", "12:00")), day("2026-11-03", "12:00"))
+	rec(1, "failed", nil, day("2026-11-05", "12:00"))
+	rec(2, "deferred", nil, day("2026-11-05", "13:00"))
+	rec(3, "queued", nil, day("2026-11-05", "13:00")) // not counted
+
+	base := "/telegram/v1/bots/" + bot.BotAppID.String() + "/usage/"
+	r := te.do(http.MethodGet, base+"?from=2026-11-02&to=2026-11-06", key, nil)
+	mustStatus(t, r, http.StatusOK)
+	var u usageResponse
+	r.decode(t, &u)
+	want := []usageDayResponse{
+		{Date: "2026-11-02"},
+		{Date: "2026-11-03", Sent: 2},
+		{Date: "2026-11-04", Sent: 1, Failed: 1},
+		{Date: "2026-11-05", Failed: 1, Deferred: 1, Inbound: 2},
+		{Date: "2026-11-06"},
+	}
+	if u.From != "2026-11-02" || u.To != "2026-11-06" || len(u.Days) != len(want) || u.Totals != (usageDayTotals{Sent: 3, Failed: 2, Deferred: 1, Inbound: 2}) {
+		t.Fatalf("usage: %s", r.Body)
+	}
+	for i := range want {
+		if u.Days[i] != want[i] {
+			t.Fatalf("day %d: %+v, want %+v", i, u.Days[i], want[i])
+		}
+	}
+
+	// Default: the last 7 days up to today.
+	r = te.do(http.MethodGet, base, key, nil)
+	mustStatus(t, r, http.StatusOK)
+	r.decode(t, &u)
+	today := time.Now().UTC().Format(time.DateOnly)
+	if len(u.Days) != 7 || u.To != today {
+		t.Fatalf("default range: %s", r.Body)
+	}
+
+	wantError(t, te.do(http.MethodGet, base+"?from=2026-11-06&to=2026-11-02", key, nil), http.StatusUnprocessableEntity, "invalid_field", "from")
+	wantError(t, te.do(http.MethodGet, base+"?from=2026-01-01&to=2026-12-31", key, nil), http.StatusUnprocessableEntity, "invalid_field", "to")
+	wantError(t, te.do(http.MethodGet, base+"?from=2026-13-01", key, nil), http.StatusUnprocessableEntity, "invalid_field", "from")
+	wantError(t, te.do(http.MethodGet, base+"?to=yesterday", key, nil), http.StatusUnprocessableEntity, "invalid_field", "to")
+	mustStatus(t, te.do(http.MethodGet, base+"?from=2026-08-02&to=2026-11-01", key, nil), http.StatusOK) // 92 days
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -216,6 +216,9 @@ func isolationCases() map[string]isoCase {
 		"POST /telegram/v1/bots/:bot_app_id/lookup-chat/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
 			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/lookup-chat/", nil, map[string]any{"chat_id": 42})}
 		}},
+		"GET /telegram/v1/bots/:bot_app_id/usage/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/usage/", nil, nil)}
+		}},
 		"PUT /telegram/v1/bots/:bot_app_id/commands/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
 			cmds := []map[string]string{{"command": "stolen", "description": "B's command"}}
 			return []isoRequest{

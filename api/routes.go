@@ -52,6 +52,7 @@ func (s *server) routes(e *echo.Echo) {
 	// Test sends, chat lookups and usage (bot_ops.go).
 	e.POST("/telegram/v1/bots/:bot_app_id/test/", s.testSend, tenant)
 	e.POST("/telegram/v1/bots/:bot_app_id/lookup-chat/", s.lookupChat, tenant)
+	e.GET("/telegram/v1/bots/:bot_app_id/usage/", s.botUsage, tenant)
 
 	e.GET("/contacts/", s.listContacts, tenant)
 	e.GET("/contacts/:id/", s.getContact, tenant)
