@@ -206,7 +206,7 @@ func TestBotUsage(t *testing.T) {
 		s1 := day("2026-11-03", "23:59")
 		msg(b, "outbound", "sent", s1.Add(-time.Minute), &s1) // 3 Nov
 		s2 := day("2026-11-04", "00:00")
-		msg(b, "outbound", "sent", s1, &s2)                       // 4 Nov (sent after midnight)
+		msg(b, "outbound", "sent", s1, &s2) // 4 Nov (sent after midnight)
 		msg(b, "outbound", "failed", day("2026-11-04", "10:00"), nil)
 		msg(b, "outbound", "queued", day("2026-11-04", "10:00"), nil) // not counted
 		msg(b, "inbound", "received", day("2026-11-05", "08:00"), nil)
