@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -210,4 +211,39 @@ func (s *server) botUsage(c echo.Context) error {
 	}
 	r.From, r.To = r.Days[0].Date, r.Days[len(r.Days)-1].Date
 	return c.JSON(http.StatusOK, r)
+}
+
+// webhookEventStatus is an event's processing state (telegram.EventStatuses).
+func webhookEventStatus(ev telegram.WebhookEvent) string {
+	switch {
+	case ev.ProcessedAt.IsZero():
+		return telegram.EventPending
+	case ev.ProcessError == "":
+		return telegram.EventProcessed
+	case strings.HasPrefix(ev.ProcessError, "skipped:"):
+		return telegram.EventSkipped
+	}
+	return telegram.EventFailed
+}
+
+// eventConditionsQuery reads the filters of GET /telegram/v1/webhook-events/: update_type,
+// status, created_after and created_before (RFC 3339; 422 invalid_field naming the
+// parameter when it does not parse). The values are checked by telegram.ListEvents.
+func eventConditionsQuery(c echo.Context) (telegram.EventConditions, error) {
+	conds := telegram.EventConditions{UpdateType: c.QueryParam("update_type"), Status: c.QueryParam("status")}
+	for _, p := range []struct {
+		name string
+		dst  *time.Time
+	}{{"created_after", &conds.ReceivedAfter}, {"created_before", &conds.ReceivedBefore}} {
+		raw := c.QueryParam(p.name)
+		if raw == "" {
+			continue
+		}
+		t, err := time.Parse(time.RFC3339Nano, raw)
+		if err != nil {
+			return conds, validate.Field(p.name, "%s must be an RFC 3339 time such as 2026-12-02T15:04:05Z", p.name)
+		}
+		*p.dst = t
+	}
+	return conds, nil
 }

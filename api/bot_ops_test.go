@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -266,3 +267,98 @@ func TestBotUsage(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestWebhookEventFilters: GET /telegram/v1/webhook-events/ filtered by update_type, status
+// (with process_error and status shown) and created_after/created_before; the cursor pages
+// through the filtered listing; bad values are 422 naming the parameter.
+func TestWebhookEventFilters(t *testing.T) {
+	te := newEnv(t)
+	tid, key := te.newTenant("acme")
+	bot, _ := te.newBot(key, "Support")
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 10, 12, 0, 0, 0, time.UTC)
+	type ev struct {
+		typ, procErr string
+		processed    bool
+	}
+	evs := []ev{ // update_id i+1, received t0 + i minutes
+		{"message", "", true},
+		{"callback_query", "", true},
+		{"message", "failed: boom", true},
+		{"my_chat_member", "skipped: my_chat_member in a channel chat is not handled", true},
+		{"message", "", false},
+		{"message", "", true},
+		{"message", "", true},
+		{"message", "", true},
+	}
+	for i, e := range evs {
+		var processed *time.Time
+		if e.processed {
+			processed = ptr(t0.Add(time.Duration(i)*time.Minute + time.Second))
+		}
+		if _, err := te.db.ExecContext(ctx, `INSERT INTO webhook_events (tenant_id, bot_id, update_id, update_type, payload, received_at, processed_at, process_error)
+			VALUES (?, ?, ?, ?, '{}', ?, ?, ?)`, tid, bot.BotAppID, i+1, e.typ, t0.Add(time.Duration(i)*time.Minute), processed, e.procErr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := func(query string) []webhookEventResponse {
+		t.Helper()
+		var all []webhookEventResponse
+		cursor := ""
+		for range 10 {
+			q := "/telegram/v1/webhook-events/?limit=2&" + query
+			if cursor != "" {
+				q += "&cursor=" + cursor
+			}
+			r := te.do(http.MethodGet, q, key, nil)
+			mustStatus(t, r, http.StatusOK)
+			var pg listPage[webhookEventResponse]
+			r.decode(t, &pg)
+			all = append(all, pg.Items...)
+			if cursor = pg.NextCursor; cursor == "" {
+				return all
+			}
+		}
+		t.Fatalf("%s: too many pages", query)
+		return nil
+	}
+	ids := func(es []webhookEventResponse) []int64 {
+		out := make([]int64, len(es))
+		for i, e := range es {
+			out[i] = e.UpdateID
+		}
+		return out
+	}
+	check := func(query string, want ...int64) []webhookEventResponse {
+		t.Helper()
+		got := list(query)
+		if g := ids(got); !slices.Equal(g, want) {
+			t.Fatalf("%s: update ids %v, want %v", query, g, want)
+		}
+		return got
+	}
+	check("update_type=message", 8, 7, 6, 5, 3, 1)
+	check("update_type=message&status=processed", 8, 7, 6, 1)
+	got := check("status=failed", 3)
+	if got[0].Status != "failed" || got[0].ProcessError != "failed: boom" {
+		t.Fatalf("failed event: %+v", got[0])
+	}
+	got = check("status=skipped", 4)
+	if got[0].Status != "skipped" || got[0].UpdateType != "my_chat_member" {
+		t.Fatalf("skipped event: %+v", got[0])
+	}
+	if got = check("status=pending", 5); got[0].Status != "pending" || got[0].ProcessedAt != nil {
+		t.Fatalf("pending event: %+v", got[0])
+	}
+	after, before := t0.Add(90*time.Second).Format(time.RFC3339), t0.Add(6*time.Minute).Format(time.RFC3339)
+	check("created_after="+after+"&created_before="+before, 6, 5, 4, 3)
+	check("update_type=message&created_after="+after, 8, 7, 6, 5, 3)
+	check("update_type=chat_join_request")
+
+	bad := "/telegram/v1/webhook-events/?"
+	wantError(t, te.do(http.MethodGet, bad+"update_type=msg", key, nil), http.StatusUnprocessableEntity, "invalid_field", "update_type")
+	wantError(t, te.do(http.MethodGet, bad+"status=done", key, nil), http.StatusUnprocessableEntity, "invalid_field", "status")
+	wantError(t, te.do(http.MethodGet, bad+"created_after=yesterday", key, nil), http.StatusUnprocessableEntity, "invalid_field", "created_after")
+	wantError(t, te.do(http.MethodGet, bad+"created_before=2026-11-10", key, nil), http.StatusUnprocessableEntity, "invalid_field", "created_before")
+	wantError(t, te.do(http.MethodGet, bad+"created_after="+before+"&created_before="+after, key, nil), http.StatusUnprocessableEntity, "invalid_field", "created_after")
+}
