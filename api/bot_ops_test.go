@@ -85,7 +85,7 @@ func TestBotTestSend(t *testing.T) {
 		} `json:"error"`
 	}
 	r.decode(t, &env)
-	if env.Error.Details.ErrorCode != 400 || env.Error.Details.Description == "" {
+	if env.Error.Details.ErrorCode != 400 || env.Error.Details.Description != "Bad Request: chat not found" {
 		t.Fatalf("refusal details: %s", r.Body)
 	}
 	bob := tgemu.User{ID: 5151, FirstName: "Bob"}
