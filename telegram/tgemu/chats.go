@@ -35,7 +35,8 @@ func (b *bot) knownChat(p params) (*chatState, *apiResult) {
 }
 
 // getChat: core.telegram.org/bots/api#getchat. A private chat answers its ChatFullInfo
-// (id, type "private", the user's names); it works even when the user blocked the bot.
+// (id, type "private", the user's names); it works even when the user blocked the bot. A
+// group added with AddGroup answers type "group" and its title.
 func (b *bot) getChat(_ context.Context, p params) apiResult {
 	b.mu.Lock()
 	defer b.mu.Unlock()
