@@ -209,6 +209,16 @@ func isolationCases() map[string]isoCase {
 				botNF("A's bot, language", "/telegram/v1/bots/"+ids.Bot2.String()+"/commands/", q("language_code", "de"), nil),
 			}
 		}},
+		// Test sends, chat lookups and usage (bot_ops.go).
+		"POST /telegram/v1/bots/:bot_app_id/test/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/test/", nil, map[string]any{"chat_id": 42, "text": "from B"})}
+		}},
+		"POST /telegram/v1/bots/:bot_app_id/lookup-chat/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/lookup-chat/", nil, map[string]any{"chat_id": 42})}
+		}},
+		"GET /telegram/v1/bots/:bot_app_id/usage/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/usage/", nil, nil)}
+		}},
 		"PUT /telegram/v1/bots/:bot_app_id/commands/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
 			cmds := []map[string]string{{"command": "stolen", "description": "B's command"}}
 			return []isoRequest{

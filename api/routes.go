@@ -49,6 +49,10 @@ func (s *server) routes(e *echo.Echo) {
 	e.POST("/telegram/v1/bots/:bot_app_id/sync/", s.syncBot, tenant)
 	e.GET("/telegram/v1/bots/:bot_app_id/commands/", s.getBotCommands, tenant)
 	e.PUT("/telegram/v1/bots/:bot_app_id/commands/", s.putBotCommands, tenant)
+	// Test sends, chat lookups and usage (bot_ops.go).
+	e.POST("/telegram/v1/bots/:bot_app_id/test/", s.testSend, tenant)
+	e.POST("/telegram/v1/bots/:bot_app_id/lookup-chat/", s.lookupChat, tenant)
+	e.GET("/telegram/v1/bots/:bot_app_id/usage/", s.botUsage, tenant)
 
 	// Reply templates of a bot, their history and edit locks (bot_templates.go).
 	e.GET("/telegram/v1/bots/:bot_app_id/templates/", s.listTemplates, tenant)

@@ -46,6 +46,9 @@ type webhookEventResponse struct {
 	Payload     json.RawMessage `json:"payload"`
 	ReceivedAt  time.Time       `json:"received_at"`
 	ProcessedAt *time.Time      `json:"processed_at"`
+	// Status and ProcessError: see webhookEventStatus (bot_ops.go).
+	Status       string `json:"status"`
+	ProcessError string `json:"process_error"`
 }
 
 func toWebhookEventResponse(ev telegram.WebhookEvent) webhookEventResponse {
@@ -56,11 +59,12 @@ func toWebhookEventResponse(ev telegram.WebhookEvent) webhookEventResponse {
 	return webhookEventResponse{
 		ID: ev.ID, BotAppID: ev.BotID, UpdateID: ev.UpdateID, UpdateType: ev.UpdateType,
 		Payload: payload, ReceivedAt: utc(ev.ReceivedAt), ProcessedAt: timeOrNil(ev.ProcessedAt),
+		Status: webhookEventStatus(ev), ProcessError: ev.ProcessError,
 	}
 }
 
 // listWebhookEvents answers one page of the tenant's received updates, newest first,
-// optionally of one bot (?bot_app_id=).
+// optionally of one bot (?bot_app_id=) and narrowed by eventConditionsQuery's filters.
 func (s *server) listWebhookEvents(c echo.Context) error {
 	tid, err := tenantID(c)
 	if err != nil {
@@ -74,7 +78,11 @@ func (s *server) listWebhookEvents(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	evs, next, err := s.d.Telegram.ListEvents(c.Request().Context(), tid, telegram.EventFilter{BotID: botID, Cursor: cursor, Limit: limit})
+	conds, err := eventConditionsQuery(c)
+	if err != nil {
+		return err
+	}
+	evs, next, err := s.d.Telegram.ListEvents(c.Request().Context(), tid, telegram.EventFilter{BotID: botID, Cursor: cursor, Limit: limit, EventConditions: conds})
 	if err != nil {
 		return err
 	}

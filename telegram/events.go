@@ -39,6 +39,8 @@ type EventFilter struct {
 	BotID  *uuid.UUID
 	Cursor string
 	Limit  int
+	// UpdateType, Status, ReceivedAfter and ReceivedBefore narrow the page (events_filter.go).
+	EventConditions
 }
 
 // ListEvents returns one page of the tenant's webhook events, newest first (by id), and the
@@ -55,8 +57,12 @@ func (s *Service) ListEvents(ctx context.Context, tenantID uuid.UUID, f EventFil
 	if err != nil {
 		return nil, "", err
 	}
+	if err := f.EventConditions.check(); err != nil {
+		return nil, "", err
+	}
 	events := []WebhookEvent{}
 	q := s.db.NewSelect().Model(&events).Where("e.tenant_id = ?", tenantID)
+	q = f.EventConditions.apply(q)
 	if f.BotID != nil {
 		q = q.Where("e.bot_id = ?", *f.BotID)
 	}

@@ -28,6 +28,9 @@ type Outgoing struct {
 	// beyond 30 messages/s for a fee in Stars; core.telegram.org/bots/api#sendmessage).
 	// SendBatch paces such a batch at Config.PaidBotRate instead of Config.BotRate.
 	AllowPaidBroadcast bool
+	// MessageThreadID is the forum topic (message_thread_id) of a supergroup to send to; 0
+	// for none (core.telegram.org/bots/api#sendmessage).
+	MessageThreadID int64
 }
 
 // OutcomeStatus classifies the result of Send.
@@ -264,16 +267,19 @@ func sendAPI(ctx context.Context, api *gotgbot.Bot, chatID int64, msg *Outgoing)
 		return api.SendPhotoWithContext(ctx, chatID, gotgbot.InputFileByURL(msg.Photo), &gotgbot.SendPhotoOpts{
 			Caption: msg.Text, ParseMode: msg.ParseMode, DisableNotification: msg.DisableNotification,
 			ProtectContent: msg.ProtectContent, AllowPaidBroadcast: msg.AllowPaidBroadcast, ReplyMarkup: markup,
+			MessageThreadId: msg.MessageThreadID,
 		})
 	case msg.Document != "":
 		return api.SendDocumentWithContext(ctx, chatID, gotgbot.InputFileByURL(msg.Document), &gotgbot.SendDocumentOpts{
 			Caption: msg.Text, ParseMode: msg.ParseMode, DisableNotification: msg.DisableNotification,
 			ProtectContent: msg.ProtectContent, AllowPaidBroadcast: msg.AllowPaidBroadcast, ReplyMarkup: markup,
+			MessageThreadId: msg.MessageThreadID,
 		})
 	}
 	opts := &gotgbot.SendMessageOpts{
 		ParseMode: msg.ParseMode, DisableNotification: msg.DisableNotification,
 		ProtectContent: msg.ProtectContent, AllowPaidBroadcast: msg.AllowPaidBroadcast, ReplyMarkup: markup,
+		MessageThreadId: msg.MessageThreadID,
 	}
 	if msg.DisableLinkPreview {
 		opts.LinkPreviewOptions = disabledLinkPreview

@@ -35,13 +35,17 @@ func (b *bot) knownChat(p params) (*chatState, *apiResult) {
 }
 
 // getChat: core.telegram.org/bots/api#getchat. A private chat answers its ChatFullInfo
-// (id, type "private", the user's names); it works even when the user blocked the bot.
+// (id, type "private", the user's names); it works even when the user blocked the bot. A
+// group added with AddGroup answers type "group" and its title.
 func (b *bot) getChat(_ context.Context, p params) apiResult {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	c, bad := b.knownChat(p)
 	if bad != nil {
 		return *bad
+	}
+	if c.group != "" { // AddGroup
+		return ok(jsChatFullInfo{jsChat: jsChat{ID: c.id(p), Type: "group", Title: c.group}})
 	}
 	return ok(jsChatFullInfo{jsChat: privateChat(c.user)})
 }
@@ -82,4 +86,10 @@ func (b *bot) getChatMemberCount(_ context.Context, p params) apiResult {
 		return *bad
 	}
 	return ok(2)
+}
+
+// id is the chat's id as chat_id named it (a known chat; parseChatID already passed).
+func (c *chatState) id(p params) int64 {
+	id, _ := parseChatID(p)
+	return id
 }
