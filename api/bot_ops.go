@@ -85,7 +85,7 @@ func testSendError(c echo.Context, out telegram.Outcome) error {
 			WithDetails(map[string]any{"field": "chat_id", "error_code": out.ErrorCode, "description": out.Err})
 	case telegram.OutcomeDeferred:
 		until := out.Until.UTC()
-		retryAfter(until.Sub(time.Now()))
+		retryAfter(time.Until(until))
 		return errTestSendDaily.WithDetails(map[string]any{"until": until.Format(time.RFC3339)})
 	case telegram.OutcomeWait:
 		retryAfter(out.RetryAfter)

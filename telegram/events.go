@@ -57,12 +57,12 @@ func (s *Service) ListEvents(ctx context.Context, tenantID uuid.UUID, f EventFil
 	if err != nil {
 		return nil, "", err
 	}
-	if err := f.EventConditions.check(); err != nil {
+	if err := f.check(); err != nil {
 		return nil, "", err
 	}
 	events := []WebhookEvent{}
 	q := s.db.NewSelect().Model(&events).Where("e.tenant_id = ?", tenantID)
-	q = f.EventConditions.apply(q)
+	q = f.apply(q)
 	if f.BotID != nil {
 		q = q.Where("e.bot_id = ?", *f.BotID)
 	}
