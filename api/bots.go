@@ -138,8 +138,9 @@ func (s *server) getBot(c echo.Context) error {
 	return c.JSON(http.StatusOK, resp)
 }
 
-// updateBot changes name, daily_limit, status and/or rotates bot_token (validated by
-// telegram.UpdateBot): 200.
+// updateBot changes name, daily_limit, status, inbox_mode, inbox_keywords and/or rotates
+// bot_token (validated by telegram.UpdateBot): 200. The calling API key's name is recorded
+// as updated_by (and token_rotated_by for a rotation).
 func (s *server) updateBot(c echo.Context) error {
 	tid, err := tenantID(c)
 	if err != nil {
