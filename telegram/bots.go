@@ -264,9 +264,10 @@ func (s *Service) ListBots(ctx context.Context, tenantID uuid.UUID, f BotFilter)
 	return bots, next, nil
 }
 
-// UpdateBot changes the name, daily_limit, status and/or token of the tenant's active bot
-// botID and returns it; nil fields are unchanged. Every field is validated before anything
-// happens (ErrInvalidField 422).
+// UpdateBot changes the name, daily_limit, status, inbox mode and keywords (inbox.go)
+// and/or token of the tenant's active bot botID and returns it; nil fields are unchanged.
+// Every field is validated before anything happens (ErrInvalidField 422). u.Editor, when
+// not "", is stored as updated_by with any change (and token_rotated_by with a rotation).
 //
 // Status: "disabled" stops the bot's sends (Send and SendBatch return OutcomeWait) and
 // leaves its webhook events unprocessed; "active" resumes both. A bot marked invalid_token
