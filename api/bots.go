@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"log/slog"
 	"net/http"
 	"time"
@@ -27,6 +28,10 @@ type updateBotRequest struct {
 	DailyLimit *int    `json:"daily_limit"`
 	Status     *string `json:"status"`
 	BotToken   *string `json:"bot_token"`
+	// InboxMode is all, keywords or off; InboxKeywords replaces the keyword list
+	// (telegram/inbox.go).
+	InboxMode     *string   `json:"inbox_mode"`
+	InboxKeywords *[]string `json:"inbox_keywords"`
 }
 
 // botResponse is a bot as the API shows it. It has no token and no webhook secret, masked
@@ -52,15 +57,29 @@ type botResponse struct {
 	WebhookError string `json:"webhook_error"`
 	// TokenRotatedAt is when the token was last rotated (null: never).
 	TokenRotatedAt *time.Time `json:"token_rotated_at"`
+	// InboxMode (all, keywords, off) and InboxKeywords (lowercased) decide which inbound
+	// messages are flagged "inbox" (telegram/inbox.go).
+	InboxMode     string   `json:"inbox_mode"`
+	InboxKeywords []string `json:"inbox_keywords"`
+	// UpdatedBy is the name of the API key of the last PUT that changed the bot ("": none);
+	// TokenRotatedBy the name of the one that last rotated its token ("": never).
+	UpdatedBy      string `json:"updated_by"`
+	TokenRotatedBy string `json:"token_rotated_by"`
 }
 
 func toBotResponse(b telegram.Bot) botResponse {
-	return botResponse{
+	r := botResponse{
 		BotAppID: b.ID, Name: b.Name, Username: b.Username, TelegramBotID: b.TelegramBotID,
 		DailyLimit: b.DailyLimit, WebhookURL: b.WebhookURL, WebhookStatus: b.WebhookStatus,
 		CreatedAt: utc(b.CreatedAt), UpdatedAt: utc(b.UpdatedAt),
 		Status: b.Status, WebhookError: b.WebhookError, TokenRotatedAt: timeOrNil(b.TokenRotatedAt),
+		InboxMode: cmp.Or(b.InboxMode, telegram.InboxAll), InboxKeywords: b.InboxKeywords,
+		UpdatedBy: b.UpdatedBy, TokenRotatedBy: b.TokenRotatedBy,
 	}
+	if r.InboxKeywords == nil {
+		r.InboxKeywords = []string{}
+	}
+	return r
 }
 
 // createBot registers a bot (getMe, setWebhook, setMyCommands happen in telegram): 201.
@@ -119,8 +138,9 @@ func (s *server) getBot(c echo.Context) error {
 	return c.JSON(http.StatusOK, resp)
 }
 
-// updateBot changes name, daily_limit, status and/or rotates bot_token (validated by
-// telegram.UpdateBot): 200.
+// updateBot changes name, daily_limit, status, inbox_mode, inbox_keywords and/or rotates
+// bot_token (validated by telegram.UpdateBot): 200. The calling API key's name is recorded
+// as updated_by (and token_rotated_by for a rotation).
 func (s *server) updateBot(c echo.Context) error {
 	tid, err := tenantID(c)
 	if err != nil {
@@ -134,8 +154,13 @@ func (s *server) updateBot(c echo.Context) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
+	ed, err := editor(c)
+	if err != nil {
+		return err
+	}
 	b, err := s.d.Telegram.UpdateBot(c.Request().Context(), tid, id, telegram.UpdateBot{
 		Name: req.Name, DailyLimit: req.DailyLimit, Status: req.Status, Token: req.BotToken,
+		InboxMode: req.InboxMode, InboxKeywords: req.InboxKeywords, Editor: ed.Name,
 	})
 	if err != nil {
 		return err

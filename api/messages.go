@@ -36,6 +36,9 @@ type messageResponse struct {
 	TelegramMessageID *int64     `json:"telegram_message_id"`
 	CreatedAt         time.Time  `json:"created_at"`
 	SentAt            *time.Time `json:"sent_at"`
+	// Inbox reports whether an inbound message is flagged for the inbox by its bot's
+	// inbox mode (telegram/inbox.go); false for outbound messages.
+	Inbox bool `json:"inbox"`
 	contentFields
 }
 
@@ -45,6 +48,7 @@ func toMessageResponse(m contacts.Message) messageResponse {
 		ID:            m.ID, BotAppID: m.BotID, ContactID: m.ContactID, ChatID: m.ChatID, Text: m.Text,
 		ParseMode: m.ParseMode, Status: m.Status, Error: m.Error, Attempts: m.Attempts,
 		TelegramMessageID: m.TelegramMessageID, CreatedAt: utc(m.CreatedAt), SentAt: timeOrNil(m.SentAt),
+		Inbox: m.Inbox,
 	}
 }
 

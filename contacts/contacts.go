@@ -110,6 +110,10 @@ type Message struct {
 	CreatedAt time.Time       `bun:",nullzero,notnull,default:now()"`
 	UpdatedAt time.Time       `bun:",nullzero,notnull,default:now()"`
 	SentAt    time.Time       `bun:",nullzero"`
+	// Inbox reports whether an inbound message is flagged for the inbox: set when it is
+	// stored, from its bot's inbox mode (telegram.InboxFlag); always false for outbound
+	// messages.
+	Inbox bool `bun:",notnull"`
 }
 
 // ListFilter selects contacts: an optional bot, a cursor from a previous page and a limit
@@ -489,8 +493,8 @@ func (s *Service) InsertMessages(ctx context.Context, idb bun.IDB, ms []Message)
 	}
 	var q strings.Builder
 	q.WriteString(`INSERT INTO messages (id, tenant_id, bot_id, contact_id, chat_id, direction, kind, text, parse_mode,
-		status, error, attempts, update_id, created_at, updated_at) VALUES `)
-	args := make([]any, 0, 14*len(ms))
+		status, error, attempts, update_id, inbox, created_at, updated_at) VALUES `)
+	args := make([]any, 0, 16*len(ms))
 	for i := range ms {
 		m := &ms[i]
 		if m.ID == uuid.Nil {
@@ -499,9 +503,9 @@ func (s *Service) InsertMessages(ctx context.Context, idb bun.IDB, ms []Message)
 		if i > 0 {
 			q.WriteByte(',')
 		}
-		q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now() + ? * interval '1 microsecond', now() + ? * interval '1 microsecond')")
+		q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now() + ? * interval '1 microsecond', now() + ? * interval '1 microsecond')")
 		args = append(args, m.ID, m.TenantID, m.BotID, m.ContactID, m.ChatID, m.Direction, m.Kind, m.Text, m.ParseMode,
-			m.Status, m.Error, m.Attempts, m.UpdateID, i, i)
+			m.Status, m.Error, m.Attempts, m.UpdateID, m.Inbox, i, i)
 	}
 	if _, err := idb.NewRaw(q.String(), args...).Exec(ctx); err != nil {
 		return apperr.Classify(fmt.Errorf("insert messages: %w", err))

@@ -44,6 +44,14 @@ type UpdateBot struct {
 	// Token is a new token from @BotFather for the same Telegram bot: it rotates the token
 	// (see UpdateBot). Same shape rule as NewBot.Token.
 	Token *string
+	// InboxMode is InboxAll, InboxKeywords or InboxOff (field "inbox_mode"; inbox.go).
+	InboxMode *string
+	// InboxKeywords replaces the bot's keyword list (field "inbox_keywords";
+	// ValidateInboxKeywords).
+	InboxKeywords *[]string
+	// Editor is the name of the API key making the change, stored as updated_by (and as
+	// token_rotated_by for a rotation) when something changes; "" leaves them.
+	Editor string
 }
 
 // BotFilter selects a page of bots: Cursor is a next_cursor from a previous page ("" = first
@@ -256,9 +264,10 @@ func (s *Service) ListBots(ctx context.Context, tenantID uuid.UUID, f BotFilter)
 	return bots, next, nil
 }
 
-// UpdateBot changes the name, daily_limit, status and/or token of the tenant's active bot
-// botID and returns it; nil fields are unchanged. Every field is validated before anything
-// happens (ErrInvalidField 422).
+// UpdateBot changes the name, daily_limit, status, inbox mode and keywords (inbox.go)
+// and/or token of the tenant's active bot botID and returns it; nil fields are unchanged.
+// Every field is validated before anything happens (ErrInvalidField 422). u.Editor, when
+// not "", is stored as updated_by with any change (and token_rotated_by with a rotation).
 //
 // Status: "disabled" stops the bot's sends (Send and SendBatch return OutcomeWait) and
 // leaves its webhook events unprocessed; "active" resumes both. A bot marked invalid_token
@@ -298,6 +307,10 @@ func (s *Service) UpdateBot(ctx context.Context, tenantID, botID uuid.UUID, u Up
 		u.Status = &status
 		q = q.Set("status = ?", status)
 	}
+	if err := u.validateInbox(); err != nil {
+		return Bot{}, err
+	}
+	q = u.applyInbox(q)
 	var token string
 	if u.Token != nil {
 		t, err := validateToken(*u.Token)
@@ -306,7 +319,7 @@ func (s *Service) UpdateBot(ctx context.Context, tenantID, botID uuid.UUID, u Up
 		}
 		token = t
 	}
-	if u.Name == nil && u.DailyLimit == nil && u.Status == nil && u.Token == nil {
+	if u.Name == nil && u.DailyLimit == nil && u.Status == nil && u.Token == nil && u.InboxMode == nil && u.InboxKeywords == nil {
 		return s.GetBot(ctx, tenantID, botID)
 	}
 	if u.Token != nil || (u.Status != nil && *u.Status == BotActive) {

@@ -228,6 +228,10 @@ func (s *Service) rotateToken(ctx context.Context, b Bot, token string, u Update
 	}
 	nb, err := s.rekey(ctx, b, api, false, func(q *bun.UpdateQuery) *bun.UpdateQuery {
 		q = q.Set("token_sealed = ?", sealed).Set("token_rotated_at = now()").Set("status = ?", status)
+		q = u.applyInbox(q) // also updated_by
+		if u.Editor != "" {
+			q = q.Set("token_rotated_by = ?", u.Editor)
+		}
 		if me.Username != "" {
 			q = q.Set("username = ?", me.Username)
 		}

@@ -599,7 +599,7 @@ func (s *Service) processBatch(ctx context.Context, tx bun.Tx, evs []WebhookEven
 			msgs = append(msgs, contacts.Message{
 				TenantID: p.ev.TenantID, BotID: p.ev.BotID, ContactID: &st.contact.ID, ChatID: p.msg.Chat.Id,
 				Direction: contacts.DirectionInbound, Kind: contacts.KindInbound, Status: contacts.StatusReceived,
-				Text: text, UpdateID: &updateID,
+				Text: text, UpdateID: &updateID, Inbox: InboxFlag(p.bot, text),
 			})
 			if reply != "" {
 				out := contacts.Message{

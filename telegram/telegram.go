@@ -102,6 +102,15 @@ type Bot struct {
 	WebhookSecretNextHash []byte `bun:",nullzero"`
 	// TokenRotatedAt is when the token was last rotated (zero: never).
 	TokenRotatedAt time.Time `bun:",nullzero"`
+	// InboxMode is InboxAll, InboxKeywords or InboxOff: which inbound messages are flagged
+	// for the inbox (InboxFlag; "" in a Bot built by hand counts as all).
+	InboxMode string `bun:",nullzero,notnull,default:'all'"`
+	// InboxKeywords are the keywords of InboxKeywords mode, lowercased (inbox.go).
+	InboxKeywords []string `bun:",array,nullzero,notnull,default:'{}'"`
+	// UpdatedBy is the name of the API key of the last PUT that changed the bot ("": none).
+	UpdatedBy string `bun:",notnull"`
+	// TokenRotatedBy is the name of the API key that last rotated the token ("": never).
+	TokenRotatedBy string `bun:",notnull"`
 }
 
 // LogValue keeps secrets out of logs.
