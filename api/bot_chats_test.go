@@ -210,6 +210,21 @@ func TestBotChats(t *testing.T) {
 		t.Fatalf("refused messages sent %d", n-before)
 	}
 
+	// A late update older than the stored one (by its date) does not overwrite it.
+	if _, err := te.emu.PushUpdate(info.ID, map[string]any{"my_chat_member": map[string]any{
+		"chat":            map[string]any{"id": forum.ID, "type": "supergroup", "title": "Team", "is_forum": true},
+		"from":            map[string]any{"id": owner.ID, "is_bot": false, "first_name": owner.FirstName},
+		"date":            time.Now().Add(-time.Hour).Unix(),
+		"old_chat_member": map[string]any{"user": map[string]any{"id": info.ID, "is_bot": true, "first_name": "Bot"}, "status": "left"},
+		"new_chat_member": map[string]any{"user": map[string]any{"id": info.ID, "is_bot": true, "first_name": "Bot"}, "status": "member"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	process()
+	if c := list("")[forum.ID]; c.Status != "administrator" {
+		t.Fatalf("a late older update overwrote the chat: %+v", c)
+	}
+
 	// A group migrated to a supergroup: its row moves to the new chat id.
 	old := tgemu.GroupChat{ID: -4005, Type: "group", Title: "Club"}
 	member(old, "member", nil)
