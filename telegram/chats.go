@@ -44,9 +44,9 @@ var (
 	BotChatStatuses = []string{ChatStatusCreator, ChatStatusAdministrator, ChatStatusMember, ChatStatusRestricted, ChatStatusLeft, ChatStatusKicked}
 )
 
-// ErrChatNotFound is CreateMessage's 404 for a chat_id that is not a group, supergroup or
+// ErrBotChatNotFound is CreateMessage's 404 for a chat_id that is not a group, supergroup or
 // channel the bot has been added to (no my_chat_member update recorded it).
-var ErrChatNotFound = apperr.NotFound("chat_not_found", "chat_id is not a group, supergroup or channel of this bot")
+var ErrBotChatNotFound = apperr.NotFound("chat_not_found", "chat_id is not a group, supergroup or channel of this bot")
 
 // ErrChatNotAvailable is CreateMessage's 422 for a chat the bot cannot post to: it left or
 // was removed (status left or kicked), it is restricted without can_send_messages, or the
@@ -247,12 +247,12 @@ func (s *Service) ListBotChats(ctx context.Context, tenantID, botID uuid.UUID, f
 }
 
 // botChatForSend returns bot botID's chat chatID if the bot may post to it. Errors:
-// ErrChatNotFound (404), ErrChatNotAvailable (422), apperr.ErrUnavailable (503).
+// ErrBotChatNotFound (404), ErrChatNotAvailable (422), apperr.ErrUnavailable (503).
 func (s *Service) botChatForSend(ctx context.Context, botID uuid.UUID, chatID int64) (BotChat, error) {
 	var c BotChat
 	err := s.db.NewSelect().Model(&c).Where("bc.bot_id = ?", botID).Where("bc.chat_id = ?", chatID).Scan(ctx)
 	if database.IsNoRows(err) {
-		return BotChat{}, ErrChatNotFound
+		return BotChat{}, ErrBotChatNotFound
 	}
 	if err != nil {
 		return BotChat{}, apperr.Classify(fmt.Errorf("get bot chat: %w", err))

@@ -70,7 +70,7 @@ type NewMessage struct {
 // tenant's bot), ErrBotRequired (422); contacts.ErrNotFound (404, unknown or another
 // tenant's contact); ErrContactNotOfBot (422); ErrContactBlocked (422, the contact blocked
 // the bot); ErrContactOptedOut (422, the contact sent /stop); apperr.ErrUnavailable (503) when PostgreSQL is down.
-// With ChatID instead of ContactID (a group, supergroup or channel): ErrChatNotFound (404),
+// With ChatID instead of ContactID (a group, supergroup or channel): ErrBotChatNotFound (404),
 // ErrChatNotAvailable (422), invalid_field message_thread_id (422) for a topic in a chat
 // that is not a forum; see createChatMessage.
 //
