@@ -75,7 +75,7 @@ func badInputs() []badInput {
 		// Unknown fields name the field.
 		{"tenant unknown field", "POST", "/admin/v1/tenants/", "admin", "", `{"name":"x","plan":"pro"}`, 400, "unknown_field", "plan"},
 		{"bot unknown field", "PUT", "/telegram/v1/bots/{bot}/", "tenant", "", `{"nmae":"typo"}`, 400, "unknown_field", "nmae"},
-		{"message unknown field", "POST", "/messages/", "tenant", "", `{"contact_id":"{contact}","text":"x","chat_id":1}`, 400, "unknown_field", "chat_id"},
+		{"message unknown field", "POST", "/messages/", "tenant", "", `{"contact_id":"{contact}","text":"x","chat":1}`, 400, "unknown_field", "chat"},
 		{"broadcast unknown field", "POST", "/broadcast/", "tenant", "", `{"name":"n","platform":"TELEGRAM","message_text":"x","recipients":["{contact}"],"sendAt":"2030-01-01T00:00:00Z"}`, 400, "unknown_field", "sendAt"},
 
 		// Invalid UTF-8, deep nesting, huge numbers.

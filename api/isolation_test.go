@@ -219,6 +219,13 @@ func isolationCases() map[string]isoCase {
 		"GET /telegram/v1/bots/:bot_app_id/usage/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
 			return []isoRequest{botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/usage/", nil, nil)}
 		}},
+		// Groups and channels of a bot (bot_chats.go).
+		"GET /telegram/v1/bots/:bot_app_id/chats/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{
+				botNF("A's bot", "/telegram/v1/bots/"+ids.Bot.String()+"/chats/", nil, nil),
+				botNF("A's bot, filtered", "/telegram/v1/bots/"+ids.Bot2.String()+"/chats/", q("status", "member"), nil),
+			}
+		}},
 		"PUT /telegram/v1/bots/:bot_app_id/commands/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
 			cmds := []map[string]string{{"command": "stolen", "description": "B's command"}}
 			return []isoRequest{
@@ -316,6 +323,8 @@ func isolationCases() map[string]isoCase {
 				botNF("A's bot, B's contact", "/messages/", nil, msg(&ids.Bot, ids.OwnContact)),
 				contactNF("B's bot, A's contact", "/messages/", nil, msg(&ids.OwnBot, ids.Contact)),
 				contactNF("no bot (B has one), A's contact", "/messages/", nil, msg(nil, ids.Contact2)),
+				botNF("A's bot, a group chat_id", "/messages/", nil, map[string]any{"bot_app_id": ids.Bot, "chat_id": -1001234567890, "text": "hello from B"}),
+				notFound("chat_not_found")("B's bot, a chat it is not in", "/messages/", nil, map[string]any{"bot_app_id": ids.OwnBot, "chat_id": -1001234567890, "text": "hello from B"}),
 			}
 		}},
 		"GET /messages/:id/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {

@@ -16,8 +16,12 @@ import (
 type createMessageRequest struct {
 	BotAppID  string `json:"bot_app_id"`
 	ContactID string `json:"contact_id"`
-	Text      string `json:"text"`
-	ParseMode string `json:"parse_mode"`
+	// ChatID, instead of contact_id, is a group, supergroup or channel of bot_app_id
+	// (GET /telegram/v1/bots/{bot_app_id}/chats/); MessageThreadID a forum topic in it.
+	ChatID          int64  `json:"chat_id"`
+	MessageThreadID int64  `json:"message_thread_id"`
+	Text            string `json:"text"`
+	ParseMode       string `json:"parse_mode"`
 	// Content options (text is the caption with photo or document).
 	contentFields
 }
@@ -39,6 +43,8 @@ type messageResponse struct {
 	// Inbox reports whether an inbound message is flagged for the inbox by its bot's
 	// inbox mode (telegram/inbox.go); false for outbound messages.
 	Inbox bool `json:"inbox"`
+	// MessageThreadID is the forum topic of a message to a group (omitted for none).
+	MessageThreadID int64 `json:"message_thread_id,omitempty"`
 	contentFields
 }
 
@@ -48,7 +54,8 @@ func toMessageResponse(m contacts.Message) messageResponse {
 		ID:            m.ID, BotAppID: m.BotID, ContactID: m.ContactID, ChatID: m.ChatID, Text: m.Text,
 		ParseMode: m.ParseMode, Status: m.Status, Error: m.Error, Attempts: m.Attempts,
 		TelegramMessageID: m.TelegramMessageID, CreatedAt: utc(m.CreatedAt), SentAt: timeOrNil(m.SentAt),
-		Inbox: m.Inbox,
+		Inbox:           m.Inbox,
+		MessageThreadID: telegram.MessageThreadOf(m.Content),
 	}
 }
 
@@ -74,17 +81,28 @@ func (s *server) createMessage(c echo.Context) error {
 }
 
 // toNewMessage parses the ids; telegram.CreateMessage validates the rest (text, parse_mode,
-// the contact belonging to the bot). bot_app_id may be omitted when the tenant has one bot.
+// the contact belonging to the bot). bot_app_id may be omitted when the tenant has one bot
+// and the recipient is a contact. Exactly one of contact_id and chat_id (a group, supergroup
+// or channel, with bot_app_id); message_thread_id only with chat_id.
 func (r createMessageRequest) toNewMessage() (telegram.NewMessage, error) {
 	botID, err := validate.OptionalUUID("bot_app_id", r.BotAppID)
 	if err != nil {
 		return telegram.NewMessage{}, err
 	}
-	contactID, err := validate.UUID("contact_id", r.ContactID)
-	if err != nil {
-		return telegram.NewMessage{}, err
+	nm := telegram.NewMessage{Text: r.Text, ParseMode: r.ParseMode, Content: r.toContent(), ChatID: r.ChatID, MessageThreadID: r.MessageThreadID}
+	switch {
+	case r.ChatID != 0 && r.ContactID != "":
+		return telegram.NewMessage{}, validate.Field("chat_id", "give exactly one of contact_id and chat_id")
+	case r.ChatID == 0:
+		if r.MessageThreadID != 0 {
+			return telegram.NewMessage{}, validate.Field("message_thread_id", "message_thread_id is only allowed with chat_id (a forum supergroup)")
+		}
+		contactID, err := validate.UUID("contact_id", r.ContactID)
+		if err != nil {
+			return telegram.NewMessage{}, err
+		}
+		nm.ContactID = contactID
 	}
-	nm := telegram.NewMessage{ContactID: contactID, Text: r.Text, ParseMode: r.ParseMode, Content: r.toContent()}
 	if botID != nil {
 		nm.BotID = *botID
 	}

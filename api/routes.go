@@ -53,6 +53,8 @@ func (s *server) routes(e *echo.Echo) {
 	e.POST("/telegram/v1/bots/:bot_app_id/test/", s.testSend, tenant)
 	e.POST("/telegram/v1/bots/:bot_app_id/lookup-chat/", s.lookupChat, tenant)
 	e.GET("/telegram/v1/bots/:bot_app_id/usage/", s.botUsage, tenant)
+	// Groups, supergroups and channels the bot belongs to (bot_chats.go).
+	e.GET("/telegram/v1/bots/:bot_app_id/chats/", s.listBotChats, tenant)
 
 	// Reply templates of a bot, their history and edit locks (bot_templates.go).
 	e.GET("/telegram/v1/bots/:bot_app_id/templates/", s.listTemplates, tenant)

@@ -368,5 +368,9 @@ func ContentOf(raw json.RawMessage) Content {
 
 // outgoingOf is the Outgoing of a stored outbound message.
 func outgoingOf(m contacts.Message) Outgoing {
-	return Outgoing{Text: m.Text, ParseMode: m.ParseMode, Content: ContentOf(m.Content)}
+	var sc storedContent // Content and the forum topic (chats.go)
+	if len(m.Content) > 0 {
+		_ = json.Unmarshal(m.Content, &sc)
+	}
+	return Outgoing{Text: m.Text, ParseMode: m.ParseMode, Content: sc.Content, MessageThreadID: sc.MessageThreadID}
 }

@@ -37,8 +37,13 @@ const sendEnqueueTimeout = 5 * time.Second
 type NewMessage struct {
 	// BotID is the bot_app_id; uuid.Nil means the tenant's only bot (ErrBotRequired otherwise).
 	BotID uuid.UUID
-	// ContactID is the recipient; it must be a contact of BotID.
+	// ContactID is the recipient; it must be a contact of BotID. uuid.Nil when ChatID is set.
 	ContactID uuid.UUID
+	// ChatID, instead of ContactID, is a group, supergroup or channel of BotID (bot_chats,
+	// chats.go) where the bot may post; BotID is then required.
+	ChatID int64
+	// MessageThreadID is the forum topic of a ChatID that is a forum supergroup; 0 for none.
+	MessageThreadID int64
 	// Text is 1-4096 characters, not blank, without control characters other than tab and
 	// newline (validate.Text), and parseable in ParseMode by Telegram's formatting rules
 	// (validate.FormattedText).
@@ -65,6 +70,9 @@ type NewMessage struct {
 // tenant's bot), ErrBotRequired (422); contacts.ErrNotFound (404, unknown or another
 // tenant's contact); ErrContactNotOfBot (422); ErrContactBlocked (422, the contact blocked
 // the bot); ErrContactOptedOut (422, the contact sent /stop); apperr.ErrUnavailable (503) when PostgreSQL is down.
+// With ChatID instead of ContactID (a group, supergroup or channel): ErrBotChatNotFound (404),
+// ErrChatNotAvailable (422), invalid_field message_thread_id (422) for a topic in a chat
+// that is not a forum; see createChatMessage.
 //
 // The enqueue uses a context detached from the request (5 s). If it fails the message is
 // still returned queued and the error is logged: the periodic sweep (HandleSweep)
@@ -78,6 +86,9 @@ func (s *Service) CreateMessage(ctx context.Context, tenantID uuid.UUID, nm NewM
 	var botID *uuid.UUID
 	if nm.BotID != uuid.Nil {
 		botID = &nm.BotID
+	}
+	if nm.ChatID != 0 {
+		return s.createChatMessage(ctx, tenantID, nm, tpl) // chats_send.go
 	}
 	bot, err := s.BotForTenant(ctx, tenantID, botID)
 	if err != nil {

@@ -492,6 +492,7 @@ type eventPlan struct {
 	cbID    string                     // planCallback
 	member  *gotgbot.ChatMemberUpdated // planMember
 	block   bool                       // planMember: the new blocked state
+	botChat *BotChat                   // my_chat_member in a group or channel (kind planSkip): saveBotChats
 }
 
 // contactState follows one contact through a batch.
@@ -530,7 +531,9 @@ type contactState struct {
 //   - edited_message: upserts the contact.
 //   - callback_query: upserts the contact and, after the commit, answers the query.
 //   - my_chat_member in a private chat: new status "kicked" blocks the contact (the user
-//     blocked the bot), "member" unblocks it; other chats and statuses are skipped.
+//     blocked the bot), "member" unblocks it; other statuses are skipped. In a group,
+//     supergroup or channel it records the bot's status and rights in bot_chats
+//     (saveBotChats, chats.go), as does a group's migration to a supergroup.
 //
 // Errors abort the transaction: connectivity errors are apperr.ErrUnavailable.
 func (s *Service) processBatch(ctx context.Context, tx bun.Tx, evs []WebhookEvent, deferBusy bool) (batchResult, postCommit, error) {
@@ -630,6 +633,9 @@ func (s *Service) processBatch(ctx context.Context, tx bun.Tx, evs []WebhookEven
 		}
 	}
 	if _, err := s.contacts.SetBlockedMany(ctx, tx, changes); err != nil {
+		return res, post, err
+	}
+	if err := saveBotChats(ctx, tx, plans); err != nil { // chats.go
 		return res, post, err
 	}
 	if err := markProcessed(ctx, tx, plans); err != nil {
@@ -737,7 +743,13 @@ func planUpdate(p *eventPlan, u *gotgbot.Update) {
 	case u.MyChatMember != nil:
 		cm := u.MyChatMember
 		if cm.Chat.Type != gotgbot.ChatTypePrivate {
-			p.procErr = "skipped: my_chat_member in a " + cm.Chat.Type + " chat is not handled"
+			// A group, supergroup or channel: recorded in bot_chats (chats.go), no contact.
+			bc, procErr := botChatOf(p.ev.TenantID, p.ev.BotID, cm)
+			if procErr != "" {
+				p.procErr = procErr
+				return
+			}
+			p.botChat = &bc
 			return
 		}
 		if cm.NewChatMember == nil {

@@ -34,6 +34,7 @@ import (
 //	GET    /control/violations                 → {per_bot, per_chat, bots:{"<id>":{per_bot,per_chat}}}
 //	POST   /control/bots/{bot_id}/webhook      {url} → WebhookInfo (set by hand, drift.go)
 //	POST   /control/bots/{bot_id}/revoke       → BotInfo with a new token (drift.go)
+//	POST   /control/bots/{bot_id}/chat-member  {chat, from, status, rights} → {update_id} (groups.go)
 //	GET    /control/                           → {routes:[{method, path, body, returns}]}
 func (s *Server) routeControl(mux *http.ServeMux) {
 	for _, r := range s.controlRoutes() {
@@ -76,6 +77,7 @@ func (s *Server) controlRoutes() []ControlRoute {
 		{"GET", "/control/violations", "", "{per_bot, per_chat, bots:{\"<id>\":{per_bot, per_chat}}}", s.ctlViolations},
 		{"POST", "/control/bots/{bot_id}/webhook", `{url}`, "WebhookInfo (the webhook set by hand, no secret; \"\" removes it)", s.withBot(s.ctlSetWebhook)},
 		{"POST", "/control/bots/{bot_id}/revoke", "", "BotInfo with the new token (the old one answers 401)", s.withBot(s.ctlRevokeToken)},
+		{"POST", "/control/bots/{bot_id}/chat-member", `{chat:{id, type, title, username, is_forum}, from:{id, first_name}, status, rights}`, "{update_id} (my_chat_member of the bot in a group or channel, groups.go)", s.withBot(s.ctlBotChatMember)},
 	}
 }
 

@@ -103,6 +103,7 @@ type chatState struct {
 	blocked   bool
 	lastMsgID int64  // message ids are per chat, shared by both directions
 	group     string // the group's title; "" for a private chat
+	botStatus string // the bot's status in a group set by BotChatMember ("" before; groups.go)
 }
 
 // bot is the state of one emulated bot. All fields below mu are guarded by it.
