@@ -36,7 +36,7 @@ func (s *server) routes(e *echo.Echo) {
 
 	// Tenant API (Bearer API key). tenantRoute checks the key's scope: read for GET,
 	// write for other methods, admin for /api-keys/ (requireScope, middleware.go).
-	e.POST("/telegram/v1/bots/", s.createBot, tenant)
+	e.POST("/telegram/v1/bots/", s.createBot, tenant, s.idempotent)
 	e.GET("/telegram/v1/bots/", s.listBots, tenant)
 	e.GET("/telegram/v1/bots/:bot_app_id/", s.getBot, tenant)
 	e.PUT("/telegram/v1/bots/:bot_app_id/", s.updateBot, tenant)
@@ -73,10 +73,10 @@ func (s *server) routes(e *echo.Echo) {
 	e.PATCH("/contacts/:id/", s.patchContact, tenant)
 	e.POST("/contacts/bulk-tags/", s.bulkTags, tenant)
 
-	e.POST("/messages/", s.createMessage, tenant)
+	e.POST("/messages/", s.createMessage, tenant, s.idempotent) // Idempotency-Key: idempotency.go
 	e.GET("/messages/:id/", s.getMessage, tenant)
 
-	e.POST("/broadcast/", s.createBroadcast, tenant, bodyLimit(BroadcastBodyLimit, nil))
+	e.POST("/broadcast/", s.createBroadcast, tenant, bodyLimit(BroadcastBodyLimit, nil), s.idempotent)
 	e.GET("/broadcast/", s.listBroadcasts, tenant)
 	e.GET("/broadcast/:id/", s.getBroadcast, tenant)
 	e.POST("/broadcast/:id/cancel/", s.cancelBroadcast, tenant)
@@ -94,7 +94,7 @@ func (s *server) routes(e *echo.Echo) {
 
 	// The tenant's API keys (scope admin; apikeys.go).
 	e.GET("/api-keys/", s.listAPIKeys, tenant)
-	e.POST("/api-keys/", s.createAPIKey, tenant)
+	e.POST("/api-keys/", s.createAPIKey, tenant, s.idempotent)
 	e.GET("/api-keys/:id/", s.getAPIKey, tenant)
 	e.DELETE("/api-keys/:id/", s.revokeAPIKey, tenant)
 }
