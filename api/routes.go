@@ -94,7 +94,7 @@ func (s *server) routes(e *echo.Echo) {
 
 	// The tenant's API keys (scope admin; apikeys.go).
 	e.GET("/api-keys/", s.listAPIKeys, tenant)
-	e.POST("/api-keys/", s.createAPIKey, tenant, s.idempotent)
+	e.POST("/api-keys/", s.createAPIKey, tenant)
 	e.GET("/api-keys/:id/", s.getAPIKey, tenant)
 	e.DELETE("/api-keys/:id/", s.revokeAPIKey, tenant)
 }
