@@ -184,3 +184,44 @@ func TestIdempotency_RedisDown(t *testing.T) {
 		t.Fatalf("%d messages stored while Redis was down", n)
 	}
 }
+
+func TestMessages_Throttle(t *testing.T) {
+	te := newEnv(t)
+	tidA, keyA := te.newTenant("A")
+	bot, _ := te.newBot(keyA, "Bot")
+	c1 := te.newContact(tidA, bot.BotAppID, 4242)
+	c2 := te.newContact(tidA, bot.BotAppID, 4343)
+	msg := func(contact any, key string) map[string]any {
+		return map[string]any{"bot_app_id": bot.BotAppID, "contact_id": contact, "text": "disk full", "throttle_key": key, "throttle_seconds": 3600}
+	}
+	mustStatus(t, te.do(http.MethodPost, "/messages/", keyA, msg(c1.ID, "disk")), http.StatusAccepted)
+	r := te.do(http.MethodPost, "/messages/", keyA, msg(c1.ID, "disk"))
+	mustStatus(t, r, http.StatusOK)
+	var sup suppressedResponse
+	r.decode(t, &sup)
+	if !sup.Suppressed || sup.ThrottleKey != "disk" {
+		t.Fatalf("second: %s", r.Body)
+	}
+	mustStatus(t, te.do(http.MethodPost, "/messages/", keyA, msg(c2.ID, "disk")), http.StatusAccepted) // another contact
+	mustStatus(t, te.do(http.MethodPost, "/messages/", keyA, msg(c1.ID, "cpu")), http.StatusAccepted)  // another key
+	if n, _ := te.db.NewSelect().Table("messages").Count(context.Background()); n != 3 {
+		t.Fatalf("%d messages, want 3", n)
+	}
+	// A refused message does not open the window.
+	bad := msg(c1.ID, "mem")
+	bad["parse_mode"] = "HTML"
+	bad["text"] = "<b>unclosed"
+	r = te.do(http.MethodPost, "/messages/", keyA, bad)
+	mustStatus(t, r, http.StatusUnprocessableEntity)
+	mustStatus(t, te.do(http.MethodPost, "/messages/", keyA, msg(c1.ID, "mem")), http.StatusAccepted)
+
+	for field, b := range map[string]map[string]any{
+		"throttle_key":     {"bot_app_id": bot.BotAppID, "contact_id": c1.ID, "text": "x", "throttle_seconds": 60},
+		"throttle_seconds": {"bot_app_id": bot.BotAppID, "contact_id": c1.ID, "text": "x", "throttle_key": "k"},
+	} {
+		r := te.do(http.MethodPost, "/messages/", keyA, b)
+		if r.Code != http.StatusUnprocessableEntity || !strings.Contains(string(r.Body), `"field":"`+field+`"`) {
+			t.Fatalf("%s: %d %s", field, r.Code, r.Body)
+		}
+	}
+}

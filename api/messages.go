@@ -22,6 +22,11 @@ type createMessageRequest struct {
 	MessageThreadID int64  `json:"message_thread_id"`
 	Text            string `json:"text"`
 	ParseMode       string `json:"parse_mode"`
+	// ThrottleKey and ThrottleSeconds (both or neither; message_throttle.go): a second
+	// message with the same key to the same recipient within ThrottleSeconds is not sent,
+	// and the answer is 200 {"suppressed": true}.
+	ThrottleKey     string `json:"throttle_key"`
+	ThrottleSeconds int64  `json:"throttle_seconds"`
 	// Content options (text is the caption with photo or document).
 	contentFields
 }
@@ -73,8 +78,27 @@ func (s *server) createMessage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	m, err := s.d.Telegram.CreateMessage(c.Request().Context(), tid, nm)
+	if err := req.checkThrottle(); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	var throttle string
+	if req.ThrottleKey != "" {
+		throttle = throttleRedisKey(tid.String(), nm, req.ThrottleKey)
+		ok, err := s.takeThrottle(ctx, throttle, req.ThrottleSeconds)
+		if err != nil {
+			c.Response().Header().Set("Retry-After", "1")
+			return err
+		}
+		if !ok {
+			return c.JSON(http.StatusOK, suppressedResponse{Suppressed: true, ThrottleKey: req.ThrottleKey})
+		}
+	}
+	m, err := s.d.Telegram.CreateMessage(ctx, tid, nm)
 	if err != nil {
+		if throttle != "" {
+			s.releaseThrottle(ctx, throttle)
+		}
 		return err
 	}
 	return c.JSON(http.StatusAccepted, toMessageResponse(m))
