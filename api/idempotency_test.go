@@ -180,6 +180,10 @@ func TestIdempotency_RedisDown(t *testing.T) {
 	if r.Code != http.StatusServiceUnavailable || r.errorCode(t) != "dependency_unavailable" || r.Header.Get("Retry-After") != "1" {
 		t.Fatalf("Redis down: %d %v %s", r.Code, r.Header, r.Body)
 	}
+	r = te.do(http.MethodPost, "/messages/", key, map[string]any{"bot_app_id": bot.BotAppID, "contact_id": c.ID, "text": "hi", "throttle_key": "k", "throttle_seconds": 60})
+	if r.Code != http.StatusServiceUnavailable || r.errorCode(t) != "dependency_unavailable" {
+		t.Fatalf("throttle with Redis down: %d %s", r.Code, r.Body)
+	}
 	if n, _ := te.db.NewSelect().Table("messages").Count(context.Background()); n != 0 {
 		t.Fatalf("%d messages stored while Redis was down", n)
 	}
