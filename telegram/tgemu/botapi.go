@@ -467,33 +467,12 @@ func (b *bot) sendMessage(_ context.Context, p params) apiResult {
 	}
 
 	now := time.Now()
-	b.mu.Lock()
-	c := b.chats[chatID]
-	if c == nil {
-		b.mu.Unlock()
-		return badRequest("chat not found")
-	}
-	if c.blocked {
-		b.mu.Unlock()
-		return apiError(http.StatusForbidden, "Forbidden: bot was blocked by the user")
-	}
-	paid, _ := p.bool("allow_paid_broadcast")
-	if res, allowed := b.checkSendLocked(chatID, now, paid); !allowed {
-		b.mu.Unlock()
+	sm := SentMessage{BotID: b.info.ID, ChatID: chatID, Text: text, ParseMode: parseMode, At: now, Method: "sendMessage"}
+	msgID, chat, res, accepted := b.acceptSend(sm, p)
+	if !accepted {
 		return res
 	}
-	c.lastMsgID++
-	msgID := c.lastMsgID
-	user, group := c.user, c.group
-	b.sent = append(b.sent, sentOptions(SentMessage{BotID: b.info.ID, ChatID: chatID, MessageID: msgID, Text: text, ParseMode: parseMode, At: now, Method: "sendMessage"}, p))
-	b.notifyLocked()
-	b.mu.Unlock()
-
 	from := b.botUser()
-	chat := privateChat(user)
-	if group != "" {
-		chat = jsChat{ID: chatID, Type: "group", Title: group}
-	}
 	msg := jsMessage{MessageID: msgID, From: &from, Chat: chat, Date: now.Unix(), Text: plain, Entities: ents}
 	if raw, has := markup["inline_keyboard"]; has {
 		msg.ReplyMarkup, _ = json.Marshal(map[string]json.RawMessage{"inline_keyboard": raw})
@@ -593,4 +572,40 @@ func (b *bot) getUpdates(ctx context.Context, p params) apiResult {
 		}
 	}
 	return ok(out)
+}
+
+// acceptSend admits one outgoing message sm (ChatID, At and what was sent filled in) as
+// Telegram would: the chat must be known and must not have blocked the bot (403), and
+// checkSendLocked keeps Telegram's limits (allow_paid_broadcast read from p). An accepted
+// message gets the chat's next message_id and is recorded with the options of p
+// (sentOptions). It returns the message_id and the chat as Telegram answers it, or
+// accepted false with the error answer.
+func (b *bot) acceptSend(sm SentMessage, p params) (msgID int64, chat jsChat, res apiResult, accepted bool) {
+	b.mu.Lock()
+	c := b.chats[sm.ChatID]
+	if c == nil {
+		b.mu.Unlock()
+		return 0, jsChat{}, badRequest("chat not found"), false
+	}
+	if c.blocked {
+		b.mu.Unlock()
+		return 0, jsChat{}, apiError(http.StatusForbidden, "Forbidden: bot was blocked by the user"), false
+	}
+	paid, _ := p.bool("allow_paid_broadcast")
+	if res, allowed := b.checkSendLocked(sm.ChatID, sm.At, paid); !allowed {
+		b.mu.Unlock()
+		return 0, jsChat{}, res, false
+	}
+	c.lastMsgID++
+	sm.MessageID = c.lastMsgID
+	user, group := c.user, c.group
+	b.sent = append(b.sent, sentOptions(sm, p))
+	b.notifyLocked()
+	b.mu.Unlock()
+
+	chat = privateChat(user)
+	if group != "" {
+		chat = jsChat{ID: sm.ChatID, Type: "group", Title: group}
+	}
+	return sm.MessageID, chat, apiResult{}, true
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"net/http"
 	"path"
 	"slices"
 	"strings"
@@ -88,37 +87,20 @@ func (b *bot) sendMedia(_ context.Context, p params, kind, method string) apiRes
 	}
 
 	now := time.Now()
-	b.mu.Lock()
-	c := b.chats[chatID]
-	if c == nil {
-		b.mu.Unlock()
-		return badRequest("chat not found")
-	}
-	if c.blocked {
-		b.mu.Unlock()
-		return apiError(http.StatusForbidden, "Forbidden: bot was blocked by the user")
-	}
-	paid, _ := p.bool("allow_paid_broadcast")
-	if res, allowed := b.checkSendLocked(chatID, now, paid); !allowed {
-		b.mu.Unlock()
-		return res
-	}
-	c.lastMsgID++
-	msgID := c.lastMsgID
-	user := c.user
-	sm := SentMessage{BotID: b.info.ID, ChatID: chatID, MessageID: msgID, Text: caption, ParseMode: parseMode, At: now, Method: method}
+	sm := SentMessage{BotID: b.info.ID, ChatID: chatID, Text: caption, ParseMode: parseMode, At: now, Method: method}
 	if kind == "photo" {
 		sm.Photo = ref
 	} else {
 		sm.Document = ref
 	}
-	b.sent = append(b.sent, sentOptions(sm, p))
-	b.notifyLocked()
-	b.mu.Unlock()
+	msgID, chat, res, accepted := b.acceptSend(sm, p)
+	if !accepted {
+		return res
+	}
 
 	from := b.botUser()
 	msg := jsMediaMessage{
-		jsMessage: jsMessage{MessageID: msgID, From: &from, Chat: privateChat(user), Date: now.Unix()},
+		jsMessage: jsMessage{MessageID: msgID, From: &from, Chat: chat, Date: now.Unix()},
 		Caption:   plainText(caption, parseMode), CaptionEntities: ents,
 	}
 	if raw, has := markup["inline_keyboard"]; has {
