@@ -64,7 +64,7 @@ func RedisCluster(t testing.TB) []string {
 		addrs[i] = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	}
 	for _, a := range addrs {
-		waitRedis(t, a, 10*time.Second)
+		waitRedis(t, a, 60*time.Second) // generous: a loaded 2-core box (make test runs packages in parallel) took over 10 s
 	}
 	args := append([]string{"--cluster", "create"}, addrs...)
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
