@@ -28,6 +28,11 @@ type contactResponse struct {
 	Attributes contacts.Attributes `json:"attributes"`
 	LastSeenAt *time.Time          `json:"last_seen_at"`
 	CreatedAt  time.Time           `json:"created_at"`
+	// ExternalID is the tenant's own id of the person (null when unset); Email and Phone
+	// are "" when unset.
+	ExternalID *string `json:"external_id"`
+	Email      string  `json:"email"`
+	Phone      string  `json:"phone"`
 }
 
 func toContactResponse(ct contacts.Contact) contactResponse {
@@ -36,6 +41,10 @@ func toContactResponse(ct contacts.Contact) contactResponse {
 		TelegramUsername: ct.TelegramUsername, FirstName: ct.FirstName, LastName: ct.LastName,
 		LanguageCode: ct.LanguageCode, Blocked: ct.Blocked, OptedOut: ct.OptedOut, LastSeenAt: timeOrNil(ct.LastSeenAt),
 		CreatedAt: utc(ct.CreatedAt), Tags: ct.Tags, Attributes: ct.Attributes,
+		Email: ct.Email, Phone: ct.Phone,
+	}
+	if ct.ExternalID != "" {
+		r.ExternalID = &ct.ExternalID
 	}
 	if r.Tags == nil {
 		r.Tags = []string{}

@@ -58,6 +58,11 @@ type Contact struct {
 	// is when it was set (zero when not opted out).
 	OptedOut   bool      `bun:",notnull"`
 	OptedOutAt time.Time `bun:",nullzero"`
+	// ExternalID is the tenant's own id of the person (unique per tenant; "" = unset, stored
+	// as NULL). Email and Phone are free contact details ("" when unset).
+	ExternalID string `bun:",nullzero"`
+	Email      string `bun:",notnull"`
+	Phone      string `bun:",notnull"`
 }
 
 // Identity is what an update tells about its sender (Telegram's User and Chat objects).
