@@ -99,7 +99,8 @@ type inbound struct {
 
 func newInbound(s *Service) *inbound {
 	in := &inbound{
-		bots:      newBotCache(s.rdb, s.log, func(ctx context.Context, id uuid.UUID) (Bot, error) { return botByID(ctx, s.db, id, true) }),
+		bots: newBotCache(s.rdb, s.log, func(ctx context.Context, id uuid.UUID) (Bot, error) { return botByID(ctx, s.db, id, true) },
+			func(id uuid.UUID) { s.tpl.drop(id) }), // a bot dropped from the cache drops its reply templates
 		wake:      make(chan struct{}, 1),
 		callbacks: make(chan struct{}, maxCallbacksInFlight),
 	}

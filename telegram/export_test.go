@@ -11,10 +11,8 @@ func (s *Service) IngestStats() (batches, rows, fallbacks int64) {
 
 // BotCacheSubscribed reports whether the bot cache's invalidation subscription is up.
 func (s *Service) BotCacheSubscribed() bool {
-	s.in.bots.mu.RLock()
-	defer s.in.bots.mu.RUnlock()
-	return s.in.bots.subscribed
+	return s.in.bots.Subscribed()
 }
 
 // WarmBotCache starts the bot cache (and its subscription) without a lookup.
-func (s *Service) WarmBotCache() { s.in.bots.start() }
+func (s *Service) WarmBotCache() { s.in.bots.Start() }

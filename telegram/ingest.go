@@ -75,7 +75,7 @@ func (s *Service) Ingest(ctx context.Context, botID uuid.UUID, secret string, bo
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ingestStoreTimeout)
 	defer cancel()
 
-	bot, err := s.in.bots.get(ctx, botID)
+	bot, err := s.in.bots.Get(ctx, botID)
 	if err != nil {
 		if errors.Is(err, ErrBotNotFound) {
 			return ErrBotNotFound

@@ -348,21 +348,21 @@ func TestLimiter_RedisCluster(t *testing.T) {
 			loads++
 			mu.Unlock()
 			return Bot{}, nil
-		})
-		defer cache.close()
+		}, nil)
+		defer cache.Close()
 		bot := uuid.New()
-		if _, err := cache.get(ctx, bot); err != nil {
+		if _, err := cache.Get(ctx, bot); err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(3 * time.Second)
-		for !func() bool { cache.mu.RLock(); defer cache.mu.RUnlock(); return cache.subscribed }() {
+		for !cache.Subscribed() {
 			if time.Now().After(deadline) {
 				t.Fatal("bot cache subscription not up")
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
 		for _, a := range addrs {
-			if _, err := cache.get(ctx, bot); err != nil { // cached
+			if _, err := cache.Get(ctx, bot); err != nil { // cached
 				t.Fatal(err)
 			}
 			mu.Lock()
@@ -376,7 +376,7 @@ func TestLimiter_RedisCluster(t *testing.T) {
 			}
 			deadline := time.Now().Add(time.Second)
 			for {
-				if _, err := cache.get(ctx, bot); err != nil {
+				if _, err := cache.Get(ctx, bot); err != nil {
 					t.Fatal(err)
 				}
 				mu.Lock()

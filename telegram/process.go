@@ -678,7 +678,7 @@ func (s *Service) planEvents(ctx context.Context, evs []WebhookEvent) ([]*eventP
 		ev := &evs[i]
 		bot, ok := bots[ev.BotID]
 		if !ok {
-			b, err := s.in.bots.get(ctx, ev.BotID)
+			b, err := s.in.bots.Get(ctx, ev.BotID)
 			switch {
 			case err == nil && b.DeletedAt.IsZero():
 				bot = &b

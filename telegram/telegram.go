@@ -220,9 +220,8 @@ func New(d Deps) (*Service, error) {
 		InFlight:  d.Cfg.RequestTimeout + 5*time.Second,
 		DailySeed: s.DailySent,
 	})
-	s.in = newInbound(s)
 	s.tpl = newTemplateCache()
-	s.in.bots.onDrop = s.tpl.drop // a bot dropped from the cache drops its reply templates
+	s.in = newInbound(s)
 	return s, nil
 }
 

@@ -21,7 +21,7 @@ import (
 //
 // Freshness is the bot cache's (botcache.go): every template edit calls InvalidateBot after
 // its commit, and whatever drops a bot from the bot cache (this process at once, the others
-// through Redis pub/sub) drops its templates too (botCache.onDrop). Entries live BotCacheTTL
+// through Redis pub/sub) drops its templates too (newBotCache's onDrop). Entries live BotCacheTTL
 // while the bot cache is subscribed and BotCacheUnsubscribedTTL otherwise; a load that raced
 // with an invalidation is not stored (epoch).
 type templateCache struct {
@@ -72,12 +72,7 @@ func (c *templateCache) drop(id uuid.UUID) {
 // empty set (cached too).
 func (s *Service) templatesFor(ctx context.Context, idb bun.IDB, plans []*eventPlan) (map[uuid.UUID]*botTemplates, error) {
 	c := s.tpl
-	ttl := BotCacheUnsubscribedTTL
-	s.in.bots.mu.RLock()
-	if s.in.bots.subscribed {
-		ttl = BotCacheTTL
-	}
-	s.in.bots.mu.RUnlock()
+	ttl := s.in.bots.TTL()
 	out := map[uuid.UUID]*botTemplates{}
 	var missing []uuid.UUID
 	c.mu.RLock()

@@ -268,8 +268,7 @@ func (s *Service) RevokeKey(ctx context.Context, tenantID, id uuid.UUID) error {
 	if err != nil {
 		return apperr.Classify(err)
 	}
-	s.cache.drop(id)
-	if err := s.cache.publish(ctx, id); err != nil {
+	if err := s.cache.Invalidate(ctx, id); err != nil {
 		s.log.WarnContext(ctx, "tenant: API key revocation not published; retrying in the background", "api_key_id", id.String(), "error", err)
 	}
 	return nil
@@ -287,7 +286,7 @@ func (s *Service) AuthenticateKey(ctx context.Context, rawKey string) (Tenant, K
 		return Tenant{}, Key{}, apperr.ErrUnauthorized
 	}
 	h := sha256.Sum256([]byte(rawKey))
-	e, err := s.cache.get(ctx, h)
+	e, err := s.cache.Get(ctx, h)
 	if err != nil {
 		return Tenant{}, Key{}, err
 	}

@@ -38,12 +38,10 @@ func (c *fakeClock) set(t time.Time) {
 // waitSubscribed waits until s's auth cache is subscribed to KeyInvalidationChannel.
 func waitSubscribed(t *testing.T, s *Service) {
 	t.Helper()
-	s.cache.start()
+	s.cache.Start()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		s.cache.mu.RLock()
-		up := s.cache.subscribed
-		s.cache.mu.RUnlock()
+		up := s.cache.Subscribed()
 		if up {
 			return
 		}
@@ -290,9 +288,7 @@ func TestAuthCache_RevocationAcrossProcesses(t *testing.T) {
 	if _, _, err := b.AuthenticateKey(ctx, raw); err != nil {
 		t.Fatal(err)
 	}
-	b.cache.mu.RLock()
-	cached := len(b.cache.entries)
-	b.cache.mu.RUnlock()
+	cached := b.cache.Len()
 	if cached != 1 {
 		t.Fatalf("B caches %d entries", cached)
 	}

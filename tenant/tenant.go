@@ -85,7 +85,7 @@ func New(db *bun.DB, opts ...Option) *Service {
 
 // Close stops the authentication cache's Redis subscription. It does not close db or the
 // Redis client.
-func (s *Service) Close() { s.cache.close() }
+func (s *Service) Close() { s.cache.Close() }
 
 // Create stores a tenant named name (validate.Name: 1-200 characters after trimming, no
 // control characters) and issues its first API key, named DefaultKeyName with every scope,
