@@ -118,7 +118,7 @@ func New[K comparable, V any](rdb redis.UniversalClient, log *slog.Logger, cfg C
 	if cfg.PublishRetryFor <= 0 {
 		cfg.PublishRetryFor = DefaultPublishRetryFor
 	}
-	ctx, stop := context.WithCancel(context.Background())
+	ctx, stop := context.WithCancel(context.Background()) //nolint:gosec // G118: stop is kept in the Cache and called by Close
 	return &Cache[K, V]{cfg: cfg, rdb: rdb, log: log, entries: map[K]entry[V]{}, ctx: ctx, stop: stop, done: make(chan struct{})}
 }
 
