@@ -21,13 +21,12 @@ func (s *Service) Callbacks() *callbacks.Service { return s.cb }
 
 // MessageReceivedData is the data of message.received.
 type MessageReceivedData struct {
-	MessageID         uuid.UUID `json:"message_id"`
-	BotAppID          uuid.UUID `json:"bot_app_id"`
-	ContactID         uuid.UUID `json:"contact_id"`
-	ChatID            int64     `json:"chat_id"`
-	UpdateID          int64     `json:"update_id"`
-	TelegramMessageID int64     `json:"telegram_message_id"`
-	Text              string    `json:"text"`
+	MessageID uuid.UUID `json:"message_id"`
+	BotAppID  uuid.UUID `json:"bot_app_id"`
+	ContactID uuid.UUID `json:"contact_id"`
+	ChatID    int64     `json:"chat_id"`
+	UpdateID  int64     `json:"update_id"`
+	Text      string    `json:"text"`
 }
 
 // ContactEventData is the data of contact.created, contact.blocked and contact.opted_out.
@@ -127,9 +126,6 @@ func (s *Service) emitBatchEvents(ctx context.Context, tx bun.Tx, msgs []contact
 		}
 		if m.UpdateID != nil {
 			d.UpdateID = *m.UpdateID
-		}
-		if m.TelegramMessageID != nil {
-			d.TelegramMessageID = *m.TelegramMessageID
 		}
 		evs = append(evs, callbacks.Event{TenantID: m.TenantID, Type: callbacks.EventMessageReceived, Data: d})
 	}
