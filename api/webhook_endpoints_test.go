@@ -529,3 +529,89 @@ func TestWebhookDelivery_MessageSent(t *testing.T) {
 		t.Fatalf("event %s %s", b.Type, b.Data)
 	}
 }
+
+// TestWebhookDelivery_BlockedAndBroadcast: contact.blocked from my_chat_member kicked and
+// from a 403 on send; broadcast.completed once, with the counts.
+func TestWebhookDelivery_BlockedAndBroadcast(t *testing.T) {
+	te := newCallbacksEnv(t, true, 0)
+	_, key := te.newTenant("blocks")
+	bot, info := te.newBot(key, "blocky")
+	ctx := context.Background()
+	for _, u := range []int64{6161, 6262, 6363} {
+		if err := te.emu.AddUser(info.ID, tgemu.User{ID: u, FirstName: "U"}); err != nil {
+			t.Fatal(err)
+		}
+		te.pushUpdate(bot, info, u, u, "U", "hi")
+	}
+	if _, err := te.tg.ProcessPending(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hook := newHookServer(t)
+	te.createEndpoint(key, hook.URL+"/b", "contact.blocked", "broadcast.completed")
+
+	// 6262 blocks the bot: my_chat_member kicked.
+	req := request(t, http.MethodPost, "/telegram/v1/webhooks/"+bot.BotAppID.String()+"/", "", map[string]any{
+		"update_id": 9999,
+		"my_chat_member": map[string]any{"date": time.Now().Unix(),
+			"chat":            map[string]any{"id": 6262, "type": "private", "first_name": "U"},
+			"from":            map[string]any{"id": 6262, "is_bot": false, "first_name": "U"},
+			"old_chat_member": map[string]any{"status": "member", "user": map[string]any{"id": info.ID, "is_bot": true, "first_name": "blocky"}},
+			"new_chat_member": map[string]any{"status": "kicked", "until_date": 0, "user": map[string]any{"id": info.ID, "is_bot": true, "first_name": "blocky"}}},
+	})
+	req.Header.Set(telegram.SecretHeader, te.emu.WebhookInfo(info.ID).SecretToken)
+	mustStatus(t, te.serve(req), http.StatusOK)
+	if _, err := te.tg.ProcessPending(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// 6363 blocked the bot without telling: the broadcast's send gets a 403.
+	te.emu.AddFault(info.ID, tgemu.Fault{Method: "sendMessage", ChatID: 6363, Kind: tgemu.FaultBlocked})
+
+	var cs listPage[contactResponse]
+	te.do(http.MethodGet, "/contacts/", key, nil).decode(t, &cs)
+	var ids []uuid.UUID
+	for _, c := range cs.Items {
+		if c.TelegramChatID != 6262 {
+			ids = append(ids, c.ID)
+		}
+	}
+	r := te.do(http.MethodPost, "/broadcast/", key, map[string]any{"name": "news", "platform": "TELEGRAM", "message_text": "News!",
+		"bot_app_id": bot.BotAppID, "recipients": ids})
+	mustStatus(t, r, http.StatusAccepted)
+	var bc broadcastResponse
+	r.decode(t, &bc)
+	task, _ := broadcast.NewRunTask(bc.ID)
+	for i := 0; ; i++ {
+		err := te.bc.HandleRun(ctx, task)
+		if err == nil {
+			break
+		}
+		if i > 50 {
+			t.Fatalf("broadcast run: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	te.deliverUntil(func() bool { return len(hook.requests()) >= 3 })
+	got := map[string][]json.RawMessage{}
+	for _, rq := range hook.requests() {
+		var b callbacks.Body
+		_ = json.Unmarshal(rq.body, &b)
+		got[b.Type] = append(got[b.Type], b.Data)
+	}
+	if len(got["contact.blocked"]) != 2 || len(got["broadcast.completed"]) != 1 {
+		t.Fatalf("events: %v", got)
+	}
+	chats := map[int64]bool{}
+	for _, raw := range got["contact.blocked"] {
+		var d telegram.ContactEventData
+		_ = json.Unmarshal(raw, &d)
+		chats[d.ChatID] = true
+	}
+	if !chats[6262] || !chats[6363] {
+		t.Fatalf("blocked chats %v, want 6262 (kicked) and 6363 (403)", chats)
+	}
+	var done broadcast.CompletedData
+	_ = json.Unmarshal(got["broadcast.completed"][0], &done)
+	if done.BroadcastID != bc.ID || done.Total != 2 || done.Sent != 1 || done.Sent+done.Failed+done.Skipped != 2 {
+		t.Fatalf("broadcast.completed: %+v", done)
+	}
+}

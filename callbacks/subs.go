@@ -152,14 +152,18 @@ func (c *subCache) close() {
 }
 
 // subscribe follows SubscriptionChannel until close (or the Redis client is closed). Each
-// (re)subscription empties the cache: messages may have been missed meanwhile.
+// re-subscription empties the cache: messages may have been missed meanwhile.
 func (c *subCache) subscribe() {
 	defer close(c.done)
+	first := true
 	for {
 		ps := c.s.d.Redis.Subscribe(c.ctx, SubscriptionChannel)
 		_, rerr := ps.Receive(c.ctx)
 		if rerr == nil {
-			c.drop(uuid.Nil)
+			if !first { // messages may have been missed while the subscription was down
+				c.drop(uuid.Nil)
+			}
+			first = false
 			ch := ps.Channel(redis.WithChannelHealthCheckInterval(5 * time.Second))
 		loop:
 			for {

@@ -197,3 +197,29 @@ func (s *Service) finishSends(ctx context.Context, ms []contacts.Message, rs []c
 		return s.cb.EmitMany(ctx, tx, evs)
 	}))
 }
+
+// markBlocked marks the contact of (bot, chatID) blocked after Telegram's 403 ("bot was
+// blocked by the user") and, when the tenant subscribed, emits contact.blocked in the same
+// transaction if the contact was not blocked yet. It reports whether it changed a contact.
+func (s *Service) markBlocked(ctx context.Context, bot Bot, chatID int64) (bool, error) {
+	wants, err := s.cb.Wants(ctx, bot.TenantID, callbacks.EventContactBlocked)
+	if err != nil || !wants {
+		return s.contacts.SetBlocked(ctx, s.db, bot.ID, chatID, true)
+	}
+	changed := false
+	err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		var err error
+		if changed, err = s.contacts.SetBlocked(ctx, tx, bot.ID, chatID, true); err != nil || !changed {
+			return err
+		}
+		c, err := s.contacts.GetByChat(ctx, bot.ID, chatID) // its id and identity (unchanged by the update)
+		if err != nil {
+			return err
+		}
+		return s.cb.Emit(ctx, tx, bot.TenantID, callbacks.EventContactBlocked, ContactEventData{
+			ContactID: c.ID, BotAppID: bot.ID, ChatID: chatID, TelegramUserID: c.TelegramUserID,
+			TelegramUsername: c.TelegramUsername, FirstName: c.FirstName, LastName: c.LastName,
+		})
+	})
+	return changed, apperr.Classify(err)
+}
