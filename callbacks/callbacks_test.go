@@ -183,3 +183,50 @@ func TestSubscriptionInvalidation(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestPrune: deliveries completed more than DeliveryRetention ago go, with their attempts;
+// pending ones and recent ones stay.
+func TestPrune(t *testing.T) {
+	db := testenv.DB(t)
+	keys, _ := telegram.NewKeyring(make([]byte, 32))
+	cb := callbacks.New(callbacks.Deps{DB: db, Sealer: keys, AllowPrivate: true})
+	ctx := context.Background()
+	var tid uuid.UUID
+	if err := db.NewRaw("INSERT INTO tenants (name) VALUES ('t') RETURNING id").Scan(ctx, &tid); err != nil {
+		t.Fatal(err)
+	}
+	ep, _, err := cb.Create(ctx, tid, callbacks.NewEndpoint{URL: "http://127.0.0.1:9/x", Events: []string{"*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := cb.Emit(ctx, db, tid, callbacks.EventContactLinked, map[string]string{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-callbacks.DeliveryRetention - time.Hour)
+	// One old succeeded (with an attempt), one recent failed, one pending.
+	if _, err := db.NewRaw(`UPDATE webhook_deliveries SET status = CASE WHEN id = (SELECT id FROM webhook_deliveries ORDER BY id LIMIT 1) THEN 'succeeded'
+		WHEN id = (SELECT id FROM webhook_deliveries ORDER BY id DESC LIMIT 1) THEN 'pending' ELSE 'failed' END,
+		completed_at = CASE WHEN id = (SELECT id FROM webhook_deliveries ORDER BY id LIMIT 1) THEN ?::timestamptz
+		WHEN id = (SELECT id FROM webhook_deliveries ORDER BY id DESC LIMIT 1) THEN NULL ELSE now() END`, old).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.NewRaw(`INSERT INTO webhook_delivery_attempts (delivery_id, attempted_at, succeeded, response_code, duration_ms)
+		SELECT id, ?, true, 200, 5 FROM webhook_deliveries WHERE status = 'succeeded'`, old).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n, err := cb.Prune(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("Prune = %d, %v; want 1", n, err)
+	}
+	var left []string
+	if err := db.NewRaw("SELECT status FROM webhook_deliveries WHERE endpoint_id = ? ORDER BY status", ep.ID).Scan(ctx, &left); err != nil {
+		t.Fatal(err)
+	}
+	var attempts int
+	_ = db.NewRaw("SELECT count(*) FROM webhook_delivery_attempts").Scan(ctx, &attempts)
+	if strings.Join(left, ",") != "failed,pending" || attempts != 0 {
+		t.Fatalf("left %v with %d attempts", left, attempts)
+	}
+}

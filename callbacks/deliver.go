@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -117,6 +118,37 @@ const (
 	maxErrorLen = 500
 )
 
+// DeliveryRetention is how long a delivery that succeeded or failed is kept (with its
+// attempts) for GET /webhook-endpoints/{id}/deliveries/ after it completed: 30 days.
+const DeliveryRetention = 30 * 24 * time.Hour
+
+// pruneEvery is how often the delivery loop prunes; pruneBatch bounds one DELETE.
+const (
+	pruneEvery = 10 * time.Minute
+	pruneBatch = 5000
+)
+
+// Prune deletes deliveries completed more than DeliveryRetention ago, pruneBatch at a time
+// until none is left, and returns how many it deleted. Any number of workers may run it.
+func (s *Service) Prune(ctx context.Context) (int, error) {
+	total := 0
+	before := s.d.Now().Add(-DeliveryRetention)
+	for ctx.Err() == nil {
+		res, err := s.db.NewRaw(`DELETE FROM webhook_deliveries WHERE id IN (
+	SELECT id FROM webhook_deliveries WHERE status <> ? AND completed_at < ? LIMIT ? FOR UPDATE SKIP LOCKED)`,
+			StatusPending, before, pruneBatch).Exec(ctx)
+		if err != nil {
+			return total, apperr.Classify(fmt.Errorf("prune deliveries: %w", err))
+		}
+		n, _ := res.RowsAffected()
+		total += int(n)
+		if n < pruneBatch {
+			break
+		}
+	}
+	return total, nil
+}
+
 // lease is how long a claimed delivery is left to its worker before it is due again
 // (the worker died mid-attempt): the request timeout plus a margin.
 func (s *Service) lease() time.Duration { return s.d.Timeout + 20*time.Second }
@@ -130,7 +162,16 @@ func (s *Service) Run(ctx context.Context) error {
 	sem := make(chan struct{}, deliverParallel)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	var pruned time.Time
 	for ctx.Err() == nil {
+		if time.Since(pruned) > pruneEvery {
+			pruned = time.Now()
+			if n, err := s.Prune(ctx); err != nil {
+				s.log.WarnContext(ctx, "callbacks: prune old deliveries failed", "error", err)
+			} else if n > 0 {
+				s.log.InfoContext(ctx, "callbacks: pruned old deliveries", "deliveries", n)
+			}
+		}
 		free := cap(sem) - len(sem)
 		if free == 0 {
 			sem <- struct{}{} // wait for a slot
@@ -289,8 +330,11 @@ func requestError(err error) string {
 	}
 	var oe *net.OpError
 	if errors.As(err, &oe) {
-		msg := oe.Op + ": " + oe.Err.Error()
-		return truncate(msg)
+		return truncate(oe.Op + ": " + oe.Err.Error())
+	}
+	var ue *url.Error // its text holds the URL, which may carry the tenant's own secrets
+	if errors.As(err, &ue) {
+		return truncate(ue.Err.Error())
 	}
 	return truncate(err.Error())
 }

@@ -61,6 +61,8 @@ CREATE TABLE webhook_deliveries (
 );
 -- The delivery loop's claim: due pending rows.
 CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (next_attempt_at) WHERE status = 'pending';
+-- Pruning of deliveries completed more than 30 days ago (callbacks.Prune).
+CREATE INDEX webhook_deliveries_completed_idx ON webhook_deliveries (completed_at) WHERE status <> 'pending';
 -- GET /webhook-endpoints/{id}/deliveries/ newest first.
 CREATE INDEX webhook_deliveries_endpoint_idx ON webhook_deliveries (endpoint_id, created_at DESC, id DESC);
 

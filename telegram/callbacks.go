@@ -57,15 +57,20 @@ type MessageOutcomeData struct {
 // wantsCache memoises callbacks.Service.Wants for one batch.
 type wantsCache struct {
 	cb  *callbacks.Service
-	m   map[[2]string]bool
+	m   map[wantsKey]bool
 	err error
+}
+
+type wantsKey struct {
+	tenant uuid.UUID
+	typ    string
 }
 
 func (w *wantsCache) wants(ctx context.Context, tenantID uuid.UUID, typ string) bool {
 	if w.err != nil {
 		return false
 	}
-	k := [2]string{string(tenantID[:]), typ}
+	k := wantsKey{tenantID, typ}
 	if v, ok := w.m[k]; ok {
 		return v
 	}
@@ -75,7 +80,7 @@ func (w *wantsCache) wants(ctx context.Context, tenantID uuid.UUID, typ string) 
 		return false
 	}
 	if w.m == nil {
-		w.m = map[[2]string]bool{}
+		w.m = map[wantsKey]bool{}
 	}
 	w.m[k] = v
 	return v
