@@ -271,7 +271,10 @@ func TestWebhookEndpoints_PrivateAddresses(t *testing.T) {
 	permissive := callbacks.New(callbacks.Deps{DB: te.db, Sealer: keys, AllowPrivate: true})
 	ctx := context.Background()
 	var eps []callbacks.Endpoint
-	for _, u := range []string{hook.URL + "/hook", "http://10.0.0.1:9/x", "http://169.254.169.254/latest/", "http://[::1]:9/x"} {
+	// A host name that resolves to loopback when dialled (DNS rebinding: it may have
+	// resolved to a public address when saved) is refused on the address being dialled.
+	byName := strings.Replace(hook.URL, "127.0.0.1", "localhost", 1) + "/by-name"
+	for _, u := range []string{hook.URL + "/hook", byName, "http://10.0.0.1:9/x", "http://169.254.169.254/latest/", "http://[::1]:9/x"} {
 		e, _, err := permissive.Create(ctx, tid, callbacks.NewEndpoint{URL: u, Events: []string{"contact.linked"}})
 		if err != nil {
 			t.Fatalf("%s: %v", u, err)

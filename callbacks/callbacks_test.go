@@ -230,3 +230,41 @@ func TestPrune(t *testing.T) {
 		t.Fatalf("left %v with %d attempts", left, attempts)
 	}
 }
+
+// fakeResolver answers every host with addrs.
+type fakeResolver []netip.Addr
+
+func (f fakeResolver) LookupNetIP(context.Context, string, string) ([]netip.Addr, error) {
+	return f, nil
+}
+
+// TestCreate_ResolvedHost: a host name is refused when any of its addresses is private,
+// accepted when all are public (no connection is made when saving).
+func TestCreate_ResolvedHost(t *testing.T) {
+	db := testenv.DB(t)
+	keys, _ := telegram.NewKeyring(make([]byte, 32))
+	ctx := context.Background()
+	var tid uuid.UUID
+	if err := db.NewRaw("INSERT INTO tenants (name) VALUES ('t') RETURNING id").Scan(ctx, &tid); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		addrs []string
+		ok    bool
+	}{
+		{[]string{"93.184.215.14"}, true},
+		{[]string{"93.184.215.14", "10.0.0.1"}, false},
+		{[]string{"169.254.169.254"}, false},
+		{[]string{"::1"}, false},
+	} {
+		var r fakeResolver
+		for _, a := range tc.addrs {
+			r = append(r, netip.MustParseAddr(a))
+		}
+		cb := callbacks.New(callbacks.Deps{DB: db, Sealer: keys, Resolver: r})
+		_, _, err := cb.Create(ctx, tid, callbacks.NewEndpoint{URL: "https://hooks.example.com/x", Events: []string{"*"}})
+		if (err == nil) != tc.ok {
+			t.Errorf("%v: err %v, want ok=%v", tc.addrs, err, tc.ok)
+		}
+	}
+}

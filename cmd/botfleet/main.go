@@ -241,8 +241,9 @@ type app struct {
 	contacts   *contacts.Service
 	telegram   *telegram.Service
 	broadcasts *broadcast.Service
-	callbacks  *callbacks.Service // event callbacks to the tenant (webhook endpoints)
-	metrics    http.Handler       // GET /metrics (ops.go)
+	metrics    http.Handler // GET /metrics (ops.go)
+	// callbacks: event callbacks to the tenant (webhook endpoints, the delivery loop).
+	callbacks *callbacks.Service
 }
 
 func withApp(ctx context.Context, getenv func(string) string, stderr io.Writer, fn func(context.Context, *app) error) error {
