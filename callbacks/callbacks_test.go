@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"sync/atomic"
@@ -266,5 +267,42 @@ func TestCreate_ResolvedHost(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("%v: err %v, want ok=%v", tc.addrs, err, tc.ok)
 		}
+	}
+}
+
+// TestReencryptSecrets: after rotate-encryption-key, the secrets open with the new key alone.
+func TestReencryptSecrets(t *testing.T) {
+	db := testenv.DB(t)
+	ctx := context.Background()
+	oldKey, newKey := make([]byte, 32), make([]byte, 32)
+	newKey[0] = 1
+	oldRing, _ := telegram.NewKeyring(oldKey)
+	var tid uuid.UUID
+	if err := db.NewRaw("INSERT INTO tenants (name) VALUES ('t') RETURNING id").Scan(ctx, &tid); err != nil {
+		t.Fatal(err)
+	}
+	cb := callbacks.New(callbacks.Deps{DB: db, Sealer: oldRing, AllowPrivate: true})
+	ep, secret, err := cb.Create(ctx, tid, callbacks.NewEndpoint{URL: "http://127.0.0.1:9/x", Events: []string{"*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, secret2, err := cb.RotateSecret(ctx, tid, ep.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	both, _ := telegram.NewKeyring(newKey, oldKey)
+	done, failed, err := callbacks.ReencryptSecrets(ctx, db, both, slog.Default())
+	if err != nil || done != 1 || failed != 0 {
+		t.Fatalf("ReencryptSecrets = %d, %d, %v", done, failed, err)
+	}
+	newOnly, _ := telegram.NewKeyring(newKey)
+	got, err := callbacks.New(callbacks.Deps{DB: db, Sealer: newOnly}).Get(ctx, tid, ep.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, err1 := newOnly.Open(ep.ID, got.SecretSealed)
+	prev, err2 := newOnly.Open(ep.ID, got.PreviousSecretSealed)
+	if err1 != nil || err2 != nil || cur != secret2 || prev != secret {
+		t.Fatalf("after re-encryption: %v %v, current ok %v, previous ok %v", err1, err2, cur == secret2, prev == secret)
 	}
 }
