@@ -62,7 +62,7 @@ type webhookAttemptResponse struct {
 	Status       string    `json:"status"`
 	ResponseCode *int      `json:"response_code"`
 	Error        string    `json:"error"`
-	DurationMS   int       `json:"duration_ms"`
+	DurationMS   int64     `json:"duration_ms"`
 }
 
 // webhookDeliveryResponse is one event sent to one endpoint, with its attempts.

@@ -75,7 +75,7 @@ type Attempt struct {
 	// ResponseCode is the HTTP status answered, 0 when there was no answer.
 	ResponseCode int    `bun:",nullzero"`
 	Error        string `bun:",notnull"`
-	DurationMS   int    `bun:"duration_ms,notnull"`
+	DurationMS   int64  `bun:"duration_ms,notnull"`
 }
 
 // Body is the JSON POSTed for a delivery.
@@ -130,8 +130,8 @@ const (
 
 // Prune deletes deliveries completed more than DeliveryRetention ago, pruneBatch at a time
 // until none is left, and returns how many it deleted. Any number of workers may run it.
-func (s *Service) Prune(ctx context.Context) (int, error) {
-	total := 0
+func (s *Service) Prune(ctx context.Context) (int64, error) {
+	var total int64
 	before := s.d.Now().Add(-DeliveryRetention)
 	for ctx.Err() == nil {
 		res, err := s.db.NewRaw(`DELETE FROM webhook_deliveries WHERE id IN (
@@ -141,7 +141,7 @@ func (s *Service) Prune(ctx context.Context) (int, error) {
 			return total, apperr.Classify(fmt.Errorf("prune deliveries: %w", err))
 		}
 		n, _ := res.RowsAffected()
-		total += int(n)
+		total += n
 		if n < pruneBatch {
 			break
 		}
@@ -395,7 +395,7 @@ func (s *Service) record(ctx context.Context, d Delivery, started time.Time, dur
 	}
 	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		a := Attempt{DeliveryID: d.ID, AttemptedAt: started.UTC(), Succeeded: res.err == "", ResponseCode: res.code,
-			Error: res.err, DurationMS: int(dur.Milliseconds())}
+			Error: res.err, DurationMS: dur.Milliseconds()}
 		if _, err := tx.NewInsert().Model(&a).Exec(ctx); err != nil {
 			return err
 		}
