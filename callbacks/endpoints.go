@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -51,6 +52,12 @@ type Endpoint struct {
 	PreviousSecretExpiresAt time.Time `bun:",nullzero"`
 	CreatedAt               time.Time `bun:",nullzero,notnull,default:now()"`
 	UpdatedAt               time.Time `bun:",nullzero,notnull,default:now()"`
+}
+
+// LogValue keeps the sealed secrets (and the URL, which may carry the tenant's own tokens)
+// out of logs.
+func (e Endpoint) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("endpoint_id", e.ID.String()), slog.String("tenant_id", e.TenantID.String()))
 }
 
 // NewEndpoint is the input of Create.
