@@ -17,6 +17,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/uptrace/bun"
 
+	"github.com/botfleet/botfleet/callbacks"
 	"github.com/botfleet/botfleet/telegram"
 )
 
@@ -32,6 +33,7 @@ type isoIDs struct {
 	Bot, Bot2, Contact, Contact2, Message, InboundMessage, Broadcast uuid.UUID // tenant A's
 	APIKey                                                           uuid.UUID // tenant A's (its default key)
 	OwnBot, OwnContact                                               uuid.UUID // tenant B's
+	WebhookEndpoint, WebhookDelivery                                 uuid.UUID // tenant A's (event callbacks)
 }
 
 // swapped returns ids with A's ids replaced by fresh random UUIDs (B's kept).
@@ -40,6 +42,7 @@ func (ids isoIDs) swapped() isoIDs {
 	r.Bot, r.Bot2, r.Contact, r.Contact2 = uuid.New(), uuid.New(), uuid.New(), uuid.New()
 	r.Message, r.InboundMessage, r.Broadcast = uuid.New(), uuid.New(), uuid.New()
 	r.APIKey = uuid.New()
+	r.WebhookEndpoint, r.WebhookDelivery = uuid.New(), uuid.New()
 	return r
 }
 
@@ -50,6 +53,8 @@ func (ids isoIDs) labels() map[string]string {
 		ids.Contact2.String(): "<contact2>", ids.Message.String(): "<message>",
 		ids.InboundMessage.String(): "<inbound>", ids.Broadcast.String(): "<broadcast>",
 		ids.APIKey.String(): "<api_key>",
+
+		ids.WebhookEndpoint.String(): "<webhook_endpoint>", ids.WebhookDelivery.String(): "<webhook_delivery>",
 	}
 }
 
@@ -423,6 +428,43 @@ func isolationCases() map[string]isoCase {
 		"DELETE /api-keys/:id/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
 			return []isoRequest{notFound("api_key_not_found")("A's key", "/api-keys/"+ids.APIKey.String()+"/", nil, nil)}
 		}},
+
+		// Event callbacks (webhook_endpoints.go).
+		"GET /webhook-endpoints/": {reqs: func(_ isoIDs, fx *isoFixture) []isoRequest {
+			return []isoRequest{
+				list("list", "/webhook-endpoints/", nil),
+				list("A's cursor", "/webhook-endpoints/", q("cursor", fx.cursors["webhook-endpoints"])),
+			}
+		}},
+		"POST /webhook-endpoints/": {reqs: func(isoIDs, *isoFixture) []isoRequest {
+			// The body names no id: an endpoint is always the caller's. A private address
+			// is refused (422), so nothing is created.
+			return []isoRequest{{name: "private url", path: "/webhook-endpoints/", body: map[string]any{"url": "http://10.0.0.1/x", "events": []string{"*"}},
+				want: http.StatusUnprocessableEntity, code: "invalid_field"}}
+		}},
+		"GET /webhook-endpoints/:id/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{notFound("webhook_endpoint_not_found")("A's endpoint", "/webhook-endpoints/"+ids.WebhookEndpoint.String()+"/", nil, nil)}
+		}},
+		"PATCH /webhook-endpoints/:id/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{notFound("webhook_endpoint_not_found")("A's endpoint", "/webhook-endpoints/"+ids.WebhookEndpoint.String()+"/", nil,
+				map[string]any{"enabled": false, "description": "B was here"})}
+		}},
+		"PUT /webhook-endpoints/:id/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{notFound("webhook_endpoint_not_found")("A's endpoint", "/webhook-endpoints/"+ids.WebhookEndpoint.String()+"/", nil,
+				map[string]any{"enabled": false})}
+		}},
+		"DELETE /webhook-endpoints/:id/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{notFound("webhook_endpoint_not_found")("A's endpoint", "/webhook-endpoints/"+ids.WebhookEndpoint.String()+"/", nil, nil)}
+		}},
+		"POST /webhook-endpoints/:id/rotate-secret/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{notFound("webhook_endpoint_not_found")("A's endpoint", "/webhook-endpoints/"+ids.WebhookEndpoint.String()+"/rotate-secret/", nil, nil)}
+		}},
+		"GET /webhook-endpoints/:id/deliveries/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{notFound("webhook_endpoint_not_found")("A's endpoint", "/webhook-endpoints/"+ids.WebhookEndpoint.String()+"/deliveries/", nil, nil)}
+		}},
+		"POST /webhook-endpoints/:id/deliveries/:delivery_id/retry/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{notFound("webhook_endpoint_not_found")("A's delivery", "/webhook-endpoints/"+ids.WebhookEndpoint.String()+"/deliveries/"+ids.WebhookDelivery.String()+"/retry/", nil, nil)}
+		}},
 	}
 }
 
@@ -555,8 +597,26 @@ func TestIsolation_EveryRoute(t *testing.T) {
 	r.decode(t, &bc)
 	mustStatus(t, te.do(http.MethodPost, "/broadcast/"+bc.ID.String()+"/cancel/", keyA, nil), http.StatusOK)
 
+	// A's webhook endpoints (event callbacks; a public address that is never called: no
+	// delivery loop runs here) and one delivery.
+	for _, d := range []string{"A's hook", "A's second hook"} {
+		r = te.do(http.MethodPost, "/webhook-endpoints/", keyA, map[string]any{"url": "https://8.8.8.8/hooks/a", "events": []string{"*"}, "description": d})
+		mustStatus(t, r, http.StatusCreated)
+		var ep webhookEndpointResponse
+		r.decode(t, &ep)
+		ids.WebhookEndpoint = ep.ID
+	}
+	if err := te.tg.Callbacks().Emit(ctx, te.db, tidA, callbacks.EventMessageReceived, map[string]any{"text": "A's private words"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := te.db.NewSelect().Table("webhook_deliveries").Column("id").Where("endpoint_id = ?", ids.WebhookEndpoint).
+		Limit(1).Scan(ctx, &ids.WebhookDelivery); err != nil {
+		t.Fatal(err)
+	}
+
 	// Cursors of A's lists (each of A's lists has two items or more).
-	for name, p := range map[string]string{"bots": "/telegram/v1/bots/", "events": "/telegram/v1/webhook-events/", "contacts": "/contacts/", "broadcasts": "/broadcast/", "api-keys": "/api-keys/"} {
+	for name, p := range map[string]string{"bots": "/telegram/v1/bots/", "events": "/telegram/v1/webhook-events/", "contacts": "/contacts/", "broadcasts": "/broadcast/", "api-keys": "/api-keys/",
+		"webhook-endpoints": "/webhook-endpoints/"} {
 		var pg listPage[json.RawMessage]
 		te.do(http.MethodGet, p+"?limit=1", keyA, nil).decode(t, &pg)
 		if pg.NextCursor == "" {
@@ -569,7 +629,7 @@ func TestIsolation_EveryRoute(t *testing.T) {
 	aSecrets := []string{tidA.String(), botA.BotAppID.String(), botA2.BotAppID.String(), infoA.Username, infoA2.Username,
 		"AliceOfTenantA", "AlanOfTenantA", "AgnesOfTenantA", "A's private words", "A's offer", "A support", "A sales",
 		ids.Contact.String(), ids.Contact2.String(), ids.Message.String(), ids.InboundMessage.String(), ids.Broadcast.String(), bc.ID.String(),
-		ids.APIKey.String(), "A's ci key", keyA[:9]}
+		ids.APIKey.String(), "A's ci key", keyA[:9], "A's hook", ids.WebhookEndpoint.String(), ids.WebhookDelivery.String()}
 	for _, c := range csA.Items {
 		aSecrets = append(aSecrets, c.ID.String())
 	}
@@ -582,6 +642,7 @@ func TestIsolation_EveryRoute(t *testing.T) {
 			"/messages/" + ids.Message.String() + "/", "/messages/" + ids.InboundMessage.String() + "/",
 			"/broadcast/", "/broadcast/" + ids.Broadcast.String() + "/",
 			"/api-keys/", "/api-keys/" + ids.APIKey.String() + "/",
+			"/webhook-endpoints/", "/webhook-endpoints/" + ids.WebhookEndpoint.String() + "/deliveries/",
 		} {
 			r := te.do(http.MethodGet, p, keyA, nil)
 			mustStatus(t, r, http.StatusOK)

@@ -92,6 +92,18 @@ func (s *server) routes(e *echo.Echo) {
 	// documented /broadcast/{id}/recipients.csv into this path.
 	e.GET("/broadcast/:id/recipients.csv/", s.exportBroadcastRecipients, tenant)
 
+	// Event callbacks: webhook endpoints and their deliveries (webhook_endpoints.go).
+	// No Idempotency-Key replay here: the stored answer would hold the signing secret.
+	e.POST("/webhook-endpoints/", s.createWebhookEndpoint, tenant)
+	e.GET("/webhook-endpoints/", s.listWebhookEndpoints, tenant)
+	e.GET("/webhook-endpoints/:id/", s.getWebhookEndpoint, tenant)
+	e.PATCH("/webhook-endpoints/:id/", s.updateWebhookEndpoint, tenant)
+	e.PUT("/webhook-endpoints/:id/", s.updateWebhookEndpoint, tenant)
+	e.DELETE("/webhook-endpoints/:id/", s.deleteWebhookEndpoint, tenant)
+	e.POST("/webhook-endpoints/:id/rotate-secret/", s.rotateWebhookSecret, tenant)
+	e.GET("/webhook-endpoints/:id/deliveries/", s.listWebhookDeliveries, tenant)
+	e.POST("/webhook-endpoints/:id/deliveries/:delivery_id/retry/", s.retryWebhookDelivery, tenant)
+
 	// The tenant's API keys (scope admin; apikeys.go).
 	e.GET("/api-keys/", s.listAPIKeys, tenant)
 	e.POST("/api-keys/", s.createAPIKey, tenant)

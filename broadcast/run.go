@@ -175,7 +175,7 @@ func (s *Service) run(ctx context.Context, id uuid.UUID) error {
 
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 	defer cancel()
-	done, err := complete(fctx, s.db, id)
+	done, err := s.completeAndEmit(fctx, b) // callbacks.go: broadcast.completed
 	if err != nil {
 		return err
 	}

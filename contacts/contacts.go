@@ -357,10 +357,15 @@ type SendResult struct {
 // FinishSends writes the results of claimed messages in one statement; a message that is no
 // longer "sending" is left alone. Errors: apperr kinds.
 func (s *Service) FinishSends(ctx context.Context, rs []SendResult) error {
+	return s.FinishSendsOn(ctx, s.db, rs)
+}
+
+// FinishSendsOn is FinishSends on idb (a transaction that also emits the sends' events).
+func (s *Service) FinishSendsOn(ctx context.Context, idb bun.IDB, rs []SendResult) error {
 	if len(rs) == 0 {
 		return nil
 	}
-	_, err := s.db.NewUpdate().With("_data", s.db.NewValues(&rs)).
+	_, err := idb.NewUpdate().With("_data", idb.NewValues(&rs)).
 		Model((*Message)(nil)).TableExpr("_data").
 		Set("status = _data.status").
 		Set("attempts = _data.attempts").

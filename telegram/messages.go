@@ -183,7 +183,7 @@ func (s *Service) HandleSend(ctx context.Context, t *asynq.Task) error {
 	bot, err := s.BotByID(ctx, m.BotID)
 	if errors.Is(err, ErrBotNotFound) {
 		failed := contacts.SendResult{ID: m.ID, Status: contacts.StatusFailed, Attempts: m.Attempts, Error: "bot deleted"}
-		if err := s.contacts.FinishSends(dbCtx, []contacts.SendResult{failed}); err != nil {
+		if err := s.finishSends(dbCtx, []contacts.Message{m}, []contacts.SendResult{failed}); err != nil {
 			return fmt.Errorf("mark message failed: %w", err)
 		}
 		return fmt.Errorf("message %s: bot deleted: %w", m.ID, asynq.SkipRetry)
@@ -198,7 +198,7 @@ func (s *Service) HandleSend(ctx context.Context, t *asynq.Task) error {
 
 	out := s.Send(ctx, bot, m.ChatID, outgoingOf(m))
 	r := s.sendResult(m, out)
-	if err := s.contacts.FinishSends(dbCtx, []contacts.SendResult{r}); err != nil {
+	if err := s.finishSends(dbCtx, []contacts.Message{m}, []contacts.SendResult{r}); err != nil {
 		if out.Status == OutcomeSent {
 			// Retrying the task would send a duplicate: give up loudly instead. The message
 			// stays "sending" with its attempt counted.
@@ -392,7 +392,7 @@ func (s *Service) sendBatchOf(ctx context.Context, botID uuid.UUID, ids []uuid.U
 				results[i].Attempts--
 			}
 		}
-		if ferr := s.contacts.FinishSends(dbCtx, results); ferr != nil {
+		if ferr := s.finishSends(dbCtx, ms, results); ferr != nil {
 			return 0, ferr
 		}
 		if status == contacts.StatusFailed {
@@ -436,7 +436,7 @@ func (s *Service) sendBatchOf(ctx context.Context, botID uuid.UUID, ids []uuid.U
 		rs := pending
 		pending = nil
 		mu.Unlock()
-		return s.contacts.FinishSends(dbCtx, rs)
+		return s.finishSends(dbCtx, ms, rs)
 	}
 	done := make(chan struct{})
 	flushErr := make(chan error, 1)

@@ -635,6 +635,9 @@ func (s *Service) processBatch(ctx context.Context, tx bun.Tx, evs []WebhookEven
 	if _, err := s.contacts.SetBlockedMany(ctx, tx, changes); err != nil {
 		return res, post, err
 	}
+	if err := s.emitBatchEvents(ctx, tx, msgs, cs, states); err != nil { // callbacks.go
+		return res, post, err
+	}
 	if err := saveBotChats(ctx, tx, plans); err != nil { // chats.go
 		return res, post, err
 	}

@@ -232,7 +232,7 @@ func (s *Service) deliver(ctx context.Context, bot Bot, chatID int64, msg Outgoi
 		log.InfoContext(ctx, "telegram: flood wait, bot paused", "retry_after", d)
 		return Outcome{Status: OutcomeWait, ChatID: chatID, RetryAfter: d, Err: desc}
 	case tgErr.Code == 403:
-		if _, err := s.contacts.SetBlocked(context.WithoutCancel(ctx), s.db, bot.ID, chatID, true); err != nil {
+		if _, err := s.markBlocked(context.WithoutCancel(ctx), bot, chatID); err != nil { // callbacks.go: contact.blocked
 			log.ErrorContext(ctx, "telegram: mark contact blocked failed", "error", err)
 		}
 		return Outcome{Status: OutcomeBlocked, ChatID: chatID, Err: desc}

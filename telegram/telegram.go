@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun"
 
+	"github.com/botfleet/botfleet/callbacks"
 	"github.com/botfleet/botfleet/contacts"
 	"github.com/botfleet/botfleet/internal/apperr"
 	"github.com/botfleet/botfleet/internal/config"
@@ -162,6 +163,10 @@ type Deps struct {
 	Log      *slog.Logger
 	// HTTPClient is used for Bot API calls; nil means a shared default client.
 	HTTPClient *http.Client
+	// Callbacks emits the tenant's events (message.received, contact.created, ...) in the
+	// transactions that cause them (callbacks.go). Nil: one is built on DB and Redis with
+	// this Service's keyring and private callback addresses refused.
+	Callbacks *callbacks.Service
 	// Now is the clock of the daily limit (the UTC day a send counts in, and the next UTC
 	// midnight of a deferral). Default: time.Now; tests cross midnight with it.
 	Now func() time.Time
@@ -183,6 +188,8 @@ type Service struct {
 	// in is the inbound path's state: bot cache, ingest group commit, event processors
 	// (botcache.go, ingest.go, process.go).
 	in *inbound
+	// cb emits the tenant's events (callbacks.go).
+	cb *callbacks.Service
 	// tpl caches the bots' reply templates and holds the edit locks' clock (templates_cache.go).
 	tpl *templateCache
 }
@@ -220,6 +227,10 @@ func New(d Deps) (*Service, error) {
 		InFlight:  d.Cfg.RequestTimeout + 5*time.Second,
 		DailySeed: s.DailySent,
 	})
+	s.cb = d.Callbacks
+	if s.cb == nil {
+		s.cb = callbacks.New(callbacks.Deps{DB: d.DB, Redis: d.Redis, Sealer: keys, Log: d.Log})
+	}
 	s.tpl = newTemplateCache()
 	s.in = newInbound(s)
 	return s, nil

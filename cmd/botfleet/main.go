@@ -37,6 +37,7 @@ import (
 
 	"github.com/botfleet/botfleet/api"
 	"github.com/botfleet/botfleet/broadcast"
+	"github.com/botfleet/botfleet/callbacks"
 	"github.com/botfleet/botfleet/contacts"
 	"github.com/botfleet/botfleet/internal/config"
 	"github.com/botfleet/botfleet/internal/database"
@@ -241,6 +242,8 @@ type app struct {
 	telegram   *telegram.Service
 	broadcasts *broadcast.Service
 	metrics    http.Handler // GET /metrics (ops.go)
+	// callbacks: event callbacks to the tenant (webhook endpoints, the delivery loop).
+	callbacks *callbacks.Service
 }
 
 func withApp(ctx context.Context, getenv func(string) string, stderr io.Writer, fn func(context.Context, *app) error) error {
@@ -298,8 +301,15 @@ func withApp(ctx context.Context, getenv func(string) string, stderr io.Writer, 
 	a.tenants = tenant.New(db, tenant.WithRedis(rdb), tenant.WithLogger(log))
 	defer a.tenants.Close()
 	a.contacts = contacts.New(db)
+	// Event callbacks: secrets sealed with the bot tokens' keys (callbacks package).
+	keyring, err := telegram.NewKeyring(key, oldKeys...)
+	if err != nil {
+		return err
+	}
+	a.callbacks = callbacks.New(callbacks.Deps{DB: db, Redis: rdb, Sealer: keyring, Log: log, AllowPrivate: cfg.AllowPrivateCallbacks})
+	defer a.callbacks.Close()
 	a.telegram, err = telegram.New(telegram.Deps{
-		DB: db, Redis: rdb, Queue: queue, Contacts: a.contacts, Log: log,
+		DB: db, Redis: rdb, Queue: queue, Contacts: a.contacts, Log: log, Callbacks: a.callbacks,
 		Cfg: telegram.Config{
 			APIURL:         cfg.TelegramAPIURL,
 			PublicBaseURL:  cfg.PublicBaseURL,
@@ -379,6 +389,7 @@ func (a *app) work(ctx context.Context) error {
 		Services:        []worker.Registrar{a.telegram, a.broadcasts},
 		Loops: []func(context.Context) error{
 			func(ctx context.Context) error { return a.telegram.RunEventProcessors(ctx, a.cfg.EventProcessors) },
+			a.callbacks.Run, // event callbacks: the delivery loop (callbacks/deliver.go)
 		},
 		Periodic: periodic,
 	})

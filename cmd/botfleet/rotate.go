@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/botfleet/botfleet/callbacks"
 	"github.com/botfleet/botfleet/internal/config"
 	"github.com/botfleet/botfleet/internal/database"
 	"github.com/botfleet/botfleet/internal/logging"
@@ -64,6 +65,15 @@ func rotateEncryptionKey(ctx context.Context, getenv func(string) string, batch 
 		keys.CurrentID(), res.Reencrypted, res.Current, res.Failed)
 	if err != nil {
 		return fmt.Errorf("rotate-encryption-key: %w (run it again: it is idempotent)", err)
+	}
+	// Webhook endpoints' signing secrets are sealed with the same keys (callbacks package).
+	cbDone, cbFailed, err := callbacks.ReencryptSecrets(ctx, db, keys, log)
+	fmt.Fprintf(stdout, "rotate-encryption-key: webhook signing secrets: %d re-encrypted, %d failed\n", cbDone, cbFailed)
+	if err != nil {
+		return fmt.Errorf("rotate-encryption-key: %w (run it again: it is idempotent)", err)
+	}
+	if cbFailed > 0 {
+		return fmt.Errorf("rotate-encryption-key: %d webhook signing secret(s) could not be re-encrypted; see the log above (keep their key in ENCRYPTION_KEYS)", cbFailed)
 	}
 	if res.Failed > 0 {
 		return fmt.Errorf("rotate-encryption-key: %d bot token(s) could not be re-encrypted; see the log above (keep their key in ENCRYPTION_KEYS)", res.Failed)

@@ -186,6 +186,12 @@ type Config struct {
 	// and recorded, and a webhook that drifted is registered again (telegram:health-check);
 	// 0 turns the periodic check off. Default: 5m.
 	BotHealthInterval time.Duration `env:"BOT_HEALTH_INTERVAL" envDefault:"5m"`
+	// AllowPrivateCallbacks accepts webhook endpoint URLs (event callbacks) that resolve to
+	// loopback, private (RFC 1918, fc00::/7), link-local (169.254.0.0/16, fe80::/10),
+	// CGNAT or other non-public addresses, when saved and when delivering. Keep it false in
+	// production: a tenant could otherwise make the worker call internal services or the
+	// cloud metadata address (SSRF). Default: false.
+	AllowPrivateCallbacks bool `env:"ALLOW_PRIVATE_CALLBACKS" envDefault:"false"`
 	// LogLevel is debug, info, warn or error; anything else is a startup error. Default: info.
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 	// LogFormat is json (one JSON object per line) or text (slog's key=value); anything else
