@@ -532,9 +532,12 @@ type contactState struct {
 //     templates.go) or the built-in defaults. Commands addressed to
 //     another bot ("/start@other_bot") and plain text get no reply. Replies are queued
 //     outbound messages (kind "reply"), sent by the telegram:send task after the commit:
-//     Telegram is never called inside the transaction.
+//     Telegram is never called inside the transaction. /settings answers with the
+//     notification topics keyboard (topics.go; one query, only for /settings).
 //   - edited_message: upserts the contact.
-//   - callback_query: upserts the contact and, after the commit, answers the query.
+//   - callback_query: upserts the contact and, after the commit, answers the query. A
+//     /settings button ("topic:<id>") switches that subscription in the transaction and the
+//     answer updates the keyboard (topics.go).
 //   - my_chat_member in a private chat: new status "kicked" blocks the contact (the user
 //     blocked the bot), "member" unblocks it; other statuses are skipped. In a group,
 //     supergroup or channel it records the bot's status and rights in bot_chats
