@@ -150,7 +150,7 @@ func (s *server) topicSuppressed(ctx context.Context, tenantID uuid.UUID, topic 
 		return false, nil
 	}
 	if nm.ContactID == uuid.Nil {
-		_, err := s.d.Contacts.TopicByName(ctx, s.d.Contacts.DB(), tenantID, "topic", topic)
+		_, err := contacts.TopicByName(ctx, s.d.Contacts.DB(), tenantID, "topic", topic)
 		return false, err
 	}
 	return s.d.Contacts.Unsubscribed(ctx, tenantID, nm.ContactID, "topic", topic)

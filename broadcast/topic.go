@@ -32,7 +32,7 @@ func checkTopic(ctx context.Context, idb bun.IDB, tenantID uuid.UUID, topic stri
 	if topic == "" {
 		return nil
 	}
-	_, err := contacts.New(nil).TopicByName(ctx, idb, tenantID, "topic", topic)
+	_, err := contacts.TopicByName(ctx, idb, tenantID, "topic", topic)
 	return err
 }
 

@@ -122,7 +122,7 @@ func (s *Service) DeleteTopic(ctx context.Context, tenantID uuid.UUID, name stri
 
 // TopicByName returns the tenant's topic name. Errors: invalid_field field (422) when there
 // is no such topic (or the name is malformed).
-func (s *Service) TopicByName(ctx context.Context, idb bun.IDB, tenantID uuid.UUID, field, name string) (Topic, error) {
+func TopicByName(ctx context.Context, idb bun.IDB, tenantID uuid.UUID, field, name string) (Topic, error) {
 	if err := CheckTopicName(field, name); err != nil {
 		return Topic{}, err
 	}
@@ -140,7 +140,7 @@ func (s *Service) TopicByName(ctx context.Context, idb bun.IDB, tenantID uuid.UU
 // Unsubscribed reports whether contact contactID opted out of the tenant's topic name.
 // Errors: invalid_field field (422) for an unknown topic.
 func (s *Service) Unsubscribed(ctx context.Context, tenantID, contactID uuid.UUID, field, name string) (bool, error) {
-	t, err := s.TopicByName(ctx, s.db, tenantID, field, name)
+	t, err := TopicByName(ctx, s.db, tenantID, field, name)
 	if err != nil {
 		return false, err
 	}
