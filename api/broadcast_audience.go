@@ -14,6 +14,8 @@ type previewAudienceRequest struct {
 	BotAppID   *string            `json:"bot_app_id"`
 	Recipients []string           `json:"recipients"`
 	Segment    *broadcast.Segment `json:"segment"`
+	// Topic, when given, counts the contacts unsubscribed from it (topics.go).
+	Topic string `json:"topic"`
 }
 
 // previewAudienceResponse is what a broadcast with that audience would target now: Count
@@ -25,6 +27,9 @@ type previewAudienceResponse struct {
 	Sample  []contactResponse `json:"sample"`
 	// OptedOut of them (not blocked) sent /stop: also recorded as skipped.
 	OptedOut int `json:"opted_out"`
+	// Unsubscribed of them (neither blocked nor opted out) opted out of the request's topic:
+	// also recorded as skipped by a broadcast with that topic (0 without a topic).
+	Unsubscribed int `json:"unsubscribed"`
 }
 
 // previewAudience answers the count and a sample of a broadcast audience without creating
@@ -47,6 +52,9 @@ func (s *server) previewAudience(c echo.Context) error {
 		return err
 	}
 	out := previewAudienceResponse{Count: a.Count, Blocked: a.Blocked, OptedOut: a.OptedOut, Sample: make([]contactResponse, 0, len(a.Sample))}
+	if out.Unsubscribed, err = s.d.Broadcasts.CountUnsubscribed(c.Request().Context(), tid, botID, ids, req.Segment, req.Topic); err != nil {
+		return err
+	}
 	for _, ct := range a.Sample {
 		out.Sample = append(out.Sample, toContactResponse(ct))
 	}

@@ -32,6 +32,8 @@ type createBroadcastRequest struct {
 	broadcastScheduleFields
 	// broadcastTiming: expires_at, window, allow_paid_broadcast (broadcast_timing.go).
 	broadcastTiming
+	// Topic names one of the tenant's topics (topics.go); "" or absent for none.
+	Topic string `json:"topic"`
 }
 
 // broadcastResponse is a broadcast with its per-recipient counts.
@@ -62,6 +64,8 @@ type broadcastResponse struct {
 	broadcastControlView
 	// broadcastTimingResponse: expires_at, window, allow_paid_broadcast (broadcast_timing.go).
 	broadcastTimingResponse
+	// Topic is the topic the broadcast is about; null for none (topics.go).
+	Topic *string `json:"topic"`
 }
 
 func toBroadcastResponse(b broadcast.Broadcast, n broadcast.Counts) broadcastResponse {
@@ -80,6 +84,9 @@ func toBroadcastResponse(b broadcast.Broadcast, n broadcast.Counts) broadcastRes
 	}
 	if b.Content != nil {
 		resp.contentFields = toContentFields(b.Content.Content)
+	}
+	if b.Topic != "" {
+		resp.Topic = &b.Topic
 	}
 	return resp
 }
@@ -119,6 +126,7 @@ func (r createBroadcastRequest) toNewBroadcast() (broadcast.NewBroadcast, error)
 	nb := broadcast.NewBroadcast{
 		Name: r.Name, Platform: r.Platform, MessageText: r.MessageText, ParseMode: r.ParseMode,
 		Recipients: ids, BotID: botID, Segment: r.Segment, Content: r.toContent(), Schedule: sc,
+		Topic: r.Topic,
 	}
 	if err := r.apply(&nb); err != nil {
 		return broadcast.NewBroadcast{}, err

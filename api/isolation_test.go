@@ -315,6 +315,27 @@ func isolationCases() map[string]isoCase {
 			}
 		}},
 
+		// Notification topics (topics.go): A has the topic "a-only" and its contact opted out.
+		"GET /topics/": {reqs: func(isoIDs, *isoFixture) []isoRequest {
+			return []isoRequest{list("list", "/topics/", nil)}
+		}},
+		"POST /topics/": {reqs: func(isoIDs, *isoFixture) []isoRequest {
+			// Creating would change the snapshot of the tables; a bad name shows the route runs.
+			return []isoRequest{{name: "bad name", path: "/topics/", body: map[string]any{"name": "A's"}, want: http.StatusUnprocessableEntity, code: "invalid_field"}}
+		}},
+		"DELETE /topics/:name/": {reqs: func(isoIDs, *isoFixture) []isoRequest {
+			return []isoRequest{notFound("topic_not_found")("A's topic", "/topics/a-only/", nil, nil)}
+		}},
+		"GET /contacts/:id/topics/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{contactNF("A's contact", "/contacts/"+ids.Contact.String()+"/topics/", nil, nil)}
+		}},
+		"PUT /contacts/:id/topics/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{
+				contactNF("A's contact", "/contacts/"+ids.Contact.String()+"/topics/", nil, map[string]any{"a-only": true}),
+				{name: "B's contact, A's topic", path: "/contacts/" + ids.OwnContact.String() + "/topics/", body: map[string]any{"a-only": false}, want: http.StatusUnprocessableEntity, code: "invalid_field"},
+			}
+		}},
+
 		"POST /messages/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
 			msg := func(bot *uuid.UUID, contact uuid.UUID) map[string]any {
 				m := map[string]any{"contact_id": contact, "text": "hello from B"}
@@ -580,6 +601,8 @@ func TestIsolation_EveryRoute(t *testing.T) {
 	mustStatus(t, te.do(http.MethodPut, "/telegram/v1/bots/"+ids.Bot.String()+"/templates/welcome/", keyA, map[string]any{"text": "A's welcome {first_name}"}), http.StatusOK)
 	mustStatus(t, te.do(http.MethodPut, "/telegram/v1/bots/"+ids.Bot2.String()+"/templates/status/", keyA, map[string]any{"text": "A's status", "command": "status"}), http.StatusCreated)
 	mustStatus(t, te.do(http.MethodPost, "/telegram/v1/bots/"+ids.Bot.String()+"/templates/welcome/lock/", keyA, nil), http.StatusOK)
+	mustStatus(t, te.do(http.MethodPost, "/topics/", keyA, map[string]any{"name": "a-only"}), http.StatusCreated)
+	mustStatus(t, te.do(http.MethodPut, "/contacts/"+ids.Contact.String()+"/topics/", keyA, map[string]any{"a-only": false}), http.StatusOK)
 	fx.broadcastFor = func(bot *uuid.UUID, recipients ...uuid.UUID) map[string]any {
 		b := map[string]any{"name": "A's spring sale", "platform": "TELEGRAM", "message_text": "A's offer", "recipients": recipients}
 		if bot != nil {

@@ -27,6 +27,9 @@ type createMessageRequest struct {
 	// and the answer is 200 {"suppressed": true}.
 	ThrottleKey     string `json:"throttle_key"`
 	ThrottleSeconds int64  `json:"throttle_seconds"`
+	// Topic names one of the tenant's topics: a contact unsubscribed from it gets nothing
+	// and the answer is 200 {"suppressed": true, "reason": "unsubscribed"} (topics.go).
+	Topic string `json:"topic"`
 	// Content options (text is the caption with photo or document).
 	contentFields
 }
@@ -82,6 +85,12 @@ func (s *server) createMessage(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
+	if suppressed, err := s.topicSuppressed(ctx, tid, req.Topic, nm); err != nil || suppressed { // topics.go
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, unsubscribedResponse{Suppressed: true, Reason: reasonUnsubscribed})
+	}
 	var throttle string
 	if req.ThrottleKey != "" {
 		throttle = throttleRedisKey(tid.String(), nm, req.ThrottleKey)

@@ -72,6 +72,11 @@ func (s *server) routes(e *echo.Echo) {
 	e.GET("/contacts/:id/", s.getContact, tenant)
 	e.PATCH("/contacts/:id/", s.patchContact, tenant)
 	e.POST("/contacts/bulk-tags/", s.bulkTags, tenant)
+	e.GET("/contacts/:id/topics/", s.getContactTopics, tenant) // topics.go
+	e.PUT("/contacts/:id/topics/", s.putContactTopics, tenant)
+	e.GET("/topics/", s.listTopics, tenant)
+	e.POST("/topics/", s.createTopic, tenant)
+	e.DELETE("/topics/:name/", s.deleteTopic, tenant)
 
 	e.POST("/messages/", s.createMessage, tenant, s.idempotent) // Idempotency-Key: idempotency.go
 	e.GET("/messages/:id/", s.getMessage, tenant)

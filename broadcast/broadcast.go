@@ -140,6 +140,8 @@ type Broadcast struct {
 	ExpiresAt          time.Time `bun:",nullzero"`
 	Window             *Window   `bun:"send_window,type:jsonb,nullzero"`
 	AllowPaidBroadcast bool      `bun:",notnull"`
+	// Topic is the name of the tenant's topic the broadcast is about ("" for none; topic.go).
+	Topic string `bun:",nullzero"`
 }
 
 // Recipient is a row of broadcast_recipients: the delivery of one broadcast to one contact.
@@ -210,6 +212,9 @@ type NewBroadcast struct {
 	// per bot for a fee in Stars, core.telegram.org/bots/api#sendmessage) at
 	// TELEGRAM_PAID_BOT_RATE instead of TELEGRAM_BOT_RATE_LIMIT. Default false.
 	AllowPaidBroadcast bool
+	// Topic ("" for none) names one of the tenant's topics (GET /topics/): contacts
+	// unsubscribed from it are skipped with SkipUnsubscribed. Unknown: invalid_field topic.
+	Topic string
 }
 
 // Filter selects a page of List: a cursor from a previous page and a limit
@@ -421,6 +426,9 @@ func (s *Service) Create(ctx context.Context, tenantID uuid.UUID, nb NewBroadcas
 	if err != nil {
 		return Broadcast{}, Counts{}, err
 	}
+	if err := checkTopic(ctx, s.db, tenantID, nb.Topic); err != nil { // topic.go
+		return Broadcast{}, Counts{}, err
+	}
 	if nb.Segment != nil {
 		return s.createFromSegment(ctx, tenantID, bot.ID, nb)
 	}
@@ -442,6 +450,7 @@ func (s *Service) Create(ctx context.Context, tenantID uuid.UUID, nb NewBroadcas
 		ExpiresAt:    nb.ExpiresAt, Window: nb.Window, AllowPaidBroadcast: nb.AllowPaidBroadcast,
 	}
 	b.Content = contentOf(nb.Content)
+	b.Topic = nb.Topic
 	nb.applySchedule(&b)
 	if b.Materialized {
 		err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
@@ -471,6 +480,7 @@ func (s *Service) createFromSegment(ctx context.Context, tenantID, botID uuid.UU
 		ExpiresAt: nb.ExpiresAt, Window: nb.Window, AllowPaidBroadcast: nb.AllowPaidBroadcast,
 	}
 	b.Content = contentOf(nb.Content)
+	b.Topic = nb.Topic
 	nb.applySchedule(&b)
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		return insertSegmentBroadcast(ctx, tx, &b)

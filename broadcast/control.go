@@ -283,6 +283,9 @@ func (s *Service) Update(ctx context.Context, tenantID, id uuid.UUID, nb NewBroa
 			return ErrNotEditable.WithMessage("only a draft or scheduled broadcast can be edited; this one is %s", old.Status).
 				WithDetails(map[string]any{"status": old.Status})
 		}
+		if err := checkTopic(ctx, tx, tenantID, nb.Topic); err != nil { // topic.go
+			return err
+		}
 		if _, err := tx.NewDelete().Model((*Broadcast)(nil)).Where("id = ?", id).Exec(ctx); err != nil {
 			return fmt.Errorf("replace broadcast: %w", err)
 		}
@@ -293,6 +296,7 @@ func (s *Service) Update(ctx context.Context, tenantID, id uuid.UUID, nb NewBroa
 			ExpiresAt: nb.ExpiresAt, Window: nb.Window, AllowPaidBroadcast: nb.AllowPaidBroadcast,
 		}
 		b.Content = contentOf(nb.Content)
+		b.Topic = nb.Topic
 		nb.applySchedule(&b)
 		switch {
 		case nb.Segment != nil:

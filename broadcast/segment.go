@@ -253,12 +253,12 @@ func insertSegmentBroadcast(ctx context.Context, tx bun.Tx, b *Broadcast) error 
 		return fmt.Errorf("insert broadcast: %w", err)
 	}
 	where, wargs := audienceWhere(b.TenantID, b.BotID, nil, b.Segment)
-	args := append([]any{b.ID}, wargs...)
+	args := append([]any{b.ID, b.ID}, wargs...)
 	// LIMIT bounds the work of a segment that is too large: it is refused, rolled back.
 	args = append(args, MaxRecipients+1)
 	res, err := tx.NewRaw(`INSERT INTO broadcast_recipients (broadcast_id, contact_id, chat_id, status, error)
 SELECT ?, c.id, c.telegram_chat_id, `+recipientStatusSQL+`, `+recipientErrorSQL+`
-FROM contacts c
+FROM contacts c JOIN broadcasts b ON b.id = ?
 WHERE `+where+`
 LIMIT ?`, args...).Exec(ctx)
 	if err != nil {

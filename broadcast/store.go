@@ -98,9 +98,9 @@ func insertBroadcast(ctx context.Context, tx bun.Tx, b *Broadcast, ids []uuid.UU
 	}
 	res, err := tx.NewRaw(`INSERT INTO broadcast_recipients (broadcast_id, contact_id, chat_id, status, error)
 SELECT ?, c.id, c.telegram_chat_id, `+recipientStatusSQL+`, `+recipientErrorSQL+`
-FROM contacts c
+FROM contacts c JOIN broadcasts b ON b.id = ?
 WHERE c.tenant_id = ? AND c.bot_id = ? AND c.id = ANY(?::uuid[])`,
-		b.ID, b.TenantID, b.BotID, uuidArray(ids)).Exec(ctx)
+		b.ID, b.ID, b.TenantID, b.BotID, uuidArray(ids)).Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("insert recipients: %w", err)
 	}

@@ -39,11 +39,12 @@ const RecipientExpired = "expired"
 const ErrExpired = "not sent before the broadcast expired (expires_at)"
 
 // recipientStatusSQL and recipientErrorSQL are the status and error of a recipient row
-// written from contact row c: skipped with SkipBlocked or SkipOptedOut (blocked first), or
-// queued. Constants only: no user input reaches the SQL text.
+// written from contact row c for broadcast row b: skipped with SkipBlocked, SkipOptedOut or
+// SkipUnsubscribed (in that order; unsubscribedSQL, topic.go), or queued. Constants only: no
+// user input reaches the SQL text.
 const (
-	recipientStatusSQL = "CASE WHEN c.blocked OR c.opted_out THEN '" + RecipientSkipped + "' ELSE '" + RecipientQueued + "' END"
-	recipientErrorSQL  = "CASE WHEN c.blocked THEN '" + SkipBlocked + "' WHEN c.opted_out THEN '" + SkipOptedOut + "' ELSE '' END"
+	recipientStatusSQL = "CASE WHEN c.blocked OR c.opted_out OR " + unsubscribedSQL + " THEN '" + RecipientSkipped + "' ELSE '" + RecipientQueued + "' END"
+	recipientErrorSQL  = "CASE WHEN c.blocked THEN '" + SkipBlocked + "' WHEN c.opted_out THEN '" + SkipOptedOut + "' WHEN " + unsubscribedSQL + " THEN '" + SkipUnsubscribed + "' ELSE '' END"
 )
 
 // Window is a broadcast's daily send window: sends start only while the local time of day

@@ -205,8 +205,10 @@ type replyRef struct {
 }
 
 type callbackRef struct {
-	bot Bot
-	id  string
+	bot  Bot
+	id   string
+	text string      // answer text ("" for none): topics.go
+	edit *markupEdit // keyboard to update after the answer: topics.go
 }
 
 // batchContext returns the context of one batch: detached from ctx so that a shutdown
@@ -388,7 +390,7 @@ func (s *Service) afterCommit(ctx context.Context, post postCommit) {
 		s.in.callbacks <- struct{}{}
 		go func() {
 			defer func() { <-s.in.callbacks }()
-			s.answerCallback(context.WithoutCancel(ctx), cb.bot, cb.id, s.log.With("bot_app_id", cb.bot.ID.String()))
+			s.finishCallback(context.WithoutCancel(ctx), cb, s.log.With("bot_app_id", cb.bot.ID.String())) // topics.go
 		}()
 	}
 }
@@ -490,6 +492,9 @@ type eventPlan struct {
 	seen    time.Time
 	msg     *gotgbot.Message           // planMessage
 	cbID    string                     // planCallback
+	cbData  string                     // planCallback: callback_data
+	cbMsgID int64                      // planCallback: message_id of the message with the button (0: none)
+	setMenu bool                       // planMessage: /settings (topics.go)
 	member  *gotgbot.ChatMemberUpdated // planMember
 	block   bool                       // planMember: the new blocked state
 	botChat *BotChat                   // my_chat_member in a group or channel (kind planSkip): saveBotChats
@@ -527,9 +532,12 @@ type contactState struct {
 //     templates.go) or the built-in defaults. Commands addressed to
 //     another bot ("/start@other_bot") and plain text get no reply. Replies are queued
 //     outbound messages (kind "reply"), sent by the telegram:send task after the commit:
-//     Telegram is never called inside the transaction.
+//     Telegram is never called inside the transaction. /settings answers with the
+//     notification topics keyboard (topics.go; one query, only for /settings).
 //   - edited_message: upserts the contact.
-//   - callback_query: upserts the contact and, after the commit, answers the query.
+//   - callback_query: upserts the contact and, after the commit, answers the query. A
+//     /settings button ("topic:<id>") switches that subscription in the transaction and the
+//     answer updates the keyboard (topics.go).
 //   - my_chat_member in a private chat: new status "kicked" blocks the contact (the user
 //     blocked the bot), "member" unblocks it; other statuses are skipped. In a group,
 //     supergroup or channel it records the bot's status and rights in bot_chats
@@ -582,7 +590,7 @@ func (s *Service) processBatch(ctx context.Context, tx bun.Tx, evs []WebhookEven
 	}
 
 	// Walk the events in order: messages, replies, blocked changes, callbacks.
-	var msgs []contacts.Message
+	var msgs, settings []contacts.Message
 	for _, p := range plans {
 		if p.kind == planSkip {
 			continue
@@ -610,11 +618,23 @@ func (s *Service) processBatch(ctx context.Context, tx bun.Tx, evs []WebhookEven
 					Direction: contacts.DirectionOutbound, Kind: contacts.KindReply, Status: contacts.StatusQueued, Text: reply,
 					ParseMode: replyMode,
 				}
+				if p.setMenu { // topics.go
+					if err := s.settingsReply(ctx, tx, &out); err != nil {
+						return res, post, err
+					}
+					settings = append(settings, out)
+				}
 				msgs = append(msgs, out)
 				post.replies = append(post.replies, replyRef{id: out.ID, botID: p.ev.BotID})
 			}
 		case planCallback:
-			post.callbacks = append(post.callbacks, callbackRef{bot: *p.bot, id: p.cbID})
+			cb := callbackRef{bot: *p.bot, id: p.cbID}
+			if isTopicCallback(p.cbData) { // topics.go
+				if err := s.onTopicCallback(ctx, tx, p, st, &cb); err != nil {
+					return res, post, err
+				}
+			}
+			post.callbacks = append(post.callbacks, cb)
 		case planMember:
 			if st.blocked != p.block {
 				st.blocked, st.changed = p.block, true
@@ -624,6 +644,9 @@ func (s *Service) processBatch(ctx context.Context, tx bun.Tx, evs []WebhookEven
 		}
 	}
 	if err := s.contacts.InsertMessages(ctx, tx, msgs); err != nil {
+		return res, post, err
+	}
+	if err := saveReplyContent(ctx, tx, settings); err != nil { // topics.go
 		return res, post, err
 	}
 	var changes []contacts.BlockedChange
@@ -668,6 +691,9 @@ func (s *Service) onMessage(p *eventPlan, st *contactState, tpls *botTemplates) 
 		}
 		s.log.Info("telegram: contact opted out with /stop", "bot_app_id", p.ev.BotID.String(),
 			"update_id", p.ev.UpdateID, "chat_id", p.key.chatID)
+	case SettingsCommand: // topics.go: processBatch attaches the keyboard
+		p.setMenu = true
+		return SettingsReplyText, ""
 	}
 	return s.commandReply(p, &st.contact, cmd, tpls)
 }
@@ -741,7 +767,10 @@ func planUpdate(p *eventPlan, u *gotgbot.Update) {
 		if cq.Message != nil {
 			chat = cq.Message.GetChat()
 		}
-		p.kind, p.cbID = planCallback, cq.Id
+		p.kind, p.cbID, p.cbData = planCallback, cq.Id, cq.Data
+		if cq.Message != nil {
+			p.cbMsgID = cq.Message.GetMessageId()
+		}
 		contact(chat, &cq.From, 0)
 	case u.MyChatMember != nil:
 		cm := u.MyChatMember
