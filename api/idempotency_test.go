@@ -229,3 +229,25 @@ func TestMessages_Throttle(t *testing.T) {
 		}
 	}
 }
+
+// TestIdempotency_Topics: a retried POST /topics/ with the same key answers the first 201
+// again (not 409 topic_exists) and creates one topic.
+func TestIdempotency_Topics(t *testing.T) {
+	te := newEnv(t)
+	_, key := te.newTenant("A")
+	body := map[string]any{"name": "alerts"}
+	first := te.serve(withIdemKey(t, http.MethodPost, "/topics/", key, "topic-1", body))
+	mustStatus(t, first, http.StatusCreated)
+	again := te.serve(withIdemKey(t, http.MethodPost, "/topics/", key, "topic-1", body))
+	mustStatus(t, again, http.StatusCreated)
+	if again.Header.Get(HeaderIdempotentReplayed) != "true" || string(again.Body) != string(first.Body) {
+		t.Fatalf("replay: %v %s, first %s", again.Header, again.Body, first.Body)
+	}
+	if r := te.serve(request(t, http.MethodPost, "/topics/", key, body)); r.Code != http.StatusConflict || r.errorCode(t) != "topic_exists" {
+		t.Fatalf("without the key: %d %s, want 409 topic_exists", r.Code, r.Body)
+	}
+	n, err := te.db.NewSelect().Table("topics").Count(context.Background())
+	if err != nil || n != 1 {
+		t.Fatalf("topics = %d (%v), want 1", n, err)
+	}
+}

@@ -75,7 +75,7 @@ func (s *server) routes(e *echo.Echo) {
 	e.GET("/contacts/:id/topics/", s.getContactTopics, tenant) // topics.go
 	e.PUT("/contacts/:id/topics/", s.putContactTopics, tenant)
 	e.GET("/topics/", s.listTopics, tenant)
-	e.POST("/topics/", s.createTopic, tenant)
+	e.POST("/topics/", s.createTopic, tenant, s.idempotent)
 	e.DELETE("/topics/:name/", s.deleteTopic, tenant)
 
 	e.POST("/messages/", s.createMessage, tenant, s.idempotent) // Idempotency-Key: idempotency.go
