@@ -98,8 +98,10 @@ func TestEmit_NoSubscriberNoQuery(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := counter.n.Load(); n != 1 {
-		t.Fatalf("%d queries for 5000 events nobody subscribed to, want 1 (the cache load)", n)
+	// The cache loads once, and once more if its invalidation subscription came up during
+	// the loop (pubcache empties the cache then: invalidations before it were not heard).
+	if n := counter.n.Load(); n < 1 || n > 2 {
+		t.Fatalf("%d queries for 5000 events nobody subscribed to, want 1 or 2 (the cache load)", n)
 	}
 
 	ep, secret, err := cb.Create(ctx, tid, callbacks.NewEndpoint{URL: "http://127.0.0.1:9/x", Events: []string{callbacks.EventMessageReceived}})
