@@ -72,6 +72,10 @@ func (s *server) routes(e *echo.Echo) {
 	e.GET("/contacts/:id/", s.getContact, tenant)
 	e.PATCH("/contacts/:id/", s.patchContact, tenant)
 	e.POST("/contacts/bulk-tags/", s.bulkTags, tenant)
+	// Account linking (linking.go).
+	e.POST("/contacts/link-tokens/", s.createLinkToken, tenant)
+	e.POST("/contacts/verification-codes/", s.createVerificationCode, tenant)
+	e.POST("/contacts/verify/", s.verifyCode, tenant)
 
 	e.POST("/messages/", s.createMessage, tenant, s.idempotent) // Idempotency-Key: idempotency.go
 	e.GET("/messages/:id/", s.getMessage, tenant)
