@@ -215,7 +215,7 @@ func TestLinking_VerificationCodes(t *testing.T) {
 	te.deliverFrom(b, 2, 802, "Bo", "bo_orb", "hi")
 	te.deliverFrom(b, 3, 803, "Cy", "cy_orb", "hi")
 	te.processAndSend(b.BotAppID)
-	request := func(ext, username string) response {
+	ask := func(ext, username string) response {
 		return te.do(http.MethodPost, "/contacts/verification-codes/", key, map[string]any{"external_id": ext, "bot_app_id": b.BotAppID, "username": username})
 	}
 	verify := func(ext, code string) response {
@@ -223,7 +223,7 @@ func TestLinking_VerificationCodes(t *testing.T) {
 	}
 
 	// Request: 201 {expires_at} only; the bot sends the code (tgemu receives it).
-	r := request("orb-1", "@Ann_Orb")
+	r := ask("orb-1", "@Ann_Orb")
 	mustStatus(t, r, http.StatusCreated)
 	var got map[string]any
 	r.decode(t, &got)
@@ -243,7 +243,7 @@ func TestLinking_VerificationCodes(t *testing.T) {
 		t.Fatalf("the code is stored in clear: %d %v", stored, err)
 	}
 	// Unknown username: 404.
-	r = request("orb-1", "nobody")
+	r = ask("orb-1", "nobody")
 	if r.Code != http.StatusNotFound || r.errorCode(t) != "contact_not_found" {
 		t.Fatalf("unknown username: %d %s", r.Code, r.Body)
 	}
@@ -265,8 +265,32 @@ func TestLinking_VerificationCodes(t *testing.T) {
 		t.Fatalf("used code: %d %s", r.Code, r.Body)
 	}
 
+	// An Idempotency-Key retry gets the first answer and sends no second code.
+	countTo := func(chat int64) int {
+		n, err := te.db.NewSelect().Table("messages").Where("chat_id = ?", chat).Where("kind = ?", contacts.KindMessage).Count(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int(n)
+	}
+	before := countTo(801)
+	var first []byte
+	for i := range 2 {
+		req := request(t, http.MethodPost, "/contacts/verification-codes/", key, map[string]any{"external_id": "orb-9", "bot_app_id": b.BotAppID, "username": "ann_orb"})
+		req.Header.Set("Idempotency-Key", "orb-9-request")
+		r := te.serve(req)
+		mustStatus(t, r, http.StatusCreated)
+		if i == 1 && (string(r.Body) != string(first) || r.Header.Get("Idempotent-Replayed") != "true") {
+			t.Fatalf("replay: %s vs %s", r.Body, first)
+		}
+		first = r.Body
+	}
+	if n := countTo(801); n != before+1 {
+		t.Fatalf("codes queued: %d", n-before)
+	}
+
 	// Five wrong codes lock the attempt, even the right one is refused; a new request starts over.
-	mustStatus(t, request("orb-2", "bo_orb"), http.StatusCreated)
+	mustStatus(t, ask("orb-2", "bo_orb"), http.StatusCreated)
 	code2, _ := te.queuedCode(b.BotAppID, 802)
 	for i := 4; i >= 0; i-- {
 		r = verify("orb-2", wrongCode(code2))
@@ -278,7 +302,7 @@ func TestLinking_VerificationCodes(t *testing.T) {
 	if r.Code != http.StatusUnprocessableEntity || r.errorCode(t) != "verification_locked" || te.externalIDOf(b.BotAppID, 802) != "" {
 		t.Fatalf("locked: %d %s", r.Code, r.Body)
 	}
-	mustStatus(t, request("orb-2", "bo_orb"), http.StatusCreated)
+	mustStatus(t, ask("orb-2", "bo_orb"), http.StatusCreated)
 	code2, _ = te.queuedCode(b.BotAppID, 802)
 	mustStatus(t, verify("orb-2", code2), http.StatusOK)
 	if te.externalIDOf(b.BotAppID, 802) != "orb-2" {
@@ -286,7 +310,7 @@ func TestLinking_VerificationCodes(t *testing.T) {
 	}
 
 	// Concurrent wrong guesses: exactly five are counted, the rest are locked.
-	mustStatus(t, request("orb-3", "cy_orb"), http.StatusCreated)
+	mustStatus(t, ask("orb-3", "cy_orb"), http.StatusCreated)
 	code3, _ := te.queuedCode(b.BotAppID, 803)
 	var mu sync.Mutex
 	codes := map[string]int{}
@@ -310,7 +334,7 @@ func TestLinking_VerificationCodes(t *testing.T) {
 	}
 
 	// Expiry: the right code after 10 minutes is refused and links nothing.
-	mustStatus(t, request("orb-4", "cy_orb"), http.StatusCreated)
+	mustStatus(t, ask("orb-4", "cy_orb"), http.StatusCreated)
 	code4, _ := te.queuedCode(b.BotAppID, 803)
 	if _, err := te.db.NewRaw("UPDATE verification_codes SET expires_at = now() - interval '1 second' WHERE external_id = 'orb-4'").Exec(ctx); err != nil {
 		t.Fatal(err)

@@ -74,7 +74,7 @@ func (s *server) routes(e *echo.Echo) {
 	e.POST("/contacts/bulk-tags/", s.bulkTags, tenant)
 	// Account linking (linking.go).
 	e.POST("/contacts/link-tokens/", s.createLinkToken, tenant)
-	e.POST("/contacts/verification-codes/", s.createVerificationCode, tenant)
+	e.POST("/contacts/verification-codes/", s.createVerificationCode, tenant, s.idempotent)
 	e.POST("/contacts/verify/", s.verifyCode, tenant)
 
 	e.POST("/messages/", s.createMessage, tenant, s.idempotent) // Idempotency-Key: idempotency.go
