@@ -115,12 +115,12 @@ func TestTemplates_Replies(t *testing.T) {
 	_, key := te.newTenant("acme")
 	b := te.newTplBot(key, "Shop")
 
-	// The list shows the four built-ins with their defaults.
+	// The list shows the seven built-ins with their defaults.
 	var list listPage[templateResponse]
 	r := te.do(http.MethodGet, tplPath(b, ""), key, nil)
 	mustStatus(t, r, http.StatusOK)
 	r.decode(t, &list)
-	if len(list.Items) != 4 || list.Items[0].Key != "welcome" || !list.Items[0].Default || list.Items[0].Command != "start" ||
+	if len(list.Items) != 7 || list.Items[6].Key != "link_status" || list.Items[0].Key != "welcome" || !list.Items[0].Default || list.Items[0].Command != "start" ||
 		!strings.Contains(list.Items[0].Text, "{first_name|there}") || list.Items[3].Key != "unknown_command" || list.Items[3].Text != "" {
 		t.Fatalf("list: %s", r.Body)
 	}
@@ -188,9 +188,15 @@ func TestTemplates_Replies(t *testing.T) {
 	if code, _ := errDetails(t, r); code != "builtin_template" {
 		t.Fatalf("delete built-in: %s", r.Body)
 	}
-	te.deliverText(b, 5, 503, "Bo", "/status")
+	te.deliverText(b, 5, 503, "Bo", "/price")
 	te.processAndSend(b.BotAppID)
 	if m := te.lastSent(b, 503); m.Text != "Sorry Bo, I don't know that command." {
+		t.Fatalf("unknown command: %+v", m)
+	}
+	// Without the tenant's /status, the built-in /status (account linking) answers.
+	te.deliverText(b, 6, 503, "Bo", "/status")
+	te.processAndSend(b.BotAppID)
+	if m := te.lastSent(b, 503); m.Text != "Linked account: not linked" {
 		t.Fatalf("deleted /status: %+v", m)
 	}
 }

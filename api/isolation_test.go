@@ -335,6 +335,19 @@ func isolationCases() map[string]isoCase {
 				{name: "B's contact, A's topic", path: "/contacts/" + ids.OwnContact.String() + "/topics/", body: map[string]any{"a-only": false}, want: http.StatusUnprocessableEntity, code: "invalid_field"},
 			}
 		}},
+		// Account linking (linking.go).
+		"POST /contacts/link-tokens/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{botNF("A's bot", "/contacts/link-tokens/", nil, map[string]any{"external_id": "acct-1", "bot_app_id": ids.Bot})}
+		}},
+		"POST /contacts/verification-codes/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{
+				botNF("A's bot", "/contacts/verification-codes/", nil, map[string]any{"external_id": "acct-1", "bot_app_id": ids.Bot, "username": "AliceOfTenantA"}),
+				contactNF("B's bot, a name of A's", "/contacts/verification-codes/", nil, map[string]any{"external_id": "acct-1", "bot_app_id": ids.OwnBot, "username": "AliceOfTenantA"}),
+			}
+		}},
+		"POST /contacts/verify/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{notFound("verification_not_found")("A's pending code", "/contacts/verify/", nil, map[string]any{"external_id": "a-acct", "code": "123456"})}
+		}},
 
 		"POST /messages/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
 			msg := func(bot *uuid.UUID, contact uuid.UUID) map[string]any {
@@ -603,6 +616,11 @@ func TestIsolation_EveryRoute(t *testing.T) {
 	mustStatus(t, te.do(http.MethodPost, "/telegram/v1/bots/"+ids.Bot.String()+"/templates/welcome/lock/", keyA, nil), http.StatusOK)
 	mustStatus(t, te.do(http.MethodPost, "/topics/", keyA, map[string]any{"name": "a-only"}), http.StatusCreated)
 	mustStatus(t, te.do(http.MethodPut, "/contacts/"+ids.Contact.String()+"/topics/", keyA, map[string]any{"a-only": false}), http.StatusOK)
+	// A's pending verification code for external_id "a-acct" (B's verify must not see it).
+	if _, err := te.db.NewRaw(`INSERT INTO verification_codes (tenant_id, external_id, bot_id, contact_id, code_hash, expires_at)
+		VALUES (?, 'a-acct', ?, ?, decode('00', 'hex'), now() + interval '1 hour')`, tidA, ids.Bot, ids.Contact).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
 	fx.broadcastFor = func(bot *uuid.UUID, recipients ...uuid.UUID) map[string]any {
 		b := map[string]any{"name": "A's spring sale", "platform": "TELEGRAM", "message_text": "A's offer", "recipients": recipients}
 		if bot != nil {

@@ -77,6 +77,10 @@ func (s *server) routes(e *echo.Echo) {
 	e.GET("/topics/", s.listTopics, tenant)
 	e.POST("/topics/", s.createTopic, tenant, s.idempotent)
 	e.DELETE("/topics/:name/", s.deleteTopic, tenant)
+	// Account linking (linking.go).
+	e.POST("/contacts/link-tokens/", s.createLinkToken, tenant)
+	e.POST("/contacts/verification-codes/", s.createVerificationCode, tenant, s.idempotent)
+	e.POST("/contacts/verify/", s.verifyCode, tenant)
 
 	e.POST("/messages/", s.createMessage, tenant, s.idempotent) // Idempotency-Key: idempotency.go
 	e.GET("/messages/:id/", s.getMessage, tenant)

@@ -601,7 +601,10 @@ func (s *Service) processBatch(ctx context.Context, tx bun.Tx, evs []WebhookEven
 		}
 		switch p.kind {
 		case planMessage:
-			reply, replyMode := s.onMessage(p, st, tpls[p.ev.BotID])
+			reply, replyMode, err := s.onMessage(ctx, tx, p, st, tpls[p.ev.BotID])
+			if err != nil {
+				return res, post, err
+			}
 			updateID := p.ev.UpdateID
 			text := p.msg.Text
 			if text == "" {
@@ -673,10 +676,12 @@ func (s *Service) processBatch(ctx context.Context, tx bun.Tx, evs []WebhookEven
 // onMessage applies the commands of message plan p to its contact's state and returns the
 // reply text ("" for none) and its parse mode: the bot's reply template of the command
 // rendered for the contact, or the built-in default (commandReply, templates_cache.go).
-func (s *Service) onMessage(p *eventPlan, st *contactState, tpls *botTemplates) (string, string) {
-	cmd, _, ok := parseCommand(p.msg, p.bot.Username)
+// Account linking (/start <link token>, /link, /status: linkCommand, linking.go) may run a
+// query in tx; other messages cost none.
+func (s *Service) onMessage(ctx context.Context, tx bun.Tx, p *eventPlan, st *contactState, tpls *botTemplates) (string, string, error) {
+	cmd, args, ok := parseCommand(p.msg, p.bot.Username)
 	if !ok {
-		return "", ""
+		return "", "", nil
 	}
 	switch cmd {
 	case "start":
@@ -693,9 +698,13 @@ func (s *Service) onMessage(p *eventPlan, st *contactState, tpls *botTemplates) 
 			"update_id", p.ev.UpdateID, "chat_id", p.key.chatID)
 	case SettingsCommand: // topics.go: processBatch attaches the keyboard
 		p.setMenu = true
-		return SettingsReplyText, ""
+		return SettingsReplyText, "", nil
 	}
-	return s.commandReply(p, &st.contact, cmd, tpls)
+	if text, mode, handled, err := s.linkCommand(ctx, tx, p, st, cmd, args, tpls); handled || err != nil {
+		return text, mode, err
+	}
+	text, mode := s.commandReply(p, &st.contact, cmd, tpls)
+	return text, mode, nil
 }
 
 // planEvents decides what each event will do (see processBatch).

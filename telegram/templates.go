@@ -31,13 +31,25 @@ const (
 	// TemplateUnknownCommand answers a command addressed to the bot that no template is
 	// bound to (default: empty, no reply).
 	TemplateUnknownCommand = "unknown_command"
+	// TemplateLinkSuccess answers a link token that linked the contact (/start <token>,
+	// /link <token>; linking.go). Default: defaultLinkSuccessText.
+	TemplateLinkSuccess = "link_success"
+	// TemplateLinkFailed answers an expired, used or unknown link token. Default:
+	// defaultLinkFailedText.
+	TemplateLinkFailed = "link_failed"
+	// TemplateLinkStatus answers /status with the contact's link state (use {external_id}).
+	// Default: defaultLinkStatusText.
+	TemplateLinkStatus = "link_status"
 )
 
 // BuiltinTemplateKeys are the built-in keys, in the order lists show them.
-var BuiltinTemplateKeys = []string{TemplateWelcome, TemplateHelp, TemplateStop, TemplateUnknownCommand}
+var BuiltinTemplateKeys = []string{TemplateWelcome, TemplateHelp, TemplateStop, TemplateUnknownCommand,
+	TemplateLinkSuccess, TemplateLinkFailed, TemplateLinkStatus}
 
-// builtinCommands binds built-in keys to their command ("" for unknown_command).
-var builtinCommands = map[string]string{TemplateWelcome: "start", TemplateHelp: "help", TemplateStop: "stop", TemplateUnknownCommand: ""}
+// builtinCommands binds built-in keys to their command ("" for unknown_command and the link
+// keys, which answer outcomes rather than one command: linking.go).
+var builtinCommands = map[string]string{TemplateWelcome: "start", TemplateHelp: "help", TemplateStop: "stop", TemplateUnknownCommand: "",
+	TemplateLinkSuccess: "", TemplateLinkFailed: "", TemplateLinkStatus: ""}
 
 // Change types of a template version.
 const (
@@ -60,6 +72,9 @@ const (
 	// VarBotName is the variable every reply template may use: the bot's name as the tenant
 	// registered it.
 	VarBotName = "bot_name"
+	// VarExternalID is the variable every reply template may use: the contact's external_id
+	// (missing when the contact is not linked, so "{external_id|not linked}" shows the default).
+	VarExternalID = "external_id"
 )
 
 // defaultWelcomeText is StartReplyText as a template.
@@ -76,7 +91,7 @@ var (
 	// ErrBuiltinTemplate is DELETE of a built-in key (422).
 	ErrBuiltinTemplate = apperr.Invalid("builtin_template", "built-in templates cannot be deleted; reset them instead").WithDetails(map[string]any{"field": "key"})
 	// ErrNoDefaultTemplate is a reset of a tenant-defined key (422): it has no built-in default.
-	ErrNoDefaultTemplate = apperr.Invalid("template_has_no_default", "only built-in templates (welcome, help, stop, unknown_command) can be reset").WithDetails(map[string]any{"field": "key"})
+	ErrNoDefaultTemplate = apperr.Invalid("template_has_no_default", "only built-in templates (welcome, help, stop, unknown_command, link_success, link_failed, link_status) can be reset").WithDetails(map[string]any{"field": "key"})
 )
 
 // templateKeyRe is a template key and a command: Telegram's command rule, 1-32 characters
@@ -206,6 +221,12 @@ func DefaultTemplateText(key string) (string, bool) {
 		return escapeTemplate(StopReplyText), true
 	case TemplateUnknownCommand:
 		return "", true
+	case TemplateLinkSuccess:
+		return defaultLinkSuccessText, true
+	case TemplateLinkFailed:
+		return defaultLinkFailedText, true
+	case TemplateLinkStatus:
+		return defaultLinkStatusText, true
 	}
 	return "", false
 }
@@ -258,13 +279,13 @@ func checkTemplateEdit(key string, e TemplateEdit) (TemplateEdit, error) {
 	if len(e.Variables) > MaxTemplateVariables {
 		return e, validate.Field("variables", "at most %d variables may be declared", MaxTemplateVariables)
 	}
-	names := []string{VarBotName}
+	names := []string{VarBotName, VarExternalID}
 	for _, name := range slices.Sorted(maps.Keys(e.Variables)) {
 		f := "variables." + name
 		if !templateVarRe.MatchString(name) {
 			return e, validate.Field(f, "variable names are 1-32 characters of a-z, 0-9 and _, starting with a letter")
 		}
-		if slices.Contains([]string{textvars.VarFirstName, textvars.VarLastName, textvars.VarUsername, VarBotName, "attributes"}, name) {
+		if slices.Contains([]string{textvars.VarFirstName, textvars.VarLastName, textvars.VarUsername, VarBotName, VarExternalID, "attributes"}, name) {
 			return e, validate.Field(f, "%q is a built-in variable name", name)
 		}
 		if err := validate.OptionalText(f, e.Variables[name], MaxTemplateVariableLength); err != nil {
@@ -696,10 +717,13 @@ type TemplateTestResult struct {
 
 // SampleLookup is the textvars.Lookup of a test send: sample contact values (first_name
 // "Sample", last_name "User", username "sample_user", attributes.KEY "sample"), the bot's
-// name and the template's declared variables.
+// name, external_id "sample_account" and the template's declared variables.
 func SampleLookup(botName string, vars map[string]string) textvars.Lookup {
 	contact := ContactLookup("Sample", "User", "sample_user", nil)
 	return func(name string) (string, bool) {
+		if name == VarExternalID {
+			return "sample_account", true
+		}
 		if strings.HasPrefix(name, textvars.AttributesPrefix) {
 			return "sample", true
 		}
@@ -762,7 +786,7 @@ func (s *Service) TestTemplate(ctx context.Context, tenantID, botID uuid.UUID, k
 
 // compileTemplate parses a stored template.
 func compileTemplate(text, parseMode string, vars map[string]string) (MessageTemplate, error) {
-	names := append([]string{VarBotName}, slices.Collect(maps.Keys(vars))...)
+	names := append([]string{VarBotName, VarExternalID}, slices.Collect(maps.Keys(vars))...)
 	tpl, err := textvars.Parse(text, names...)
 	if err != nil {
 		return MessageTemplate{}, err

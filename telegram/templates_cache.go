@@ -157,22 +157,9 @@ func (s *Service) commandReply(p *eventPlan, c *contacts.Contact, cmd string, se
 		}
 	}
 	if t != nil {
-		if strings.TrimSpace(t.mt.Text) == "" {
-			return "", "" // an empty template (unknown_command reset): no reply
+		if text, parseMode, ok := s.renderReply(p, c, t); ok {
+			return text, parseMode
 		}
-		contact := ContactLookup(c.FirstName, c.LastName, c.TelegramUsername, c.Attributes)
-		tl := templateLookup(p.bot.Name, t.vars)
-		out, reason := t.mt.RenderFor(func(name string) (string, bool) {
-			if v, ok := contact(name); ok {
-				return v, true
-			}
-			return tl(name)
-		})
-		if reason == "" {
-			return out.Text, out.ParseMode
-		}
-		s.log.Warn("telegram: reply template cannot be sent to this contact; using the default", "bot_app_id", p.ev.BotID.String(),
-			"key", t.key, "chat_id", p.key.chatID, "reason", reason)
 	}
 	switch key {
 	case TemplateWelcome:
@@ -187,4 +174,30 @@ func (s *Service) commandReply(p *eventPlan, c *contacts.Contact, cmd string, se
 		return StopReplyText, ""
 	}
 	return "", ""
+}
+
+// renderReply renders template t for contact c of plan p (values escaped for its parse mode).
+// ok is false when the rendered text cannot be sent (logged): the caller falls back to the
+// built-in default. An empty template renders "" with ok true (no reply).
+func (s *Service) renderReply(p *eventPlan, c *contacts.Contact, t *compiledTemplate) (text, parseMode string, ok bool) {
+	if strings.TrimSpace(t.mt.Text) == "" {
+		return "", "", true // an empty template (unknown_command reset): no reply
+	}
+	contact := ContactLookup(c.FirstName, c.LastName, c.TelegramUsername, c.Attributes)
+	tl := templateLookup(p.bot.Name, t.vars)
+	out, reason := t.mt.RenderFor(func(name string) (string, bool) {
+		if name == VarExternalID {
+			return c.ExternalID, c.ExternalID != ""
+		}
+		if v, ok := contact(name); ok {
+			return v, true
+		}
+		return tl(name)
+	})
+	if reason == "" {
+		return out.Text, out.ParseMode, true
+	}
+	s.log.Warn("telegram: reply template cannot be sent to this contact; using the default", "bot_app_id", p.ev.BotID.String(),
+		"key", t.key, "chat_id", p.key.chatID, "reason", reason)
+	return "", "", false
 }
