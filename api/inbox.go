@@ -269,6 +269,11 @@ func (s *server) listConversations(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if len(cvs) == 0 && f.BotID != nil { // as GET /contacts/: an unknown or another tenant's bot is 404
+		if err := s.d.Telegram.RequireBot(c.Request().Context(), tid, *f.BotID); err != nil {
+			return err
+		}
+	}
 	return c.JSON(http.StatusOK, newPage(cvs, next, toConversationResponse))
 }
 

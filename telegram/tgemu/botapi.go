@@ -100,6 +100,8 @@ func init() {
 		"getchat":            (*bot).getChat,
 		"getchatmember":      (*bot).getChatMember,
 		"getchatmembercount": (*bot).getChatMemberCount,
+		// files.go
+		"getfile": (*bot).getFile,
 	}
 }
 
