@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/botfleet/botfleet/broadcast"
 	"github.com/botfleet/botfleet/telegram"
 	"github.com/botfleet/botfleet/telegram/tgemu"
 )
@@ -152,6 +154,33 @@ func TestInbox(t *testing.T) {
 		}
 	})
 
+	t.Run("broadcast sends in the thread", func(t *testing.T) {
+		r := te.do(http.MethodPost, "/broadcast/", admin, map[string]any{"name": "News", "platform": "TELEGRAM",
+			"message_text": "Big news", "recipients": []any{bob}, "bot_app_id": b.BotAppID})
+		mustStatus(t, r, http.StatusAccepted)
+		var bc broadcastResponse
+		r.decode(t, &bc)
+		task, _ := broadcast.NewRunTask(bc.ID)
+		for i := 0; ; i++ { // the chat's 1/s limit (bob just got the /start reply) makes the run wait
+			err := te.bc.HandleRun(ctx, task)
+			if err == nil {
+				break
+			}
+			var wait *telegram.RetryAfterError
+			if !errors.As(err, &wait) || i >= 5 {
+				t.Fatal(err)
+			}
+			time.Sleep(wait.RetryAfter)
+		}
+		p := thread(t, bob, "")
+		if len(p.Items) != 3 || p.Items[0].Kind != "broadcast" || p.Items[0].Text != "Big news" || p.Items[0].Status != "sent" ||
+			p.Items[0].SentBy == nil || p.Items[0].SentBy.Type != "broadcast" || p.Items[0].SentBy.ID == nil || *p.Items[0].SentBy.ID != bc.ID {
+			t.Fatalf("%+v", p.Items)
+		}
+		if got := te.lastSent(b, 78); got.Text != "Big news" {
+			t.Fatalf("tgemu got %q", got.Text)
+		}
+	})
 	conversations := func(t *testing.T, query string) []conversationResponse {
 		t.Helper()
 		r := te.do(http.MethodGet, "/conversations/"+query, agent, nil)
