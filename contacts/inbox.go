@@ -219,7 +219,7 @@ WHERE cv.tenant_id = ?`
 
 // ListConversations returns the tenant's conversations by last activity, newest first
 // ((last_message_at, contact_id) DESC, conversations_tenant_activity_idx), with unread
-// counts (messages_contact_inbox_idx) and latest messages (messages_contact_idx, one
+// counts (messages_contact_idx: the range after last_read_at) and latest messages (messages_contact_idx, one
 // index probe per conversation of the page), and the next cursor.
 // Errors: page.ErrBadCursor, page.ErrBadLimit.
 func (s *Service) ListConversations(ctx context.Context, tenantID uuid.UUID, f ConversationFilter) ([]Conversation, string, error) {

@@ -40,6 +40,5 @@ CREATE TABLE conversations (
 );
 CREATE INDEX conversations_tenant_activity_idx ON conversations (tenant_id, last_message_at DESC, contact_id DESC);
 
--- Unread counts: inbound inbox messages of a contact after its last_read_at.
-CREATE INDEX messages_contact_inbox_idx ON messages (contact_id, created_at DESC)
-    WHERE direction = 'inbound' AND inbox;
+-- Unread counts use messages_contact_idx (contact_id, created_at DESC): the range after
+-- last_read_at of one contact. No extra index on messages: inbound inserts are the hot path.
