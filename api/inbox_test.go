@@ -238,6 +238,22 @@ func TestInbox(t *testing.T) {
 		}
 		r = te.do(http.MethodPost, "/contacts/"+uuid.NewString()+"/messages/", agent, map[string]any{"text": "x"})
 		mustStatus(t, r, http.StatusNotFound)
+		// Idempotency-Key: a retried reply answers the first result, nothing new is queued.
+		idem := func() response {
+			req := request(t, http.MethodPost, "/contacts/"+bob.String()+"/messages/", agent, map[string]any{"text": "once"})
+			req.Header.Set("Idempotency-Key", "reply-1")
+			return te.serve(req)
+		}
+		r1, r2 := idem(), idem()
+		mustStatus(t, r1, http.StatusCreated)
+		mustStatus(t, r2, http.StatusCreated)
+		var m1, m2 threadMessageResponse
+		r1.decode(t, &m1)
+		r2.decode(t, &m2)
+		var n int
+		if err := te.db.NewRaw("SELECT count(*) FROM messages WHERE text = 'once'").Scan(ctx, &n); err != nil || n != 1 || m1.ID != m2.ID {
+			t.Fatalf("idempotent reply: %d rows, ids %s %s, %v", n, m1.ID, m2.ID, err)
+		}
 	})
 	t.Run("POST /messages/ records sent_by", func(t *testing.T) {
 		r := te.do(http.MethodPost, "/messages/", agent, map[string]any{"contact_id": ann, "text": "hello Ann"})

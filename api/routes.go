@@ -74,7 +74,7 @@ func (s *server) routes(e *echo.Echo) {
 	e.POST("/contacts/bulk-tags/", s.bulkTags, tenant)
 	// Team inbox (inbox.go).
 	e.GET("/contacts/:id/messages/", s.listContactMessages, tenant)
-	e.POST("/contacts/:id/messages/", s.replyContact, tenant)
+	e.POST("/contacts/:id/messages/", s.replyContact, tenant, s.idempotent) // Idempotency-Key
 	e.GET("/contacts/:id/messages/:mid/file/", s.messageFile, tenant)
 	e.GET("/conversations/", s.listConversations, tenant)
 	e.POST("/conversations/:contact_id/read/", s.conversationAction(readConversation), tenant)

@@ -26,8 +26,10 @@ import (
 // telegram/inbox.go) and agent replies (POST /contacts/{id}/messages/). They move the
 // conversation's last_message_at (the order of GET /conversations/); an inbox-flagged
 // inbound message also reopens a closed conversation. Broadcasts, automatic replies and
-// POST /messages/ sends do not move it (they are not conversation activity), but they are
-// shown as the conversation's latest message when they are the newest of the contact.
+// POST /messages/ sends do not move it (they are not conversation activity). The
+// conversation's latest message is the contact's newest inbox-flagged inbound or outbound
+// row of messages (automatic replies and POST /messages/ sends included); broadcast sends
+// (broadcast_recipients) appear in the thread only.
 
 // Errors of the inbox.
 var (
