@@ -348,6 +348,40 @@ func isolationCases() map[string]isoCase {
 		"POST /contacts/verify/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
 			return []isoRequest{notFound("verification_not_found")("A's pending code", "/contacts/verify/", nil, map[string]any{"external_id": "a-acct", "code": "123456"})}
 		}},
+		// Team inbox (inbox.go).
+		"GET /contacts/:id/messages/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{
+				contactNF("A's contact", "/contacts/"+ids.Contact.String()+"/messages/", nil, nil),
+				contactNF("A's contact, page/size", "/contacts/"+ids.Contact2.String()+"/messages/", q("page", "1", "size", "10"), nil),
+			}
+		}},
+		"POST /contacts/:id/messages/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{
+				contactNF("A's contact, B's bot", "/contacts/"+ids.Contact.String()+"/messages/", nil, map[string]any{"bot_app_id": ids.OwnBot, "text": "from B"}),
+				botNF("A's contact, A's bot", "/contacts/"+ids.Contact2.String()+"/messages/", nil, map[string]any{"bot_app_id": ids.Bot, "text": "from B"}),
+			}
+		}},
+		"GET /contacts/:id/messages/:mid/file/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{
+				messageNF("A's contact, A's inbound message", "/contacts/"+ids.Contact.String()+"/messages/"+ids.InboundMessage.String()+"/file/", nil, nil),
+				messageNF("B's contact, A's inbound message", "/contacts/"+ids.OwnContact.String()+"/messages/"+ids.InboundMessage.String()+"/file/", nil, nil),
+			}
+		}},
+		"GET /conversations/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{
+				list("list", "/conversations/", nil),
+				botNF("?bot_app_id= A's bot", "/conversations/", q("bot_app_id", ids.Bot.String()), nil),
+			}
+		}},
+		"POST /conversations/:contact_id/read/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{notFound("conversation_not_found")("A's contact", "/conversations/"+ids.Contact.String()+"/read/", nil, nil)}
+		}},
+		"POST /conversations/:contact_id/assign/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{notFound("conversation_not_found")("A's contact", "/conversations/"+ids.Contact.String()+"/assign/", nil, map[string]any{"api_key_name": nil})}
+		}},
+		"POST /conversations/:contact_id/close/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{notFound("conversation_not_found")("A's contact", "/conversations/"+ids.Contact.String()+"/close/", nil, nil)}
+		}},
 
 		"POST /messages/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
 			msg := func(bot *uuid.UUID, contact uuid.UUID) map[string]any {

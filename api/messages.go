@@ -81,6 +81,7 @@ func (s *server) createMessage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	nm.SentBy = apiKeyName(c) // messages.sent_by (inbox.go)
 	if err := req.checkThrottle(); err != nil {
 		return err
 	}

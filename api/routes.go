@@ -81,6 +81,14 @@ func (s *server) routes(e *echo.Echo) {
 	e.POST("/contacts/link-tokens/", s.createLinkToken, tenant)
 	e.POST("/contacts/verification-codes/", s.createVerificationCode, tenant, s.idempotent)
 	e.POST("/contacts/verify/", s.verifyCode, tenant)
+	// Team inbox (inbox.go).
+	e.GET("/contacts/:id/messages/", s.listContactMessages, tenant)
+	e.POST("/contacts/:id/messages/", s.replyContact, tenant, s.idempotent) // Idempotency-Key
+	e.GET("/contacts/:id/messages/:mid/file/", s.messageFile, tenant)
+	e.GET("/conversations/", s.listConversations, tenant)
+	e.POST("/conversations/:contact_id/read/", s.conversationAction(readConversation), tenant)
+	e.POST("/conversations/:contact_id/assign/", s.conversationAction(assignConversation), tenant)
+	e.POST("/conversations/:contact_id/close/", s.conversationAction(closeConversation), tenant)
 
 	e.POST("/messages/", s.createMessage, tenant, s.idempotent) // Idempotency-Key: idempotency.go
 	e.GET("/messages/:id/", s.getMessage, tenant)

@@ -119,6 +119,12 @@ type Message struct {
 	// stored, from its bot's inbox mode (telegram.InboxFlag); always false for outbound
 	// messages.
 	Inbox bool `bun:",notnull"`
+	// SentBy is the name of the API key that sent an outbound message (POST /messages/,
+	// POST /contacts/{id}/messages/); "" otherwise (inbound, automatic replies).
+	SentBy string `bun:",notnull"`
+	// Media is the JSON of an inbound message's media metadata (telegram.Media: file_id,
+	// sizes, location ...; never the bytes); nil for none.
+	Media json.RawMessage `bun:",type:jsonb,nullzero"`
 }
 
 // ListFilter selects contacts: an optional bot, a cursor from a previous page and a limit
@@ -503,8 +509,8 @@ func (s *Service) InsertMessages(ctx context.Context, idb bun.IDB, ms []Message)
 	}
 	var q strings.Builder
 	q.WriteString(`INSERT INTO messages (id, tenant_id, bot_id, contact_id, chat_id, direction, kind, text, parse_mode,
-		status, error, attempts, update_id, inbox, created_at, updated_at) VALUES `)
-	args := make([]any, 0, 16*len(ms))
+		status, error, attempts, update_id, inbox, media, created_at, updated_at) VALUES `)
+	args := make([]any, 0, 17*len(ms))
 	for i := range ms {
 		m := &ms[i]
 		if m.ID == uuid.Nil {
@@ -513,9 +519,9 @@ func (s *Service) InsertMessages(ctx context.Context, idb bun.IDB, ms []Message)
 		if i > 0 {
 			q.WriteByte(',')
 		}
-		q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now() + ? * interval '1 microsecond', now() + ? * interval '1 microsecond')")
+		q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now() + ? * interval '1 microsecond', now() + ? * interval '1 microsecond')")
 		args = append(args, m.ID, m.TenantID, m.BotID, m.ContactID, m.ChatID, m.Direction, m.Kind, m.Text, m.ParseMode,
-			m.Status, m.Error, m.Attempts, m.UpdateID, m.Inbox, i, i)
+			m.Status, m.Error, m.Attempts, m.UpdateID, m.Inbox, jsonbOrNil(m.Media), i, i)
 	}
 	if _, err := idb.NewRaw(q.String(), args...).Exec(ctx); err != nil {
 		return apperr.Classify(fmt.Errorf("insert messages: %w", err))

@@ -40,6 +40,7 @@ func (s *Service) createChatMessage(ctx context.Context, tenantID uuid.UUID, nm 
 	m := contacts.Message{
 		TenantID: tenantID, BotID: bot.ID, ChatID: chat.ChatID,
 		Kind: contacts.KindMessage, Text: out.Text, ParseMode: tpl.ParseMode, Content: contentJSON(nm.Content, nm.MessageThreadID),
+		SentBy: nm.SentBy,
 	}
 	if err := s.contacts.CreateOutbound(ctx, s.db, &m); err != nil {
 		return contacts.Message{}, err

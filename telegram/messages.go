@@ -54,6 +54,8 @@ type NewMessage struct {
 	// Content is the photo or document (Text is then the caption, 0-1024 characters),
 	// inline keyboard and flags (CheckMessage).
 	Content Content
+	// SentBy is the name of the API key of the request (messages.sent_by; "" for none).
+	SentBy string
 }
 
 // CreateMessage validates a single message to one contact, stores it as an outbound message
@@ -114,7 +116,7 @@ func (s *Service) CreateMessage(ctx context.Context, tenantID uuid.UUID, nm NewM
 	}
 	m := contacts.Message{
 		TenantID: tenantID, BotID: bot.ID, ContactID: &c.ID, ChatID: c.TelegramChatID,
-		Kind: contacts.KindMessage, Text: out.Text, ParseMode: mode, Content: nm.Content.json(),
+		Kind: contacts.KindMessage, Text: out.Text, ParseMode: mode, Content: nm.Content.json(), SentBy: nm.SentBy,
 	}
 	if err := s.contacts.CreateOutbound(ctx, s.db, &m); err != nil {
 		return contacts.Message{}, err

@@ -614,6 +614,7 @@ func (s *Service) processBatch(ctx context.Context, tx bun.Tx, evs []WebhookEven
 				TenantID: p.ev.TenantID, BotID: p.ev.BotID, ContactID: &st.contact.ID, ChatID: p.msg.Chat.Id,
 				Direction: contacts.DirectionInbound, Kind: contacts.KindInbound, Status: contacts.StatusReceived,
 				Text: text, UpdateID: &updateID, Inbox: InboxFlag(p.bot, text),
+				Media: mediaOf(p.msg), // media.go
 			})
 			if reply != "" {
 				out := contacts.Message{
@@ -650,6 +651,9 @@ func (s *Service) processBatch(ctx context.Context, tx bun.Tx, evs []WebhookEven
 		return res, post, err
 	}
 	if err := saveReplyContent(ctx, tx, settings); err != nil { // topics.go
+		return res, post, err
+	}
+	if err := s.contacts.TouchConversations(ctx, tx, msgs); err != nil { // team inbox: contacts/inbox.go
 		return res, post, err
 	}
 	var changes []contacts.BlockedChange

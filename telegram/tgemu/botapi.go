@@ -102,6 +102,8 @@ func init() {
 		"getchatmembercount": (*bot).getChatMemberCount,
 		// edit.go
 		"editmessagereplymarkup": (*bot).editMessageReplyMarkup,
+		// files.go
+		"getfile": (*bot).getFile,
 	}
 }
 

@@ -93,6 +93,7 @@ type Server struct {
 	httpSrv   *http.Server
 	baseURL   string
 	closed    bool
+	files     fileStore // files.go
 }
 
 // New returns a Server with opts (defaults filled in). It serves nothing until
@@ -142,6 +143,7 @@ func New(opts Options) *Server {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.mux = http.NewServeMux()
 	s.routeControl(s.mux)
+	s.mux.HandleFunc("/file/", s.serveFile) // files.go
 	s.mux.HandleFunc("/", s.serveBotAPI)
 	return s
 }
