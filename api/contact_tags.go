@@ -16,9 +16,15 @@ import (
 // null) replaces the contact's set of tags; attributes merges into the stored attributes
 // (JSON merge patch, RFC 7396, one level deep: a key with a value sets it, a key with null
 // removes it, keys not named are kept). Rules: contacts.ValidateTags, ValidateAttributes.
+//
+// external_id (a string sets it, unique per tenant: 409 external_id_taken; null clears it),
+// email and phone ("" clears) are contacts.ValidateExternalID, ValidateEmail, ValidatePhone.
 type patchContactRequest struct {
 	Tags       *[]string                  `json:"tags"`
 	Attributes map[string]json.RawMessage `json:"attributes"`
+	ExternalID json.RawMessage            `json:"external_id"`
+	Email      *string                    `json:"email"`
+	Phone      *string                    `json:"phone"`
 }
 
 // patchContact sets a contact's tags and merges its attributes: 200 with the contact; another
@@ -37,7 +43,18 @@ func (s *server) patchContact(c echo.Context) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	ct, err := s.d.Contacts.Update(c.Request().Context(), tid, id, contacts.Patch{Tags: req.Tags, Attributes: req.Attributes})
+	p := contacts.Patch{Tags: req.Tags, Attributes: req.Attributes, Email: req.Email, Phone: req.Phone}
+	if len(req.ExternalID) > 0 {
+		p.ExternalIDSet = true
+		if string(req.ExternalID) != "null" {
+			var ext string
+			if err := json.Unmarshal(req.ExternalID, &ext); err != nil {
+				return validate.Field("external_id", "external_id must be a string or null")
+			}
+			p.ExternalID = &ext
+		}
+	}
+	ct, err := s.d.Contacts.Update(c.Request().Context(), tid, id, p)
 	if err != nil {
 		return err
 	}

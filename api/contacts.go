@@ -106,3 +106,22 @@ func (s *server) getContact(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, toContactResponse(ct))
 }
+
+// deleteContact erases a contact and everything stored about the person (right to be
+// forgotten; contacts.Erase): 204. Another tenant's or an unknown id is 404
+// contact_not_found. The log line names only the ids.
+func (s *server) deleteContact(c echo.Context) error {
+	tid, err := tenantID(c)
+	if err != nil {
+		return err
+	}
+	id, err := pathID(c, "id", contacts.ErrNotFound)
+	if err != nil {
+		return err
+	}
+	if err := s.d.Contacts.Erase(c.Request().Context(), tid, id); err != nil {
+		return err
+	}
+	s.log.InfoContext(c.Request().Context(), "api: contact erased", "tenant_id", tid.String(), "contact_id", id.String())
+	return c.NoContent(http.StatusNoContent)
+}

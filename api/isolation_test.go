@@ -302,7 +302,11 @@ func isolationCases() map[string]isoCase {
 				contactNF("A's contact, tags and attributes", "/contacts/"+ids.Contact.String()+"/", nil,
 					map[string]any{"tags": []string{"stolen"}, "attributes": map[string]any{"plan": "free"}}),
 				contactNF("A's contact, empty patch", "/contacts/"+ids.Contact2.String()+"/", nil, map[string]any{}),
+				contactNF("A's contact, external_id", "/contacts/"+ids.Contact.String()+"/", nil, map[string]any{"external_id": "stolen"}),
 			}
+		}},
+		"DELETE /contacts/:id/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{contactNF("A's contact", "/contacts/"+ids.Contact.String()+"/", nil, nil)}
 		}},
 		"POST /contacts/bulk-tags/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
 			unknown := notFound("unknown_contacts")

@@ -71,6 +71,7 @@ func (s *server) routes(e *echo.Echo) {
 	e.GET("/contacts/", s.listContacts, tenant)
 	e.GET("/contacts/:id/", s.getContact, tenant)
 	e.PATCH("/contacts/:id/", s.patchContact, tenant)
+	e.DELETE("/contacts/:id/", s.deleteContact, tenant) // right to be forgotten: contacts.Erase
 	e.POST("/contacts/bulk-tags/", s.bulkTags, tenant)
 	e.GET("/contacts/:id/topics/", s.getContactTopics, tenant) // topics.go
 	e.PUT("/contacts/:id/topics/", s.putContactTopics, tenant)

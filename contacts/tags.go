@@ -154,6 +154,13 @@ func ValidateAttributes(field string, patch map[string]json.RawMessage, allowNul
 type Patch struct {
 	Tags       *[]string
 	Attributes map[string]json.RawMessage
+	// ExternalIDSet: ExternalID is given; then ExternalID nil clears it, else sets it
+	// (ValidateExternalID; unique per tenant: ErrExternalIDTaken).
+	ExternalIDSet bool
+	ExternalID    *string
+	// Email and Phone, when not nil, replace the stored ones ("" clears; ValidateEmail,
+	// ValidatePhone).
+	Email, Phone *string
 }
 
 // Update applies p to the tenant's contact id in one transaction (the row is locked while
@@ -174,6 +181,22 @@ func (s *Service) Update(ctx context.Context, tenantID, id uuid.UUID, p Patch) (
 	set, remove, err := ValidateAttributes("attributes", p.Attributes, true)
 	if err != nil {
 		return Contact{}, err
+	}
+	var extID, email, phone string
+	if p.ExternalIDSet && p.ExternalID != nil {
+		if extID, err = ValidateExternalID("external_id", *p.ExternalID); err != nil {
+			return Contact{}, err
+		}
+	}
+	if p.Email != nil {
+		if email, err = ValidateEmail("email", *p.Email); err != nil {
+			return Contact{}, err
+		}
+	}
+	if p.Phone != nil {
+		if phone, err = ValidatePhone("phone", *p.Phone); err != nil {
+			return Contact{}, err
+		}
 	}
 	var c Contact
 	err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
@@ -199,12 +222,25 @@ func (s *Service) Update(ctx context.Context, tenantID, id uuid.UUID, p Patch) (
 		if c.Tags == nil {
 			c.Tags = []string{}
 		}
-		_, err = tx.NewUpdate().Model(&c).Column("tags", "attributes").Set("updated_at = now()").WherePK().Returning("*").Exec(ctx)
+		if p.ExternalIDSet {
+			c.ExternalID = extID
+		}
+		if p.Email != nil {
+			c.Email = email
+		}
+		if p.Phone != nil {
+			c.Phone = phone
+		}
+		_, err = tx.NewUpdate().Model(&c).Column("tags", "attributes", "external_id", "email", "phone").
+			Set("updated_at = now()").WherePK().Returning("*").Exec(ctx)
 		return err
 	})
 	if err != nil {
 		if database.IsNoRows(err) {
 			return Contact{}, ErrNotFound
+		}
+		if database.IsUniqueViolation(err) {
+			return Contact{}, ErrExternalIDTaken
 		}
 		return Contact{}, apperr.Classify(err)
 	}

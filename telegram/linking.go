@@ -37,7 +37,7 @@ const (
 	MinLinkTokenTTL = time.Minute
 	MaxLinkTokenTTL = 7 * 24 * time.Hour
 	// MaxExternalIDLength is the longest external_id, in characters.
-	MaxExternalIDLength = 255
+	MaxExternalIDLength = contacts.MaxExternalIDLength
 	// VerificationCodeTTL is how long a verification code is accepted.
 	VerificationCodeTTL = 10 * time.Minute
 	// VerificationMaxAttempts is how many wrong codes lock a verification attempt (a new
@@ -122,7 +122,7 @@ func (s *Service) OnContactLinked(ctx context.Context, idb bun.IDB, ev ContactLi
 
 // checkExternalID validates an external_id field (trimmed, 1-255 characters, one line).
 func checkExternalID(s string) (string, error) {
-	return validate.Name("external_id", s, MaxExternalIDLength)
+	return contacts.ValidateExternalID("external_id", s)
 }
 
 // hashLinkToken is SHA-256 of a link token.

@@ -1,0 +1,105 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"testing"
+)
+
+// TestContacts_PatchDetails: external_id (unique per tenant, null clears), email and phone
+// (validated, normalised, "" clears) through PATCH /contacts/{id}/.
+func TestContacts_PatchDetails(t *testing.T) {
+	te := newEnv(t)
+	tid, key := te.newTenant("A")
+	tidB, keyB := te.newTenant("B")
+	bot, _ := te.newBot(key, "Bot")
+	botB, _ := te.newBot(keyB, "BotB")
+	c1 := te.newContact(tid, bot.BotAppID, 501)
+	c2 := te.newContact(tid, bot.BotAppID, 502)
+	cB := te.newContact(tidB, botB.BotAppID, 503)
+	path := func(id interface{ String() string }) string { return "/contacts/" + id.String() + "/" }
+
+	r := te.do(http.MethodPatch, path(c1.ID), key, map[string]any{"external_id": " acct-1 ", "email": "ann@example.com", "phone": "+49 151 1234-5678"})
+	mustStatus(t, r, http.StatusOK)
+	var got contactResponse
+	r.decode(t, &got)
+	if got.ExternalID == nil || *got.ExternalID != "acct-1" || got.Email != "ann@example.com" || got.Phone != "+4915112345678" {
+		t.Fatalf("patched: %s", r.Body)
+	}
+	// Unique per tenant: 409 on another contact of A, allowed for B's contact.
+	if r := te.do(http.MethodPatch, path(c2.ID), key, map[string]any{"external_id": "acct-1"}); r.Code != http.StatusConflict || r.errorCode(t) != "external_id_taken" {
+		t.Fatalf("taken: %d %s", r.Code, r.Body)
+	}
+	mustStatus(t, te.do(http.MethodPatch, path(cB.ID), keyB, map[string]any{"external_id": "acct-1"}), http.StatusOK)
+	// Bad values: 422 naming the field; nothing changes.
+	for field, v := range map[string]any{"email": "Ann <ann@example.com>", "phone": "12345", "external_id": ""} {
+		r := te.do(http.MethodPatch, path(c1.ID), key, map[string]any{field: v})
+		if r.Code != http.StatusUnprocessableEntity || r.errorCode(t) != "invalid_field" {
+			t.Errorf("%s=%v: %d %s, want 422 invalid_field", field, v, r.Code, r.Body)
+		}
+	}
+	if r := te.do(http.MethodPatch, path(c1.ID), key, map[string]any{"external_id": 7}); r.Code != http.StatusUnprocessableEntity && r.Code != http.StatusBadRequest {
+		t.Errorf("external_id 7: %d %s", r.Code, r.Body)
+	}
+	// Tags untouched by a details patch; null and "" clear.
+	r = te.do(http.MethodPatch, path(c1.ID), key, map[string]any{"external_id": nil, "email": "", "phone": ""})
+	mustStatus(t, r, http.StatusOK)
+	got = contactResponse{}
+	r.decode(t, &got)
+	if got.ExternalID != nil || got.Email != "" || got.Phone != "" {
+		t.Fatalf("cleared: %s", r.Body)
+	}
+	mustStatus(t, te.do(http.MethodPatch, path(c2.ID), key, map[string]any{"external_id": "acct-1"}), http.StatusOK)
+}
+
+// TestContacts_Erase: DELETE /contacts/{id}/ removes the contact, its messages and the raw
+// updates of its chat; another contact's data and another tenant's answer stay.
+func TestContacts_Erase(t *testing.T) {
+	te := newEnv(t)
+	tid, key := te.newTenant("A")
+	_, keyB := te.newTenant("B")
+	bot, _ := te.newBot(key, "Bot")
+	c1 := te.newContact(tid, bot.BotAppID, 601)
+	c2 := te.newContact(tid, bot.BotAppID, 602)
+	ctx := context.Background()
+	for _, c := range []any{c1.ID, c2.ID} {
+		mustStatus(t, te.do(http.MethodPost, "/messages/", key, map[string]any{"bot_app_id": bot.BotAppID, "contact_id": c, "text": "hi"}), http.StatusAccepted)
+	}
+	for i, chat := range []int64{601, 602} {
+		if _, err := te.db.ExecContext(ctx, `INSERT INTO webhook_events (tenant_id, bot_id, update_id, update_type, payload, processed_at)
+			VALUES (?, ?, ?, 'message', jsonb_build_object('update_id', ?::bigint, 'message', jsonb_build_object('chat', jsonb_build_object('id', ?::bigint), 'text', 'secret')), now())`,
+			tid, bot.BotAppID, 9000+i, 9000+i, chat); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(q string, args ...any) int {
+		var n int
+		if err := te.db.NewRaw(q, args...).Scan(ctx, &n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	if r := te.do(http.MethodDelete, "/contacts/"+c1.ID.String()+"/", keyB, nil); r.Code != http.StatusNotFound || r.errorCode(t) != "contact_not_found" {
+		t.Fatalf("B deletes A's contact: %d %s", r.Code, r.Body)
+	}
+	mustStatus(t, te.do(http.MethodDelete, "/contacts/"+c1.ID.String()+"/", key, nil), http.StatusNoContent)
+	if r := te.do(http.MethodGet, "/contacts/"+c1.ID.String()+"/", key, nil); r.Code != http.StatusNotFound {
+		t.Fatalf("erased contact still answers %d", r.Code)
+	}
+	if n := count("SELECT count(*) FROM messages WHERE chat_id = 601"); n != 0 {
+		t.Errorf("%d messages of the erased contact left", n)
+	}
+	if n := count("SELECT count(*) FROM webhook_events WHERE payload->'message'->'chat'->>'id' = '601'"); n != 0 {
+		t.Errorf("%d raw updates of the erased contact left", n)
+	}
+	if n := count("SELECT count(*) FROM messages WHERE contact_id = ?", c2.ID); n != 1 {
+		t.Errorf("other contact's messages = %d, want 1", n)
+	}
+	if n := count("SELECT count(*) FROM webhook_events WHERE payload->'message'->'chat'->>'id' = '602'"); n != 1 {
+		t.Errorf("other contact's raw updates = %d, want 1", n)
+	}
+	if r := te.do(http.MethodDelete, "/contacts/"+c1.ID.String()+"/", key, nil); r.Code != http.StatusNotFound {
+		t.Errorf("second delete: %d, want 404", r.Code)
+	}
+}
