@@ -32,6 +32,8 @@ type createMessageRequest struct {
 	Topic string `json:"topic"`
 	// Content options (text is the caption with photo or document).
 	contentFields
+	// bot_name, external_id, username: message_address.go.
+	messageAddress
 }
 
 // messageResponse is a single message and its delivery state (queued, sent or failed).
@@ -75,6 +77,9 @@ func (s *server) createMessage(c echo.Context) error {
 	}
 	var req createMessageRequest
 	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if err := s.resolveAddress(c.Request().Context(), tid, &req); err != nil { // message_address.go
 		return err
 	}
 	nm, err := req.toNewMessage()
