@@ -3,7 +3,11 @@ package api
 import (
 	"context"
 	"net/http"
+	"slices"
 	"testing"
+	"time"
+
+	"github.com/botfleet/botfleet/contacts"
 )
 
 // TestContacts_PatchDetails: external_id (unique per tenant, null clears), email and phone
@@ -101,5 +105,63 @@ func TestContacts_Erase(t *testing.T) {
 	}
 	if r := te.do(http.MethodDelete, "/contacts/"+c1.ID.String()+"/", key, nil); r.Code != http.StatusNotFound {
 		t.Errorf("second delete: %d, want 404", r.Code)
+	}
+}
+
+// TestContacts_ListFilters: q (prefix of username, first or last name, case-insensitive,
+// wildcards literal), blocked, opted_out and external_id on GET /contacts/.
+func TestContacts_ListFilters(t *testing.T) {
+	te := newEnv(t)
+	tid, key := te.newTenant("A")
+	bot, _ := te.newBot(key, "Bot")
+	ctx := context.Background()
+	mk := func(chat int64, username, first, last string) contacts.Contact {
+		c, err := te.contacts.UpsertFromTelegram(ctx, te.db, tid, bot.BotAppID,
+			contacts.Identity{ChatID: chat, UserID: chat, Username: username, FirstName: first, LastName: last}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	mk(801, "annabel", "Ann", "Smith")
+	bob := mk(802, "bobby", "Bob", "Annett")
+	cy := mk(803, "c_y", "Cy", "Young")
+	if _, err := te.db.ExecContext(ctx, "UPDATE contacts SET blocked = true WHERE id = ?", bob.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := te.db.ExecContext(ctx, "UPDATE contacts SET opted_out = true, external_id = 'x-1' WHERE id = ?", cy.ID); err != nil {
+		t.Fatal(err)
+	}
+	ids := func(query string) []string {
+		r := te.do(http.MethodGet, "/contacts/?"+query, key, nil)
+		mustStatus(t, r, http.StatusOK)
+		var p struct{ Items []contactResponse }
+		r.decode(t, &p)
+		var out []string
+		for _, c := range p.Items {
+			out = append(out, c.TelegramUsername)
+		}
+		slices.Sort(out)
+		return out
+	}
+	for query, want := range map[string][]string{
+		"q=ANN":               {"annabel", "bobby"}, // username annabel; last name Annett
+		"q=%40bob":            {"bobby"},
+		"q=c_":                {"c_y"},
+		"q=c%25":              nil,     // % is literal
+		"q=y":                 {"c_y"}, // last name Young
+		"blocked=true":        {"bobby"},
+		"blocked=false":       {"annabel", "c_y"},
+		"opted_out=true":      {"c_y"},
+		"external_id=x-1":     {"c_y"},
+		"q=ann&blocked=false": {"annabel"},
+		"external_id=x-2":     nil,
+	} {
+		if got := ids(query); !slices.Equal(got, want) {
+			t.Errorf("?%s = %q, want %q", query, got, want)
+		}
+	}
+	if r := te.do(http.MethodGet, "/contacts/?blocked=yes", key, nil); r.Code != http.StatusUnprocessableEntity || r.errorCode(t) != "invalid_field" {
+		t.Errorf("blocked=yes: %d %s", r.Code, r.Body)
 	}
 }

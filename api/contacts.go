@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/botfleet/botfleet/contacts"
+	"github.com/botfleet/botfleet/internal/validate"
 )
 
 // contactResponse is a contact: one Telegram chat of one of the tenant's bots.
@@ -78,7 +79,20 @@ func (s *server) listContacts(c echo.Context) error {
 			return err
 		}
 	}
-	cs, next, err := s.d.Contacts.List(c.Request().Context(), tid, contacts.ListFilter{BotID: botID, Tag: tag, Cursor: cursor, Limit: limit})
+	f := contacts.ListFilter{BotID: botID, Tag: tag, Cursor: cursor, Limit: limit,
+		Q: c.QueryParam("q"), ExternalID: c.QueryParam("external_id")}
+	if f.Q != "" {
+		if f.Q, err = validate.Name("q", f.Q, 200); err != nil {
+			return err
+		}
+	}
+	if f.Blocked, err = boolQuery(c, "blocked"); err != nil {
+		return err
+	}
+	if f.OptedOut, err = boolQuery(c, "opted_out"); err != nil {
+		return err
+	}
+	cs, next, err := s.d.Contacts.List(c.Request().Context(), tid, f)
 	if err != nil {
 		return err
 	}
@@ -124,4 +138,21 @@ func (s *server) deleteContact(c echo.Context) error {
 	}
 	s.log.InfoContext(c.Request().Context(), "api: contact erased", "tenant_id", tid.String(), "contact_id", id.String())
 	return c.NoContent(http.StatusNoContent)
+}
+
+// boolQuery reads an optional boolean query parameter: absent → nil; "true" or "false";
+// anything else is 422 invalid_field naming it.
+func boolQuery(c echo.Context, name string) (*bool, error) {
+	switch c.QueryParam(name) {
+	case "":
+		return nil, nil
+	case "true":
+		v := true
+		return &v, nil
+	case "false":
+		v := false
+		return &v, nil
+	default:
+		return nil, validate.Field(name, "%s must be true or false", name)
+	}
 }

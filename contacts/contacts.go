@@ -132,9 +132,17 @@ type Message struct {
 type ListFilter struct {
 	BotID *uuid.UUID
 	// Tag, when not empty, keeps the contacts that have this tag (exact, case-sensitive).
-	Tag    string
-	Cursor string
-	Limit  int
+	Tag string
+	// Q, when not empty, keeps the contacts whose Telegram username, first name or last
+	// name starts with Q (case-insensitive; "@" before a username is ignored).
+	Q string
+	// Blocked and OptedOut, when not nil, keep the contacts whose blocked / opted_out flag
+	// has that value.
+	Blocked, OptedOut *bool
+	// ExternalID, when not empty, keeps the contact with this external_id (exact).
+	ExternalID string
+	Cursor     string
+	Limit      int
 }
 
 // Service stores contacts and messages.
@@ -246,12 +254,31 @@ func (s *Service) List(ctx context.Context, tenantID uuid.UUID, f ListFilter) ([
 	if f.Tag != "" {
 		q = q.Where("c.tags @> ARRAY[?]::text[]", f.Tag)
 	}
+	if f.Q != "" {
+		prefix := likeEscaper.Replace(strings.ToLower(strings.TrimPrefix(f.Q, "@"))) + "%"
+		q = q.WhereGroup(" AND ", func(q *bun.SelectQuery) *bun.SelectQuery {
+			return q.Where("lower(c.telegram_username) LIKE ?", prefix).
+				WhereOr("lower(c.first_name) LIKE ?", prefix).WhereOr("lower(c.last_name) LIKE ?", prefix)
+		})
+	}
+	if f.Blocked != nil {
+		q = q.Where("c.blocked = ?", *f.Blocked)
+	}
+	if f.OptedOut != nil {
+		q = q.Where("c.opted_out = ?", *f.OptedOut)
+	}
+	if f.ExternalID != "" {
+		q = q.Where("c.external_id = ?", f.ExternalID)
+	}
 	if err := page.Newest(q, "c", after, limit).Scan(ctx); err != nil {
 		return nil, "", apperr.Classify(err)
 	}
 	cs, next := page.Trim(cs, limit, func(c Contact) (time.Time, uuid.UUID) { return c.CreatedAt, c.ID })
 	return cs, next, nil
 }
+
+// likeEscaper escapes LIKE's wildcards (PostgreSQL's default escape character is a backslash).
+var likeEscaper = strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`)
 
 // RecordInbound stores an inbound message (status "received") on idb.
 func (s *Service) RecordInbound(ctx context.Context, idb bun.IDB, m *Message) error {
