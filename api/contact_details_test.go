@@ -1,9 +1,12 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"encoding/csv"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -163,5 +166,107 @@ func TestContacts_ListFilters(t *testing.T) {
 	}
 	if r := te.do(http.MethodGet, "/contacts/?blocked=yes", key, nil); r.Code != http.StatusUnprocessableEntity || r.errorCode(t) != "invalid_field" {
 		t.Errorf("blocked=yes: %d %s", r.Code, r.Body)
+	}
+}
+
+// TestContacts_ExportImport: the export lists every contact (formula cells guarded); an
+// edited export imported back updates tags, attributes, external_id, email and phone of
+// existing contacts only, and reports each refused row with its reason.
+func TestContacts_ExportImport(t *testing.T) {
+	te := newEnv(t)
+	tid, key := te.newTenant("A")
+	bot, _ := te.newBot(key, "Bot")
+	ctx := context.Background()
+	var ids []string
+	for i := range 250 { // more than one export page (200)
+		c, err := te.contacts.UpsertFromTelegram(ctx, te.db, tid, bot.BotAppID,
+			contacts.Identity{ChatID: int64(900 + i), UserID: int64(900 + i), FirstName: "=cmd|' /C calc'!A0"}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, c.ID.String())
+	}
+	r := te.do(http.MethodGet, "/contacts/export/", key, nil)
+	mustStatus(t, r, http.StatusOK)
+	recs, err := csv.NewReader(bytes.NewReader(r.Body)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 251 || recs[0][0] != "id" || recs[0][10] != "tags" {
+		t.Fatalf("export: %d records, header %q", len(recs), recs[0])
+	}
+	if recs[1][5] != "'=cmd|' /C calc'!A0" {
+		t.Errorf("first_name cell %q: want the formula guarded with a leading '", recs[1][5])
+	}
+	seen := map[string]bool{}
+	for _, rec := range recs[1:] {
+		seen[rec[0]] = true
+	}
+	for _, id := range ids {
+		if !seen[id] {
+			t.Fatalf("contact %s missing from the export", id)
+		}
+	}
+
+	// Edit two rows of the export and import it back with a bad row and an unknown one.
+	header := strings.Join(recs[0], ",")
+	row := func(rec []string) string {
+		var b strings.Builder
+		w := csv.NewWriter(&b)
+		_ = w.Write(rec)
+		w.Flush()
+		return b.String()
+	}
+	a, b := recs[1], recs[2]
+	a[1], a[9], a[10], a[11] = "crm-1", "+4915112345678", "vip|beta", `{"plan":"pro"}`
+	b[8] = "not an email"
+	body := header + "\n" + row(a) + row(b) + "00000000-0000-4000-8000-000000000000,,,,,,,,,,gold,,,\n"
+	req := request(t, http.MethodPost, "/contacts/import/", key, body)
+	req.Header.Set("Content-Type", "text/csv")
+	r = te.serve(req)
+	mustStatus(t, r, http.StatusOK)
+	var res contactImportResponse
+	r.decode(t, &res)
+	if res.Applied != 1 || res.RejectedCount != 2 || len(res.Rejected) != 2 ||
+		res.Rejected[0].Row != 2 || res.Rejected[0].Field != "email" || res.Rejected[1].Row != 3 || res.Rejected[1].Code != "contact_not_found" {
+		t.Fatalf("import: %s", r.Body)
+	}
+	var got contactResponse
+	g := te.do(http.MethodGet, "/contacts/"+a[0]+"/", key, nil)
+	g.decode(t, &got)
+	if got.ExternalID == nil || *got.ExternalID != "crm-1" || got.Phone != "+4915112345678" ||
+		!slices.Equal(got.Tags, []string{"beta", "vip"}) || string(got.Attributes["plan"]) != `"pro"` {
+		t.Fatalf("imported contact: %s", g.Body)
+	}
+	// Matched by external_id now; never creates a contact.
+	req = request(t, http.MethodPost, "/contacts/import/", key, "external_id,tags\ncrm-1,gold\nnobody,gold\n")
+	req.Header.Set("Content-Type", "text/csv; charset=utf-8")
+	r = te.serve(req)
+	mustStatus(t, r, http.StatusOK)
+	res = contactImportResponse{}
+	r.decode(t, &res)
+	if res.Applied != 1 || res.RejectedCount != 1 || res.Rejected[0].Code != "contact_not_found" {
+		t.Fatalf("by external_id: %s", r.Body)
+	}
+	var n int
+	if err := te.db.NewRaw("SELECT count(*) FROM contacts WHERE tenant_id = ?", tid).Scan(ctx, &n); err != nil || n != 250 {
+		t.Fatalf("contacts = %d (%v), want 250: an import never creates one", n, err)
+	}
+	// Whole-file errors.
+	for name, c := range map[string]struct {
+		ct, body string
+		status   int
+	}{
+		"json body":      {"application/json", `{"id":"x"}`, http.StatusUnsupportedMediaType},
+		"no id column":   {"text/csv", "tags\nvip\n", http.StatusUnprocessableEntity},
+		"unknown column": {"text/csv", "id,color\nx,red\n", http.StatusUnprocessableEntity},
+		"empty":          {"text/csv", "", http.StatusUnprocessableEntity},
+		"bad quotes":     {"text/csv", "id,tags\n\"x,vip\n", http.StatusUnprocessableEntity},
+	} {
+		req := request(t, http.MethodPost, "/contacts/import/", key, c.body)
+		req.Header.Set("Content-Type", c.ct)
+		if r := te.serve(req); r.Code != c.status {
+			t.Errorf("%s: %d %s, want %d", name, r.Code, r.Body, c.status)
+		}
 	}
 }

@@ -305,6 +305,17 @@ func isolationCases() map[string]isoCase {
 				contactNF("A's contact, external_id", "/contacts/"+ids.Contact.String()+"/", nil, map[string]any{"external_id": "stolen"}),
 			}
 		}},
+		"GET /contacts/export/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			return []isoRequest{
+				list("own contacts", "/contacts/export/", nil),
+				botNF("A's bot", "/contacts/export/", q("bot_app_id", ids.Bot.String()), nil),
+			}
+		}},
+		"POST /contacts/import/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
+			// 200 with the row rejected (contact_not_found), as for a random id; nothing changes.
+			return []isoRequest{{name: "A's contact by id", path: "/contacts/import/", header: map[string]string{"Content-Type": "text/csv"},
+				body: "id,tags\n" + ids.Contact.String() + ",stolen\n", want: http.StatusOK}}
+		}},
 		"DELETE /contacts/:id/": {reqs: func(ids isoIDs, _ *isoFixture) []isoRequest {
 			return []isoRequest{contactNF("A's contact", "/contacts/"+ids.Contact.String()+"/", nil, nil)}
 		}},

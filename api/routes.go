@@ -72,6 +72,8 @@ func (s *server) routes(e *echo.Echo) {
 	e.GET("/contacts/:id/", s.getContact, tenant)
 	e.PATCH("/contacts/:id/", s.patchContact, tenant)
 	e.DELETE("/contacts/:id/", s.deleteContact, tenant) // right to be forgotten: contacts.Erase
+	e.GET("/contacts/export/", s.exportContacts, tenant) // contact_csv.go
+	e.POST("/contacts/import/", s.importContacts, tenant, bodyLimit(ContactImportBodyLimit, nil))
 	e.POST("/contacts/bulk-tags/", s.bulkTags, tenant)
 	e.GET("/contacts/:id/topics/", s.getContactTopics, tenant) // topics.go
 	e.PUT("/contacts/:id/topics/", s.putContactTopics, tenant)

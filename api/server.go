@@ -103,5 +103,5 @@ func New(d Deps) *echo.Echo {
 
 // isLargeBodyRoute reports whether the matched route has its own, larger body limit.
 func isLargeBodyRoute(c echo.Context) bool {
-	return c.Request().Method == http.MethodPost && c.Path() == "/broadcast/"
+	return c.Request().Method == http.MethodPost && (c.Path() == "/broadcast/" || c.Path() == "/contacts/import/")
 }
