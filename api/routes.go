@@ -71,7 +71,7 @@ func (s *server) routes(e *echo.Echo) {
 	e.GET("/contacts/", s.listContacts, tenant)
 	e.GET("/contacts/:id/", s.getContact, tenant)
 	e.PATCH("/contacts/:id/", s.patchContact, tenant)
-	e.DELETE("/contacts/:id/", s.deleteContact, tenant) // right to be forgotten: contacts.Erase
+	e.DELETE("/contacts/:id/", s.deleteContact, tenant)  // right to be forgotten: contacts.Erase
 	e.GET("/contacts/export/", s.exportContacts, tenant) // contact_csv.go
 	e.POST("/contacts/import/", s.importContacts, tenant, bodyLimit(ContactImportBodyLimit, nil))
 	e.POST("/contacts/bulk-tags/", s.bulkTags, tenant)

@@ -177,7 +177,7 @@ func (s *Service) OpenFile(ctx context.Context, tenantID, contactID, mid uuid.UU
 	if f.FilePath == "" {
 		return File{}, ErrFileNotFound
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, api.BotClient.FileURL(api.Token, f.FilePath, nil), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, api.FileURL(api.Token, f.FilePath, nil), nil)
 	if err != nil {
 		return File{}, errFileUpstream("bad file path")
 	}
