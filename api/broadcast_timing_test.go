@@ -81,7 +81,7 @@ func TestBroadcastTiming(t *testing.T) {
 	mustStatus(t, post(with("allow_paid_broadcast", "yes")), http.StatusBadRequest)
 
 	// opted_out on contacts.
-	if _, err := te.db.NewRaw("UPDATE contacts SET opted_out = true WHERE id = ?", c.ID).Exec(context.Background()); err != nil {
+	if _, err := te.db.NewRaw("UPDATE contact_bots SET opted_out = true WHERE contact_id = ?", c.ID).Exec(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	r = te.do(http.MethodGet, "/contacts/"+c.ID.String()+"/", key, nil)

@@ -129,10 +129,13 @@ func TestContacts_ListFilters(t *testing.T) {
 	mk(801, "annabel", "Ann", "Smith")
 	bob := mk(802, "bobby", "Bob", "Annett")
 	cy := mk(803, "c_y", "Cy", "Young")
-	if _, err := te.db.ExecContext(ctx, "UPDATE contacts SET blocked = true WHERE id = ?", bob.ID); err != nil {
+	if _, err := te.db.ExecContext(ctx, "UPDATE contact_bots SET blocked = true WHERE contact_id = ?", bob.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := te.db.ExecContext(ctx, "UPDATE contacts SET opted_out = true, external_id = 'x-1' WHERE id = ?", cy.ID); err != nil {
+	if _, err := te.db.ExecContext(ctx, "UPDATE contact_bots SET opted_out = true WHERE contact_id = ?", cy.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := te.db.ExecContext(ctx, "UPDATE contacts SET external_id = 'x-1' WHERE id = ?", cy.ID); err != nil {
 		t.Fatal(err)
 	}
 	ids := func(query string) []string {

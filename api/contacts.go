@@ -11,7 +11,9 @@ import (
 	"github.com/botfleet/botfleet/internal/validate"
 )
 
-// contactResponse is a contact: one Telegram chat of one of the tenant's bots.
+// contactResponse is a contact: a person who wrote to one or more of the tenant's bots.
+// bot_app_id, telegram_chat_id, blocked and opted_out are those at the bot the person
+// first wrote to; bots lists every bot with the person's state there.
 type contactResponse struct {
 	ID               uuid.UUID `json:"id"`
 	BotAppID         uuid.UUID `json:"bot_app_id"`
@@ -34,6 +36,20 @@ type contactResponse struct {
 	ExternalID *string `json:"external_id"`
 	Email      string  `json:"email"`
 	Phone      string  `json:"phone"`
+	// Bots are the person's links, one per bot it wrote to, oldest first; never null.
+	Bots []contactBotResponse `json:"bots"`
+}
+
+// contactBotResponse is a contact's Telegram identity at one bot.
+type contactBotResponse struct {
+	BotAppID       uuid.UUID  `json:"bot_app_id"`
+	TelegramChatID int64      `json:"telegram_chat_id"`
+	StartedAt      time.Time  `json:"started_at"`
+	LastInboundAt  *time.Time `json:"last_inbound_at"`
+	Blocked        bool       `json:"blocked"`
+	BlockedAt      *time.Time `json:"blocked_at"`
+	OptedOut       bool       `json:"opted_out"`
+	OptedOutAt     *time.Time `json:"opted_out_at"`
 }
 
 func toContactResponse(ct contacts.Contact) contactResponse {
@@ -46,6 +62,12 @@ func toContactResponse(ct contacts.Contact) contactResponse {
 	}
 	if ct.ExternalID != "" {
 		r.ExternalID = &ct.ExternalID
+	}
+	r.Bots = make([]contactBotResponse, 0, len(ct.Bots))
+	for _, l := range ct.Bots {
+		r.Bots = append(r.Bots, contactBotResponse{BotAppID: l.BotID, TelegramChatID: l.TelegramChatID,
+			StartedAt: utc(l.StartedAt), LastInboundAt: timeOrNil(l.LastInboundAt), Blocked: l.Blocked,
+			BlockedAt: timeOrNil(l.BlockedAt), OptedOut: l.OptedOut, OptedOutAt: timeOrNil(l.OptedOutAt)})
 	}
 	if r.Tags == nil {
 		r.Tags = []string{}

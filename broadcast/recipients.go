@@ -217,10 +217,10 @@ ORDER BY u.id LIMIT ?`, b.ID, afterID, n-len(rows)).Scan(ctx, &ids)
 			return rows, nil
 		}
 		var page []RecipientRow
-		err = idb.NewRaw(`SELECT c.id AS contact_id, c.telegram_chat_id AS chat_id, ? AS status, 0 AS attempts,
+		err = idb.NewRaw(`SELECT c.id AS contact_id, cb.telegram_chat_id AS chat_id, ? AS status, 0 AS attempts,
        '' AS error, NULL::bigint AS telegram_message_id, NULL::timestamptz AS sent_at, ?::timestamptz AS updated_at
-FROM contacts c
-WHERE c.id = ANY(?::uuid[]) AND c.tenant_id = ? AND c.bot_id = ?
+FROM contacts c JOIN contact_bots cb ON cb.contact_id = c.id
+WHERE c.id = ANY(?::uuid[]) AND c.tenant_id = ? AND cb.bot_id = ?
 ORDER BY c.id`, st, b.UpdatedAt, uuidArray(ids), b.TenantID, b.BotID).Scan(ctx, &page)
 		if err != nil {
 			return nil, apperr.Classify(fmt.Errorf("list audience contacts: %w", err))

@@ -233,10 +233,14 @@ func (sg Segment) where() (string, []any) {
 	return strings.Join(conds, " AND "), args
 }
 
-// audienceWhere is the condition over contacts c of the audience of a broadcast of botID:
-// the tenant's contacts of that bot that are in ids (when seg is nil) or match seg.
+// audienceFrom joins the tenant's contacts c to their links cb, for audienceWhere.
+const audienceFrom = "contacts c JOIN contact_bots cb ON cb.contact_id = c.id"
+
+// audienceWhere is the condition over contacts c and their links cb (audienceFrom) of the
+// audience of a broadcast of botID: the tenant's contacts linked to that bot that are in ids
+// (when seg is nil) or match seg.
 func audienceWhere(tenantID, botID uuid.UUID, ids []uuid.UUID, seg *Segment) (string, []any) {
-	where, args := "c.tenant_id = ? AND c.bot_id = ?", []any{tenantID, botID}
+	where, args := "c.tenant_id = ? AND cb.bot_id = ?", []any{tenantID, botID}
 	if seg == nil {
 		return where + " AND c.id = ANY(?::uuid[])", append(args, uuidArray(ids))
 	}
@@ -257,8 +261,8 @@ func insertSegmentBroadcast(ctx context.Context, tx bun.Tx, b *Broadcast) error 
 	// LIMIT bounds the work of a segment that is too large: it is refused, rolled back.
 	args = append(args, MaxRecipients+1)
 	res, err := tx.NewRaw(`INSERT INTO broadcast_recipients (broadcast_id, contact_id, chat_id, status, error)
-SELECT ?, c.id, c.telegram_chat_id, `+recipientStatusSQL+`, `+recipientErrorSQL+`
-FROM contacts c JOIN broadcasts b ON b.id = ?
+SELECT ?, c.id, cb.telegram_chat_id, `+recipientStatusSQL+`, `+recipientErrorSQL+`
+FROM `+audienceFrom+` JOIN broadcasts b ON b.id = ?
 WHERE `+where+`
 LIMIT ?`, args...).Exec(ctx)
 	if err != nil {
@@ -325,13 +329,16 @@ func (s *Service) PreviewAudience(ctx context.Context, tenantID uuid.UUID, botID
 		Blocked  int `bun:"blocked"`
 		OptedOut int `bun:"opted_out"`
 	}
-	if err := s.db.NewRaw("SELECT count(*) AS count, count(*) FILTER (WHERE c.blocked) AS blocked, count(*) FILTER (WHERE c.opted_out AND NOT c.blocked) AS opted_out FROM contacts c WHERE "+where, args...).Scan(ctx, &n); err != nil {
+	if err := s.db.NewRaw("SELECT count(*) AS count, count(*) FILTER (WHERE cb.blocked) AS blocked, count(*) FILTER (WHERE cb.opted_out AND NOT cb.blocked) AS opted_out FROM "+audienceFrom+" WHERE "+where, args...).Scan(ctx, &n); err != nil {
 		return Audience{}, apperr.Classify(fmt.Errorf("count audience: %w", err))
 	}
 	a.Count, a.Blocked, a.OptedOut = n.Count, n.Blocked, n.OptedOut
-	if err := s.db.NewSelect().Model(&a.Sample).Where(where, args...).
+	if err := s.db.NewSelect().Model(&a.Sample).Join("JOIN contact_bots AS cb ON cb.contact_id = c.id").Where(where, args...).
 		OrderExpr("c.created_at DESC, c.id DESC").Limit(PreviewSample).Scan(ctx); err != nil {
 		return Audience{}, apperr.Classify(fmt.Errorf("sample audience: %w", err))
+	}
+	if err := contacts.New(s.db).AttachLinks(ctx, s.db, a.Sample); err != nil {
+		return Audience{}, err
 	}
 	return a, nil
 }

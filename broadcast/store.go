@@ -25,22 +25,23 @@ func uuidArray(ids []uuid.UUID) any {
 }
 
 // foreignRecipients returns the ids that are not contacts of tenantID (unknown) and those
-// that are contacts of another of its bots than botID (otherBot), in one query that returns
-// nothing in the common case.
+// that are contacts not linked to botID (otherBot: the person never wrote to that bot), in
+// one query that returns nothing in the common case.
 func foreignRecipients(ctx context.Context, idb bun.IDB, tenantID, botID uuid.UUID, ids []uuid.UUID) (unknown, otherBot []uuid.UUID, err error) {
 	var rows []struct {
-		ID    uuid.UUID  `bun:"id,type:uuid"`
-		BotID *uuid.UUID `bun:"bot_id,type:uuid"`
+		ID    uuid.UUID `bun:"id,type:uuid"`
+		Known bool      `bun:"known"`
 	}
-	err = idb.NewRaw(`SELECT u.id, c.bot_id
+	err = idb.NewRaw(`SELECT u.id, c.id IS NOT NULL AS known
 FROM unnest(?::uuid[]) AS u(id)
 LEFT JOIN contacts c ON c.id = u.id AND c.tenant_id = ?
-WHERE c.bot_id IS DISTINCT FROM ?`, uuidArray(ids), tenantID, botID).Scan(ctx, &rows)
+LEFT JOIN contact_bots cb ON cb.contact_id = c.id AND cb.bot_id = ?
+WHERE cb.bot_id IS NULL`, uuidArray(ids), tenantID, botID).Scan(ctx, &rows)
 	if err != nil && !database.IsNoRows(err) {
 		return nil, nil, apperr.Classify(fmt.Errorf("look up recipients: %w", err))
 	}
 	for _, r := range rows {
-		if r.BotID == nil {
+		if !r.Known {
 			unknown = append(unknown, r.ID)
 		} else {
 			otherBot = append(otherBot, r.ID)
@@ -74,10 +75,11 @@ func materialize(ctx context.Context, db *bun.DB, id uuid.UUID) error {
 			return nil
 		}
 		res, err := tx.NewRaw(`INSERT INTO broadcast_recipients (broadcast_id, contact_id, chat_id, status, error)
-SELECT b.id, c.id, c.telegram_chat_id, `+recipientStatusSQL+`, `+recipientErrorSQL+`
+SELECT b.id, c.id, cb.telegram_chat_id, `+recipientStatusSQL+`, `+recipientErrorSQL+`
 FROM broadcasts b, unnest(b.audience) AS u(id)
 JOIN contacts c ON c.id = u.id
-WHERE b.id = ? AND c.tenant_id = b.tenant_id AND c.bot_id = b.bot_id
+JOIN contact_bots cb ON cb.contact_id = c.id
+WHERE b.id = ? AND c.tenant_id = b.tenant_id AND cb.bot_id = b.bot_id
 ON CONFLICT (broadcast_id, contact_id) DO NOTHING`, id).Exec(ctx)
 		if err != nil {
 			return fmt.Errorf("insert recipients: %w", err)
@@ -97,9 +99,9 @@ func insertBroadcast(ctx context.Context, tx bun.Tx, b *Broadcast, ids []uuid.UU
 		return fmt.Errorf("insert broadcast: %w", err)
 	}
 	res, err := tx.NewRaw(`INSERT INTO broadcast_recipients (broadcast_id, contact_id, chat_id, status, error)
-SELECT ?, c.id, c.telegram_chat_id, `+recipientStatusSQL+`, `+recipientErrorSQL+`
-FROM contacts c JOIN broadcasts b ON b.id = ?
-WHERE c.tenant_id = ? AND c.bot_id = ? AND c.id = ANY(?::uuid[])`,
+SELECT ?, c.id, cb.telegram_chat_id, `+recipientStatusSQL+`, `+recipientErrorSQL+`
+FROM contacts c JOIN contact_bots cb ON cb.contact_id = c.id JOIN broadcasts b ON b.id = ?
+WHERE c.tenant_id = ? AND cb.bot_id = ? AND c.id = ANY(?::uuid[])`,
 		b.ID, b.ID, b.TenantID, b.BotID, uuidArray(ids)).Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("insert recipients: %w", err)

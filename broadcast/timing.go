@@ -43,8 +43,8 @@ const ErrExpired = "not sent before the broadcast expired (expires_at)"
 // SkipUnsubscribed (in that order; unsubscribedSQL, topic.go), or queued. Constants only: no
 // user input reaches the SQL text.
 const (
-	recipientStatusSQL = "CASE WHEN c.blocked OR c.opted_out OR " + unsubscribedSQL + " THEN '" + RecipientSkipped + "' ELSE '" + RecipientQueued + "' END"
-	recipientErrorSQL  = "CASE WHEN c.blocked THEN '" + SkipBlocked + "' WHEN c.opted_out THEN '" + SkipOptedOut + "' WHEN " + unsubscribedSQL + " THEN '" + SkipUnsubscribed + "' ELSE '' END"
+	recipientStatusSQL = "CASE WHEN cb.blocked OR cb.opted_out OR " + unsubscribedSQL + " THEN '" + RecipientSkipped + "' ELSE '" + RecipientQueued + "' END"
+	recipientErrorSQL  = "CASE WHEN cb.blocked THEN '" + SkipBlocked + "' WHEN cb.opted_out THEN '" + SkipOptedOut + "' WHEN " + unsubscribedSQL + " THEN '" + SkipUnsubscribed + "' ELSE '' END"
 )
 
 // Window is a broadcast's daily send window: sends start only while the local time of day

@@ -539,7 +539,7 @@ func TestService_OptedOut(t *testing.T) {
 		e.tagged(c, []string{"gone"}, `{}`)
 	}
 	e.tagged(ok, []string{"gone"}, `{}`)
-	if _, err := e.db.NewRaw("UPDATE contacts SET opted_out = true, opted_out_at = now() WHERE id IN (?, ?)", opted.ID, both.ID).Exec(e.ctx); err != nil {
+	if _, err := e.db.NewRaw("UPDATE contact_bots SET opted_out = true, opted_out_at = now() WHERE contact_id IN (?, ?)", opted.ID, both.ID).Exec(e.ctx); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []contacts.Contact{blocked, both} {

@@ -42,7 +42,7 @@ func checkTopic(ctx context.Context, idb bun.IDB, tenantID uuid.UUID, topic stri
 // SkipUnsubscribed. 0 without a topic. Errors: invalid_field topic (422), those of
 // PreviewAudience's audience checks.
 //
-// It reads contacts.blocked and contacts.opted_out (like PreviewAudience's count).
+// It reads the links' blocked and opted_out (like PreviewAudience's count).
 func (s *Service) CountUnsubscribed(ctx context.Context, tenantID uuid.UUID, botID *uuid.UUID, recipients []uuid.UUID, seg *Segment, topic string) (int, error) {
 	if topic == "" {
 		return 0, nil
@@ -61,8 +61,8 @@ func (s *Service) CountUnsubscribed(ctx context.Context, tenantID uuid.UUID, bot
 	where, args := audienceWhere(tenantID, bot.ID, ids, seg)
 	args = append([]any{tenantID, topic}, args...)
 	var n int
-	err = s.db.NewRaw(`SELECT count(*) FROM contacts c, (SELECT ?::uuid AS tenant_id, ?::text AS topic) b
-WHERE NOT c.blocked AND NOT c.opted_out AND `+unsubscribedSQL+` AND `+where, args...).Scan(ctx, &n)
+	err = s.db.NewRaw(`SELECT count(*) FROM `+audienceFrom+`, (SELECT ?::uuid AS tenant_id, ?::text AS topic) b
+WHERE NOT cb.blocked AND NOT cb.opted_out AND `+unsubscribedSQL+` AND `+where, args...).Scan(ctx, &n)
 	if err != nil {
 		return 0, apperr.Classify(fmt.Errorf("count unsubscribed: %w", err))
 	}

@@ -1,18 +1,18 @@
 // Package contacts owns contacts (the Telegram chats that talked to a tenant's bots) and
 // their messages, inbound and outbound.
 //
-// A contact is one chat of one bot: unique on (bot_id, telegram_chat_id). Every method that
+// A contact is a person of the tenant: unique on (tenant_id, telegram_chat_id), a private
+// chat's id being the Telegram user's id. Its Telegram identity attaches to it per bot in
+// contact_bots (Link, links.go): the same user writing to two bots of one tenant is one
+// contact with two links, each with its own blocked and opted_out state. Every method that
 // reads on behalf of an API client takes the tenant id first and scopes by it; another
 // tenant's contact is ErrNotFound.
 package contacts
 
 import (
-	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -31,12 +31,15 @@ var (
 	ErrMessageNotFound = apperr.NotFound("message_not_found", "message not found")
 )
 
-// Contact is a Telegram chat that messaged one of the tenant's bots.
+// Contact is a person who messaged one or more of the tenant's bots.
 type Contact struct {
 	bun.BaseModel `bun:"table:contacts,alias:c"`
 
-	ID               uuid.UUID `bun:",pk,type:uuid,default:gen_random_uuid()"`
-	TenantID         uuid.UUID `bun:",type:uuid,notnull"`
+	ID       uuid.UUID `bun:",pk,type:uuid,default:gen_random_uuid()"`
+	TenantID uuid.UUID `bun:",type:uuid,notnull"`
+	// BotID and TelegramChatID are the bot the person first wrote to and the chat there;
+	// when the contact is read at one bot (UpsertManyFromTelegram, GetByChat) they are that
+	// bot's, as are Blocked and OptedOut.
 	BotID            uuid.UUID `bun:",type:uuid,notnull"`
 	TelegramChatID   int64     `bun:",notnull"`
 	TelegramUserID   int64     `bun:",notnull"`
@@ -44,11 +47,12 @@ type Contact struct {
 	FirstName        string    `bun:",notnull"`
 	LastName         string    `bun:",notnull"`
 	LanguageCode     string    `bun:",notnull"`
-	Blocked          bool      `bun:",notnull"`
-	BlockedAt        time.Time `bun:",nullzero"`
-	LastSeenAt       time.Time `bun:",nullzero,notnull,default:now()"`
-	CreatedAt        time.Time `bun:",nullzero,notnull,default:now()"`
-	UpdatedAt        time.Time `bun:",nullzero,notnull,default:now()"`
+	// Blocked and BlockedAt are those of the link to BotID (stored in contact_bots).
+	Blocked    bool      `bun:",scanonly"`
+	BlockedAt  time.Time `bun:",scanonly"`
+	LastSeenAt time.Time `bun:",nullzero,notnull,default:now()"`
+	CreatedAt  time.Time `bun:",nullzero,notnull,default:now()"`
+	UpdatedAt  time.Time `bun:",nullzero,notnull,default:now()"`
 	// Tags is the contact's set of tags, sorted (byte order), at most MaxTags (tags.go).
 	Tags []string `bun:",array,nullzero,notnull,default:'{}'"`
 	// Attributes are the contact's custom attributes, at most MaxAttributes (tags.go).
@@ -56,13 +60,16 @@ type Contact struct {
 	// OptedOut is set by the contact's /stop and cleared by /start: broadcasts skip the
 	// contact (reason "opted_out"), apart from Blocked (the user blocked the bot). OptedOutAt
 	// is when it was set (zero when not opted out).
-	OptedOut   bool      `bun:",notnull"`
-	OptedOutAt time.Time `bun:",nullzero"`
+	OptedOut   bool      `bun:",scanonly"`
+	OptedOutAt time.Time `bun:",scanonly"`
 	// ExternalID is the tenant's own id of the person (unique per tenant; "" = unset, stored
 	// as NULL). Email and Phone are free contact details ("" when unset).
 	ExternalID string `bun:",nullzero"`
 	Email      string `bun:",notnull"`
 	Phone      string `bun:",notnull"`
+	// Bots are the contact's links, one per bot it wrote to, oldest first; filled by the
+	// methods that say so (Get, List, GetByExternalID, GetByUsername), else nil.
+	Bots []Link `bun:"-"`
 }
 
 // Identity is what an update tells about its sender (Telegram's User and Chat objects).
@@ -130,14 +137,15 @@ type Message struct {
 // ListFilter selects contacts: an optional bot, a cursor from a previous page and a limit
 // (0 = page.DefaultLimit, at most page.MaxLimit).
 type ListFilter struct {
+	// BotID, when not nil, keeps the contacts linked to this bot.
 	BotID *uuid.UUID
 	// Tag, when not empty, keeps the contacts that have this tag (exact, case-sensitive).
 	Tag string
 	// Q, when not empty, keeps the contacts whose Telegram username, first name or last
 	// name starts with Q (case-insensitive; "@" before a username is ignored).
 	Q string
-	// Blocked and OptedOut, when not nil, keep the contacts whose blocked / opted_out flag
-	// has that value.
+	// Blocked and OptedOut, when not nil, keep the contacts with a link (to BotID, when
+	// set) whose blocked / opted_out flag has that value.
 	Blocked, OptedOut *bool
 	// ExternalID, when not empty, keeps the contact with this external_id (exact).
 	ExternalID string
@@ -157,35 +165,21 @@ func New(db *bun.DB) *Service { return &Service{db: db} }
 func (s *Service) DB() *bun.DB { return s.db }
 
 // UpsertFromTelegram creates or refreshes the contact of (botID, id.ChatID) under tenantID
-// with the sender's identity and last_seen_at = seenAt. Empty identity fields do not
-// overwrite stored ones. It runs on idb (a *bun.DB or a bun.Tx).
+// with the sender's identity and last_seen_at = seenAt, as UpsertManyFromTelegram (links.go)
+// does for one row, and returns it seen at botID. It runs on idb (a *bun.DB or a bun.Tx).
 func (s *Service) UpsertFromTelegram(ctx context.Context, idb bun.IDB, tenantID, botID uuid.UUID, id Identity, seenAt time.Time) (Contact, error) {
-	c := Contact{
-		TenantID: tenantID, BotID: botID, TelegramChatID: id.ChatID, TelegramUserID: id.UserID,
-		TelegramUsername: id.Username, FirstName: id.FirstName, LastName: id.LastName,
-		LanguageCode: id.LanguageCode, LastSeenAt: seenAt,
-	}
-	_, err := idb.NewInsert().Model(&c).
-		On("CONFLICT (bot_id, telegram_chat_id) DO UPDATE").
-		Set("telegram_user_id = CASE WHEN EXCLUDED.telegram_user_id <> 0 THEN EXCLUDED.telegram_user_id ELSE c.telegram_user_id END").
-		Set("telegram_username = CASE WHEN EXCLUDED.telegram_user_id <> 0 THEN EXCLUDED.telegram_username ELSE c.telegram_username END").
-		Set("first_name = COALESCE(NULLIF(EXCLUDED.first_name, ''), c.first_name)").
-		Set("last_name = CASE WHEN EXCLUDED.telegram_user_id <> 0 THEN EXCLUDED.last_name ELSE c.last_name END").
-		Set("language_code = COALESCE(NULLIF(EXCLUDED.language_code, ''), c.language_code)").
-		Set("last_seen_at = GREATEST(c.last_seen_at, EXCLUDED.last_seen_at)").
-		Set("updated_at = now()").
-		Returning("*").Exec(ctx)
+	cs, err := s.UpsertManyFromTelegram(ctx, idb, []TelegramUpsert{{TenantID: tenantID, BotID: botID, Identity: id, SeenAt: seenAt}})
 	if err != nil {
-		return Contact{}, apperr.Classify(fmt.Errorf("upsert contact: %w", err))
+		return Contact{}, err
 	}
-	return c, nil
+	return cs[0], nil
 }
 
-// SetBlocked marks the contact of (botID, chatID) blocked or unblocked (Telegram
+// SetBlocked marks the link of (botID, chatID) blocked or unblocked (Telegram
 // my_chat_member kicked / member, or a 403 "bot was blocked by the user"). It reports
-// whether a contact was changed; an unknown chat is not an error.
+// whether a link was changed; an unknown chat is not an error.
 func (s *Service) SetBlocked(ctx context.Context, idb bun.IDB, botID uuid.UUID, chatID int64, blocked bool) (bool, error) {
-	q := idb.NewUpdate().Model((*Contact)(nil)).
+	q := idb.NewUpdate().Model((*Link)(nil)).
 		Set("blocked = ?", blocked).Set("updated_at = now()").
 		Where("bot_id = ?", botID).Where("telegram_chat_id = ?", chatID).Where("blocked <> ?", blocked)
 	if blocked {
@@ -201,12 +195,26 @@ func (s *Service) SetBlocked(ctx context.Context, idb bun.IDB, botID uuid.UUID, 
 	return n > 0, nil
 }
 
-// MigrateChat moves the contact of (botID, oldChatID) to newChatID (Telegram's
-// migrate_to_chat_id when a group becomes a supergroup).
+// MigrateChat moves the link of (botID, oldChatID) to newChatID (Telegram's
+// migrate_to_chat_id when a group becomes a supergroup), and its contact with it when the
+// tenant has no contact of newChatID yet.
 func (s *Service) MigrateChat(ctx context.Context, botID uuid.UUID, oldChatID, newChatID int64) error {
-	_, err := s.db.NewUpdate().Model((*Contact)(nil)).
-		Set("telegram_chat_id = ?", newChatID).Set("updated_at = now()").
-		Where("bot_id = ?", botID).Where("telegram_chat_id = ?", oldChatID).Exec(ctx)
+	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		var contactID uuid.UUID
+		err := tx.NewRaw(`UPDATE contact_bots SET telegram_chat_id = ?, updated_at = now()
+WHERE bot_id = ? AND telegram_chat_id = ? RETURNING contact_id`, newChatID, botID, oldChatID).Scan(ctx, &contactID)
+		if err != nil {
+			if database.IsNoRows(err) {
+				return nil
+			}
+			return err
+		}
+		_, err = tx.NewRaw(`UPDATE contacts c SET telegram_chat_id = ?, updated_at = now()
+WHERE c.id = ? AND c.telegram_chat_id = ? AND NOT EXISTS (
+	SELECT 1 FROM contacts o WHERE o.tenant_id = c.tenant_id AND o.telegram_chat_id = ?)`,
+			newChatID, contactID, oldChatID, newChatID).Exec(ctx)
+		return err
+	})
 	if err != nil && !database.IsUniqueViolation(err) {
 		return apperr.Classify(fmt.Errorf("migrate chat: %w", err))
 	}
@@ -223,19 +231,27 @@ func (s *Service) Get(ctx context.Context, tenantID, id uuid.UUID) (Contact, err
 		}
 		return Contact{}, apperr.Classify(err)
 	}
-	return c, nil
+	return c, s.attachLinks(ctx, s.db, []*Contact{&c})
 }
 
-// GetByChat returns the contact of (botID, chatID). Errors: ErrNotFound.
+// GetByChat returns the contact of (botID, chatID), seen at botID (BotID, TelegramChatID,
+// Blocked and OptedOut are that link's), with its Bots. Errors: ErrNotFound.
 func (s *Service) GetByChat(ctx context.Context, botID uuid.UUID, chatID int64) (Contact, error) {
-	var c Contact
-	err := s.db.NewSelect().Model(&c).Where("c.bot_id = ?", botID).Where("c.telegram_chat_id = ?", chatID).Scan(ctx)
-	if err != nil {
-		if database.IsNoRows(err) {
-			return Contact{}, ErrNotFound
-		}
+	var cs []Contact
+	err := s.db.NewRaw(`SELECT `+contactAtBot+` FROM contact_bots l JOIN contacts p ON p.id = l.contact_id
+WHERE l.bot_id = ? AND l.telegram_chat_id = ?`, botID, chatID).Scan(ctx, &cs)
+	if err != nil && !database.IsNoRows(err) {
 		return Contact{}, apperr.Classify(err)
 	}
+	if len(cs) == 0 {
+		return Contact{}, ErrNotFound
+	}
+	c := cs[0]
+	bot, chat, blocked, optedOut := c.BotID, c.TelegramChatID, c.Blocked, c.OptedOut
+	if err := s.attachLinks(ctx, s.db, []*Contact{&c}); err != nil {
+		return Contact{}, err
+	}
+	c.BotID, c.TelegramChatID, c.Blocked, c.OptedOut = bot, chat, blocked, optedOut
 	return c, nil
 }
 
@@ -249,7 +265,7 @@ func (s *Service) List(ctx context.Context, tenantID uuid.UUID, f ListFilter) ([
 	var cs []Contact
 	q := s.db.NewSelect().Model(&cs).Where("c.tenant_id = ?", tenantID)
 	if f.BotID != nil {
-		q = q.Where("c.bot_id = ?", *f.BotID)
+		q = q.Where("EXISTS (SELECT 1 FROM contact_bots cb WHERE cb.contact_id = c.id AND cb.bot_id = ?)", *f.BotID)
 	}
 	if f.Tag != "" {
 		q = q.Where("c.tags @> ARRAY[?]::text[]", f.Tag)
@@ -261,11 +277,19 @@ func (s *Service) List(ctx context.Context, tenantID uuid.UUID, f ListFilter) ([
 				WhereOr("lower(c.first_name) LIKE ?", prefix).WhereOr("lower(c.last_name) LIKE ?", prefix)
 		})
 	}
-	if f.Blocked != nil {
-		q = q.Where("c.blocked = ?", *f.Blocked)
-	}
-	if f.OptedOut != nil {
-		q = q.Where("c.opted_out = ?", *f.OptedOut)
+	// blocked / opted_out: a link (to the filtered bot, if any) with that value.
+	for _, fl := range []struct {
+		col string
+		v   *bool
+	}{{"blocked", f.Blocked}, {"opted_out", f.OptedOut}} {
+		if fl.v == nil {
+			continue
+		}
+		if f.BotID != nil {
+			q = q.Where("EXISTS (SELECT 1 FROM contact_bots cb WHERE cb.contact_id = c.id AND cb.bot_id = ? AND cb."+fl.col+" = ?)", *f.BotID, *fl.v)
+		} else {
+			q = q.Where("EXISTS (SELECT 1 FROM contact_bots cb WHERE cb.contact_id = c.id AND cb."+fl.col+" = ?)", *fl.v)
+		}
 	}
 	if f.ExternalID != "" {
 		q = q.Where("c.external_id = ?", f.ExternalID)
@@ -274,6 +298,9 @@ func (s *Service) List(ctx context.Context, tenantID uuid.UUID, f ListFilter) ([
 		return nil, "", apperr.Classify(err)
 	}
 	cs, next := page.Trim(cs, limit, func(c Contact) (time.Time, uuid.UUID) { return c.CreatedAt, c.ID })
+	if err := s.attachLinksTo(ctx, s.db, cs); err != nil {
+		return nil, "", err
+	}
 	return cs, next, nil
 }
 
@@ -428,15 +455,6 @@ func (s *Service) StaleOutbound(ctx context.Context, status string, olderThan ti
 	return ids, apperr.Classify(err)
 }
 
-// TelegramUpsert is one contact refresh of UpsertManyFromTelegram: the contact of
-// (BotID, Identity.ChatID) under TenantID, seen at SeenAt.
-type TelegramUpsert struct {
-	TenantID uuid.UUID
-	BotID    uuid.UUID
-	Identity Identity
-	SeenAt   time.Time
-}
-
 // MergeIdentity returns what UpsertFromTelegram stores when an update with identity next
 // follows one with identity cur for the same chat: a sender (UserID ≠ 0) replaces the user
 // id, username and last name; a non-empty first name or language code replaces the stored
@@ -453,76 +471,6 @@ func MergeIdentity(cur, next Identity) Identity {
 	}
 	cur.ChatID = next.ChatID
 	return cur
-}
-
-// UpsertManyFromTelegram is UpsertFromTelegram for many chats in one statement: an INSERT ...
-// ON CONFLICT (bot_id, telegram_chat_id) DO UPDATE with the same rules, RETURNING the stored
-// rows. Rows of the same (bot, chat) are merged first in slice order (MergeIdentity, latest
-// SeenAt), since one statement cannot update a row twice. Rows are written, and so locked,
-// in (bot_id, telegram_chat_id) order, so that concurrent callers cannot deadlock on each
-// other. It returns the contacts in that order. It runs on idb (a *bun.DB or a bun.Tx).
-func (s *Service) UpsertManyFromTelegram(ctx context.Context, idb bun.IDB, rows []TelegramUpsert) ([]Contact, error) {
-	if len(rows) == 0 {
-		return nil, nil
-	}
-	type key struct {
-		bot  uuid.UUID
-		chat int64
-	}
-	merged := make([]TelegramUpsert, 0, len(rows))
-	at := make(map[key]int, len(rows))
-	for _, r := range rows {
-		k := key{r.BotID, r.Identity.ChatID}
-		i, ok := at[k]
-		if !ok {
-			at[k] = len(merged)
-			merged = append(merged, r)
-			continue
-		}
-		m := &merged[i]
-		m.Identity = MergeIdentity(m.Identity, r.Identity)
-		if r.SeenAt.After(m.SeenAt) {
-			m.SeenAt = r.SeenAt
-		}
-	}
-	slices.SortFunc(merged, func(a, b TelegramUpsert) int {
-		if c := bytes.Compare(a.BotID[:], b.BotID[:]); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Identity.ChatID, b.Identity.ChatID)
-	})
-	var q strings.Builder
-	q.WriteString(`INSERT INTO contacts AS c (tenant_id, bot_id, telegram_chat_id, telegram_user_id, telegram_username,
-		first_name, last_name, language_code, last_seen_at) VALUES `)
-	args := make([]any, 0, 9*len(merged))
-	for i, r := range merged {
-		if i > 0 {
-			q.WriteByte(',')
-		}
-		q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
-		id := r.Identity
-		args = append(args, r.TenantID, r.BotID, id.ChatID, id.UserID, id.Username, id.FirstName, id.LastName, id.LanguageCode, r.SeenAt)
-	}
-	q.WriteString(` ON CONFLICT (bot_id, telegram_chat_id) DO UPDATE SET
-		telegram_user_id = CASE WHEN EXCLUDED.telegram_user_id <> 0 THEN EXCLUDED.telegram_user_id ELSE c.telegram_user_id END,
-		telegram_username = CASE WHEN EXCLUDED.telegram_user_id <> 0 THEN EXCLUDED.telegram_username ELSE c.telegram_username END,
-		first_name = COALESCE(NULLIF(EXCLUDED.first_name, ''), c.first_name),
-		last_name = CASE WHEN EXCLUDED.telegram_user_id <> 0 THEN EXCLUDED.last_name ELSE c.last_name END,
-		language_code = COALESCE(NULLIF(EXCLUDED.language_code, ''), c.language_code),
-		last_seen_at = GREATEST(c.last_seen_at, EXCLUDED.last_seen_at),
-		updated_at = now()
-		RETURNING c.*`)
-	cs := make([]Contact, 0, len(merged))
-	if err := idb.NewRaw(q.String(), args...).Scan(ctx, &cs); err != nil {
-		return nil, apperr.Classify(fmt.Errorf("upsert contacts: %w", err))
-	}
-	slices.SortFunc(cs, func(a, b Contact) int {
-		if c := bytes.Compare(a.BotID[:], b.BotID[:]); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.TelegramChatID, b.TelegramChatID)
-	})
-	return cs, nil
 }
 
 // InsertMessages stores ms (inbound or outbound, as given: direction, kind, status, text...)
@@ -554,44 +502,6 @@ func (s *Service) InsertMessages(ctx context.Context, idb bun.IDB, ms []Message)
 		return apperr.Classify(fmt.Errorf("insert messages: %w", err))
 	}
 	return nil
-}
-
-// BlockedChange is one change of SetBlockedMany: the new blocked and opted_out flags.
-type BlockedChange struct {
-	ContactID uuid.UUID
-	Blocked   bool
-	OptedOut  bool
-}
-
-// SetBlockedMany sets blocked and opted_out of each listed contact in one UPDATE, with
-// blocked_at (opted_out_at) = now() when the flag becomes set, NULL when it is clear, and
-// unchanged when the flag does not change (the caller lists only contacts whose state
-// changed). It returns the number of contacts updated.
-func (s *Service) SetBlockedMany(ctx context.Context, idb bun.IDB, changes []BlockedChange) (int, error) {
-	if len(changes) == 0 {
-		return 0, nil
-	}
-	var q strings.Builder
-	q.WriteString(`UPDATE contacts AS c SET blocked = v.blocked,
-		blocked_at = CASE WHEN NOT v.blocked THEN NULL WHEN c.blocked THEN c.blocked_at ELSE now() END,
-		opted_out = v.opted_out,
-		opted_out_at = CASE WHEN NOT v.opted_out THEN NULL WHEN c.opted_out THEN c.opted_out_at ELSE now() END,
-		updated_at = now() FROM (VALUES `)
-	args := make([]any, 0, 3*len(changes))
-	for i, ch := range changes {
-		if i > 0 {
-			q.WriteByte(',')
-		}
-		q.WriteString("(?::uuid, ?::boolean, ?::boolean)")
-		args = append(args, ch.ContactID, ch.Blocked, ch.OptedOut)
-	}
-	q.WriteString(") AS v (id, blocked, opted_out) WHERE c.id = v.id")
-	res, err := idb.NewRaw(q.String(), args...).Exec(ctx)
-	if err != nil {
-		return 0, apperr.Classify(fmt.Errorf("set blocked: %w", err))
-	}
-	n, _ := res.RowsAffected()
-	return int(n), nil
 }
 
 // NewMessageID returns a new message id: a UUIDv7 (RFC 9562), time-ordered, so that

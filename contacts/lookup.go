@@ -11,38 +11,22 @@ import (
 	"github.com/botfleet/botfleet/internal/database"
 )
 
-// ErrNotLinked is returned when a contact has no Telegram identity on the bot asked for
-// (the person never wrote to that bot).
-var ErrNotLinked = apperr.Invalid("contact_not_linked", "the contact has not started this bot")
-
-// Link is a contact's Telegram identity on one bot: the private chat where the bot reaches
-// the person, and the person's state on that bot.
-type Link struct {
-	ContactID uuid.UUID
-	BotID     uuid.UUID
-	// ChatID is Telegram's chat_id of the private chat between the person and the bot.
-	ChatID int64
-	// Blocked: the user blocked the bot (a 403 or my_chat_member "kicked").
-	Blocked bool
-	// OptedOut: the user sent /stop to the bot.
-	OptedOut bool
-}
-
 // LinkOf returns contact contactID's link to botID, on idb, scoped by tenantID. Errors:
 // ErrNotFound (no such contact of the tenant), ErrNotLinked, apperr kinds.
 func (s *Service) LinkOf(ctx context.Context, idb bun.IDB, tenantID, contactID, botID uuid.UUID) (Link, error) {
-	var c Contact
-	err := idb.NewSelect().Model(&c).Where("c.tenant_id = ?", tenantID).Where("c.id = ?", contactID).Scan(ctx)
-	if err != nil {
-		if database.IsNoRows(err) {
-			return Link{}, ErrNotFound
-		}
+	var ls []Link
+	err := idb.NewRaw(`SELECT cb.* FROM contacts c LEFT JOIN contact_bots cb ON cb.contact_id = c.id AND cb.bot_id = ?
+WHERE c.tenant_id = ? AND c.id = ?`, botID, tenantID, contactID).Scan(ctx, &ls)
+	if err != nil && !database.IsNoRows(err) {
 		return Link{}, apperr.Classify(err)
 	}
-	if c.BotID != botID {
+	switch {
+	case len(ls) == 0:
+		return Link{}, ErrNotFound
+	case ls[0].ContactID == uuid.Nil:
 		return Link{}, ErrNotLinked
 	}
-	return Link{ContactID: c.ID, BotID: c.BotID, ChatID: c.TelegramChatID, Blocked: c.Blocked, OptedOut: c.OptedOut}, nil
+	return ls[0], nil
 }
 
 // GetByExternalID returns the tenant's contact whose external_id is externalID. Errors:
@@ -57,7 +41,7 @@ func (s *Service) GetByExternalID(ctx context.Context, tenantID uuid.UUID, exter
 		}
 		return Contact{}, apperr.Classify(err)
 	}
-	return c, nil
+	return c, s.attachLinks(ctx, s.db, []*Contact{&c})
 }
 
 // GetByUsername returns the tenant's contact whose Telegram username is username (with or
@@ -72,7 +56,7 @@ func (s *Service) GetByUsername(ctx context.Context, tenantID uuid.UUID, usernam
 	q := s.db.NewSelect().Model(&c).Where("c.tenant_id = ?", tenantID).
 		Where("lower(c.telegram_username) = lower(?)", username)
 	if botID != nil {
-		q = q.Where("c.bot_id = ?", *botID)
+		q = q.Where("EXISTS (SELECT 1 FROM contact_bots cb WHERE cb.contact_id = c.id AND cb.bot_id = ?)", *botID)
 	}
 	err := q.OrderExpr("c.last_seen_at DESC").Limit(1).Scan(ctx)
 	if err != nil {
@@ -81,5 +65,5 @@ func (s *Service) GetByUsername(ctx context.Context, tenantID uuid.UUID, usernam
 		}
 		return Contact{}, apperr.Classify(err)
 	}
-	return c, nil
+	return c, s.attachLinks(ctx, s.db, []*Contact{&c})
 }

@@ -244,7 +244,7 @@ func (s *Service) Update(ctx context.Context, tenantID, id uuid.UUID, p Patch) (
 		}
 		return Contact{}, apperr.Classify(err)
 	}
-	return c, nil
+	return c, s.attachLinks(ctx, s.db, []*Contact{&c})
 }
 
 // BulkTags is a POST /contacts/bulk-tags: exactly one of IDs or Filter selects the tenant's
@@ -333,7 +333,7 @@ func (s *Service) BulkTag(ctx context.Context, tenantID uuid.UUID, b BulkTags) (
 			args = append(args, pgdialect.Array(ids))
 		} else {
 			if b.Filter.BotID != nil {
-				where += " AND c.bot_id = ?"
+				where += " AND EXISTS (SELECT 1 FROM contact_bots cb WHERE cb.contact_id = c.id AND cb.bot_id = ?)"
 				args = append(args, *b.Filter.BotID)
 			}
 			if b.Filter.Tag != "" {

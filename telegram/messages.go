@@ -25,7 +25,7 @@ import (
 // checked conservatively.
 const MaxTextLength = validate.MaxTextLen
 
-// ErrContactNotOfBot is CreateMessage's 422 for a contact of another of the tenant's bots
+// ErrContactNotOfBot is CreateMessage's 422 for a contact not linked to the bot (the person never wrote to it)
 // (besides ErrBotNotFound, ErrBotRequired and contacts.ErrNotFound (404)).
 var ErrContactNotOfBot = apperr.Invalid("contact_not_of_bot", "contact_id is not a contact of this bot").
 	WithDetails(map[string]any{"field": "contact_id"})
@@ -100,13 +100,15 @@ func (s *Service) CreateMessage(ctx context.Context, tenantID uuid.UUID, nm NewM
 	if err != nil {
 		return contacts.Message{}, err
 	}
-	if c.BotID != bot.ID {
+	// The person's link to this bot: its chat and its blocked / opted_out state there.
+	link, ok := linkTo(c, bot.ID)
+	if !ok {
 		return contacts.Message{}, ErrContactNotOfBot
 	}
-	if c.Blocked {
+	if link.Blocked {
 		return contacts.Message{}, ErrContactBlocked
 	}
-	if c.OptedOut {
+	if link.OptedOut {
 		return contacts.Message{}, ErrContactOptedOut
 	}
 	// Variables are rendered now, for this contact; the message stores the text as sent.
@@ -115,7 +117,7 @@ func (s *Service) CreateMessage(ctx context.Context, tenantID uuid.UUID, nm NewM
 		return contacts.Message{}, validate.Field("text", "text: %s", reason)
 	}
 	m := contacts.Message{
-		TenantID: tenantID, BotID: bot.ID, ContactID: &c.ID, ChatID: c.TelegramChatID,
+		TenantID: tenantID, BotID: bot.ID, ContactID: &c.ID, ChatID: link.TelegramChatID,
 		Kind: contacts.KindMessage, Text: out.Text, ParseMode: mode, Content: nm.Content.json(), SentBy: nm.SentBy,
 	}
 	if err := s.contacts.CreateOutbound(ctx, s.db, &m); err != nil {
@@ -123,6 +125,16 @@ func (s *Service) CreateMessage(ctx context.Context, tenantID uuid.UUID, nm NewM
 	}
 	s.enqueueSend(ctx, m.ID)
 	return m, nil
+}
+
+// linkTo returns c's link to botID (c.Bots as filled by contacts.Service.Get).
+func linkTo(c contacts.Contact, botID uuid.UUID) (contacts.Link, bool) {
+	for _, l := range c.Bots {
+		if l.BotID == botID {
+			return l, true
+		}
+	}
+	return contacts.Link{}, false
 }
 
 // enqueueSend enqueues the telegram:send task of message id with a context that outlives the

@@ -571,7 +571,8 @@ func (s *Service) processBatch(ctx context.Context, tx bun.Tx, evs []WebhookEven
 	var ups []contacts.TelegramUpsert
 	for _, p := range plans {
 		if p.kind != planSkip {
-			ups = append(ups, contacts.TelegramUpsert{TenantID: p.ev.TenantID, BotID: p.ev.BotID, Identity: p.ident, SeenAt: p.seen})
+			ups = append(ups, contacts.TelegramUpsert{TenantID: p.ev.TenantID, BotID: p.ev.BotID, Identity: p.ident, SeenAt: p.seen,
+				Inbound: p.kind == planMessage})
 		}
 	}
 	cs, err := s.contacts.UpsertManyFromTelegram(ctx, tx, ups)
@@ -659,7 +660,7 @@ func (s *Service) processBatch(ctx context.Context, tx bun.Tx, evs []WebhookEven
 	var changes []contacts.BlockedChange
 	for _, c := range cs {
 		if st := states[chatKey{c.BotID, c.TelegramChatID}]; st.changed {
-			changes = append(changes, contacts.BlockedChange{ContactID: c.ID, Blocked: st.blocked, OptedOut: st.optedOut})
+			changes = append(changes, contacts.BlockedChange{ContactID: c.ID, BotID: c.BotID, Blocked: st.blocked, OptedOut: st.optedOut})
 		}
 	}
 	if _, err := s.contacts.SetBlockedMany(ctx, tx, changes); err != nil {

@@ -211,7 +211,7 @@ func TestService_ProcessEvents_Crash(t *testing.T) {
 	var pid int
 	waitFor(t, 10*time.Second, "worker 1 blocked mid-batch", func() bool {
 		err := e.db.NewRaw(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
-			AND query LIKE 'INSERT INTO contacts%' LIMIT 1`).Scan(ctx, &pid)
+			AND query LIKE 'WITH p AS (INSERT INTO contacts%' LIMIT 1`).Scan(ctx, &pid)
 		return err == nil && pid != 0
 	})
 	if n := e.unprocessed(t); n != 30 {

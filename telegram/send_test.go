@@ -668,7 +668,7 @@ func TestService_CreateMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	optedOut := e.contact(e.info, e.bot, 1003) // sent /stop
-	if _, err := e.db.NewRaw("UPDATE contacts SET opted_out = true WHERE id = ?", optedOut.ID).Exec(ctx); err != nil {
+	if _, err := e.db.NewRaw("UPDATE contact_bots SET opted_out = true WHERE contact_id = ?", optedOut.ID).Exec(ctx); err != nil {
 		t.Fatal(err)
 	}
 
