@@ -299,8 +299,9 @@ func TestBroadcastRecipientsCSV_Large(t *testing.T) {
 	tid, key := te.newTenant("A")
 	bot, _ := te.newBot(key, "Bot")
 	var ids []string
-	if err := te.db.NewRaw(`INSERT INTO contacts (tenant_id, bot_id, telegram_chat_id, telegram_user_id)
-SELECT ?, ?, g, g FROM generate_series(1, ?) AS g RETURNING id`, tid, bot.BotAppID, n).Scan(ctx, &ids); err != nil {
+	if err := te.db.NewRaw(`WITH c AS (INSERT INTO contacts (tenant_id, bot_id, telegram_chat_id, telegram_user_id)
+SELECT ?, ?, g, g FROM generate_series(1, ?) AS g RETURNING *),
+l AS (INSERT INTO contact_bots (contact_id, tenant_id, bot_id, telegram_chat_id) SELECT id, tenant_id, bot_id, telegram_chat_id FROM c) SELECT id FROM c`, tid, bot.BotAppID, n).Scan(ctx, &ids); err != nil {
 		t.Fatal(err)
 	}
 	r := te.do(http.MethodPost, "/broadcast/", key, map[string]any{"name": "big", "platform": "TELEGRAM", "message_text": "hi", "recipients": ids, "bot_app_id": bot.BotAppID})

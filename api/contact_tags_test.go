@@ -301,8 +301,9 @@ func TestContactBulkTags(t *testing.T) {
 
 	// 10,000 ids in one request (the limit) is one statement, not 10,000.
 	var many []uuid.UUID
-	if err := te.db.NewRaw(`INSERT INTO contacts (tenant_id, bot_id, telegram_chat_id)
-		SELECT ?, ?, g FROM generate_series(100, 10099) AS g RETURNING id`, tidA, bot2.BotAppID).Scan(context.Background(), &many); err != nil {
+	if err := te.db.NewRaw(`WITH c AS (INSERT INTO contacts (tenant_id, bot_id, telegram_chat_id)
+		SELECT ?, ?, g FROM generate_series(100, 10099) AS g RETURNING *),
+		l AS (INSERT INTO contact_bots (contact_id, tenant_id, bot_id, telegram_chat_id) SELECT id, tenant_id, bot_id, telegram_chat_id FROM c) SELECT id FROM c`, tidA, bot2.BotAppID).Scan(context.Background(), &many); err != nil {
 		t.Fatal(err)
 	}
 	res, r = bulk(keyA, map[string]any{"contact_ids": many, "add": []string{"bulk"}})

@@ -12,9 +12,10 @@ import (
 // only: a million /starts would take longer than the benchmark itself) and opens their chats
 // in tgemu. Chat ids are userID(fb.idx, j).
 func (p *platform) seedContacts(ctx context.Context, fb *fleetBot, n int) error {
-	_, err := p.db.Exec(ctx, `INSERT INTO contacts (tenant_id, bot_id, telegram_chat_id, telegram_user_id, first_name, language_code)
+	_, err := p.db.Exec(ctx, `WITH c AS (INSERT INTO contacts (tenant_id, bot_id, telegram_chat_id, telegram_user_id, first_name, language_code)
 		SELECT b.tenant_id, b.id, $2::bigint + g, $2::bigint + g, 'User' || g, 'en'
-		FROM bots b, generate_series(0, $3::int - 1) g WHERE b.id = $1`, fb.appID, userID(fb.idx, 0), n)
+		FROM bots b, generate_series(0, $3::int - 1) g WHERE b.id = $1 RETURNING *)
+		INSERT INTO contact_bots (contact_id, tenant_id, bot_id, telegram_chat_id) SELECT id, tenant_id, bot_id, telegram_chat_id FROM c`, fb.appID, userID(fb.idx, 0), n)
 	if err != nil {
 		return fmt.Errorf("seed contacts of bot %d: %w", fb.idx, err)
 	}

@@ -22,8 +22,9 @@ func TestService_Get_100k(t *testing.T) {
 		sql  string
 		args []any
 	}{
-		{`INSERT INTO contacts (tenant_id, bot_id, telegram_chat_id, telegram_user_id)
-		 SELECT ?, ?, 5000000 + g, 5000000 + g FROM generate_series(1, ?) g`, []any{tn, b.ID, n}},
+		{`WITH c AS (INSERT INTO contacts (tenant_id, bot_id, telegram_chat_id, telegram_user_id)
+		 SELECT ?, ?, 5000000 + g, 5000000 + g FROM generate_series(1, ?) g RETURNING *)
+		 INSERT INTO contact_bots (contact_id, tenant_id, bot_id, telegram_chat_id) SELECT id, tenant_id, bot_id, telegram_chat_id FROM c`, []any{tn, b.ID, n}},
 		{`INSERT INTO broadcast_recipients (broadcast_id, contact_id, chat_id, status, sent_at)
 		 SELECT ?, c.id, c.telegram_chat_id,
 		        CASE WHEN c.telegram_chat_id % 10 < 4 THEN 'sent' WHEN c.telegram_chat_id % 10 = 4 THEN 'failed' ELSE 'queued' END,

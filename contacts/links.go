@@ -60,7 +60,7 @@ func (s *Service) attachLinks(ctx context.Context, idb bun.IDB, cs []*Contact) e
 	}
 	var ls []Link
 	err := idb.NewSelect().Model(&ls).Where("cb.contact_id = ANY(?::uuid[])", pgdialect.Array(ids)).
-		OrderExpr("cb.contact_id, cb.started_at, cb.bot_id").Scan(ctx)
+		OrderExpr("cb.contact_id, cb.started_at, cb.created_at, cb.bot_id").Scan(ctx)
 	if err != nil {
 		return apperr.Classify(fmt.Errorf("contact links: %w", err))
 	}
