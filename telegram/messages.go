@@ -61,6 +61,10 @@ type NewMessage struct {
 // CreateMessage validates a single message to one contact, stores it as an outbound message
 // with status "queued" and enqueues its telegram:send task; the worker sends it through Send.
 //
+// The message goes through nm.BotID or, when it is uuid.Nil, through the bot the contact
+// last wrote to (its link with the latest inbound message), else the tenant's only bot. The
+// chat and the blocked / opted_out checks are those of the contact's link to that bot.
+//
 // The content options and the text's variables follow CheckMessage (the rules of
 // broadcasts); the variables are rendered now for the contact (values escaped for the parse
 // mode) and the message stores the text as it will be sent.
@@ -92,13 +96,25 @@ func (s *Service) CreateMessage(ctx context.Context, tenantID uuid.UUID, nm NewM
 	if nm.ChatID != 0 {
 		return s.createChatMessage(ctx, tenantID, nm, tpl) // chats_send.go
 	}
-	bot, err := s.BotForTenant(ctx, tenantID, botID)
-	if err != nil {
-		return contacts.Message{}, err
+	// A bot named is checked first (another tenant's bot is 404 bot_not_found whatever the
+	// contact); with none, the bot the person last wrote to (the only one, often).
+	var bot Bot
+	if botID != nil {
+		if bot, err = s.BotForTenant(ctx, tenantID, botID); err != nil {
+			return contacts.Message{}, err
+		}
 	}
 	c, err := s.contacts.Get(ctx, tenantID, nm.ContactID)
 	if err != nil {
 		return contacts.Message{}, err
+	}
+	if botID == nil {
+		if l, ok := latestLink(c); ok {
+			botID = &l.BotID
+		}
+		if bot, err = s.BotForTenant(ctx, tenantID, botID); err != nil {
+			return contacts.Message{}, err
+		}
 	}
 	// The person's link to this bot: its chat and its blocked / opted_out state there.
 	link, ok := linkTo(c, bot.ID)
@@ -135,6 +151,21 @@ func linkTo(c contacts.Contact, botID uuid.UUID) (contacts.Link, bool) {
 		}
 	}
 	return contacts.Link{}, false
+}
+
+// latestLink returns the link of c with the latest inbound message (the oldest link when
+// none has one); ok is false when c has no link.
+func latestLink(c contacts.Contact) (contacts.Link, bool) {
+	if len(c.Bots) == 0 {
+		return contacts.Link{}, false
+	}
+	best := c.Bots[0]
+	for _, l := range c.Bots[1:] {
+		if l.LastInboundAt.After(best.LastInboundAt) {
+			best = l
+		}
+	}
+	return best, true
 }
 
 // enqueueSend enqueues the telegram:send task of message id with a context that outlives the

@@ -684,7 +684,7 @@ func TestService_CreateMessage(t *testing.T) {
 		{"NUL in text", NewMessage{BotID: e.bot.ID, ContactID: c.ID, Text: "a\x00b"}, validate.Field("text", "")},
 		{"control character in text", NewMessage{BotID: e.bot.ID, ContactID: c.ID, Text: "a\x1bb"}, validate.Field("text", "")},
 		{"another tenant's bot", NewMessage{BotID: bot3.ID, ContactID: c.ID, Text: "hi"}, ErrBotNotFound},
-		{"no bot with two bots", NewMessage{ContactID: c.ID, Text: "hi"}, ErrBotRequired},
+		{"no bot, unknown contact", NewMessage{ContactID: uuid.New(), Text: "hi"}, contacts.ErrNotFound},
 		{"another tenant's contact", NewMessage{BotID: e.bot.ID, ContactID: c3.ID, Text: "hi"}, contacts.ErrNotFound},
 		{"unknown contact", NewMessage{BotID: e.bot.ID, ContactID: uuid.New(), Text: "hi"}, contacts.ErrNotFound},
 		{"contact of another bot", NewMessage{BotID: e.bot.ID, ContactID: c2.ID, Text: "hi"}, ErrContactNotOfBot},
@@ -704,7 +704,11 @@ func TestService_CreateMessage(t *testing.T) {
 				t.Fatalf("details.field = %q, want %q", validate.FieldOf(err), validate.FieldOf(tt.want))
 			}
 		})
+	}	// No bot named, with two bots: the bot the contact wrote to.
+	if m, err := e.svc.CreateMessage(ctx, e.tenantID, NewMessage{ContactID: c2.ID, Text: "hi"}); err != nil || m.BotID != c2.BotID {
+		t.Fatalf("no bot: message %+v, err %v; want bot %s", m, err, c2.BotID)
 	}
+
 
 	t.Run("queued and enqueued", func(t *testing.T) {
 		m, err := e.svc.CreateMessage(ctx, e.tenantID, NewMessage{BotID: e.bot.ID, ContactID: c.ID, Text: strings.Repeat("é", 4096), ParseMode: "markdownv2"})
