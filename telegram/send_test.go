@@ -704,11 +704,10 @@ func TestService_CreateMessage(t *testing.T) {
 				t.Fatalf("details.field = %q, want %q", validate.FieldOf(err), validate.FieldOf(tt.want))
 			}
 		})
-	}	// No bot named, with two bots: the bot the contact wrote to.
+	} // No bot named, with two bots: the bot the contact wrote to.
 	if m, err := e.svc.CreateMessage(ctx, e.tenantID, NewMessage{ContactID: c2.ID, Text: "hi"}); err != nil || m.BotID != c2.BotID {
 		t.Fatalf("no bot: message %+v, err %v; want bot %s", m, err, c2.BotID)
 	}
-
 
 	t.Run("queued and enqueued", func(t *testing.T) {
 		m, err := e.svc.CreateMessage(ctx, e.tenantID, NewMessage{BotID: e.bot.ID, ContactID: c.ID, Text: strings.Repeat("é", 4096), ParseMode: "markdownv2"})
