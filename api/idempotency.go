@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 	"github.com/redis/go-redis/v9"
 
@@ -55,6 +56,15 @@ type idemRecord struct {
 	Status      int    `json:"status,omitempty"`
 	ContentType string `json:"content_type,omitempty"`
 	Body        []byte `json:"body,omitempty"`
+	// Sealed: Body is encrypted with the platform's encryption key (idempotentSealed).
+	Sealed bool `json:"sealed,omitempty"`
+}
+
+// idemOwner is the associated data of a sealed answer: the tenant's id (uuid.Nil when the
+// request has none), so that one tenant's record cannot be opened as another's.
+func idemOwner(tid string) uuid.UUID {
+	id, _ := uuid.Parse(tid)
+	return id
 }
 
 // idemRedisKey names the record of key for tenantID: a hash (the key itself is never
@@ -101,7 +111,19 @@ func (w *idemCapture) Write(p []byte) (int, error) {
 //   - the same key with another method, path or body: 409 idempotency_key_reused;
 //   - the same key while the first request still runs: 409 idempotency_key_in_progress;
 //   - Redis unreachable: 503 dependency_unavailable (Retry-After: 1) before anything runs.
-func (s *server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
+func (s *server) idempotent(next echo.HandlerFunc) echo.HandlerFunc { return s.idempotency(next, false) }
+
+// idempotentSealed is idempotent for the creating POSTs whose answer holds a secret shown
+// once (an API key, a webhook signing secret, a link token): the stored answer is sealed
+// with the platform's encryption key (AES-256-GCM, the tenant id as associated data, as bot
+// tokens are in PostgreSQL), so Redis never holds the secret in clear. A replay that no
+// key of the keyring opens any more (ENCRYPTION_KEY rotated without the old key in
+// DECRYPTION_KEYS) is 409 idempotency_key_reused: the client must use a new key.
+func (s *server) idempotentSealed(next echo.HandlerFunc) echo.HandlerFunc {
+	return s.idempotency(next, true)
+}
+
+func (s *server) idempotency(next echo.HandlerFunc, sealed bool) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		req := c.Request()
 		key := req.Header.Get(HeaderIdempotencyKey)
@@ -153,6 +175,12 @@ func (s *server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 				case rec.Pending:
 					return errIdemInProgress
 				}
+				if rec.Sealed {
+					if rec.Body, err = s.d.Telegram.OpenFor(idemOwner(tid), rec.Body); err != nil {
+						s.log.Warn("idempotency: a sealed answer cannot be opened (encryption key rotated?)", "error", err)
+						return errIdemReused
+					}
+				}
 				h := c.Response().Header()
 				h.Set(HeaderIdempotentReplayed, "true")
 				if rec.ContentType != "" {
@@ -187,9 +215,16 @@ func (s *server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 		if !res.Committed || res.Status >= 500 || res.Status < 200 {
 			return nil
 		}
+		stBody := cw.buf.Bytes()
+		if sealed {
+			if stBody, err = s.d.Telegram.SealFor(idemOwner(tid), stBody); err != nil {
+				s.log.Warn("idempotency: could not seal the answer; not stored", "error", err)
+				return nil
+			}
+		}
 		rec, _ := json.Marshal(idemRecord{
 			Fingerprint: fingerprint, Status: res.Status,
-			ContentType: res.Header().Get(echo.HeaderContentType), Body: cw.buf.Bytes(),
+			ContentType: res.Header().Get(echo.HeaderContentType), Body: stBody, Sealed: sealed,
 		})
 		sctx, scancel := context.WithTimeout(context.WithoutCancel(req.Context()), idemRedisTimeout)
 		defer scancel()

@@ -1,7 +1,9 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,6 +13,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/botfleet/botfleet/internal/testlog"
 )
 
 // withIdemKey is request with an Idempotency-Key header.
@@ -249,5 +253,49 @@ func TestIdempotency_Topics(t *testing.T) {
 	n, err := te.db.NewSelect().Table("topics").Count(context.Background())
 	if err != nil || n != 1 {
 		t.Fatalf("topics = %d (%v), want 1", n, err)
+	}
+}
+
+// TestIdempotency_SealedSecrets: the creating POSTs whose answer shows a secret once (API
+// keys, webhook endpoints, link tokens) replay the same answer, while Redis holds it only
+// sealed: no stored value contains the secret.
+func TestIdempotency_SealedSecrets(t *testing.T) {
+	te := newCallbacksEnv(t, true, 0)
+	tid, key := te.newTenant("A")
+	bot, _ := te.newBot(key, "Bot")
+	for _, tc := range []struct {
+		path, secretField string
+		body              map[string]any
+	}{
+		{"/api-keys/", "key", map[string]any{"name": "dashboard", "scopes": []string{"read"}}},
+		{"/webhook-endpoints/", "secret", map[string]any{"url": "http://127.0.0.1:9/hook", "events": []string{"message.received"}}},
+		{"/contacts/link-tokens/", "token", map[string]any{"external_id": "acct-1", "bot_app_id": bot.BotAppID}},
+	} {
+		first := te.serve(withIdemKey(t, http.MethodPost, tc.path, key, "create-"+tc.secretField, tc.body))
+		mustStatus(t, first, http.StatusCreated)
+		var a, b map[string]any
+		first.decode(t, &a)
+		secret, _ := a[tc.secretField].(string)
+		if secret == "" {
+			t.Fatalf("%s: no %s in %s", tc.path, tc.secretField, first.Body)
+		}
+		testlog.RecordSecret("idempotency_test_"+tc.secretField, secret)
+		again := te.serve(withIdemKey(t, http.MethodPost, tc.path, key, "create-"+tc.secretField, tc.body))
+		mustStatus(t, again, http.StatusCreated)
+		again.decode(t, &b)
+		if again.Header.Get(HeaderIdempotentReplayed) != "true" || b[tc.secretField] != secret || b["id"] != a["id"] {
+			t.Fatalf("%s: replay %v %s, want the first answer %s", tc.path, again.Header, again.Body, first.Body)
+		}
+		raw, err := te.rdb.Get(context.Background(), idemRedisKey(tid.String(), "create-"+tc.secretField)).Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec idemRecord
+		if err := json.Unmarshal(raw, &rec); err != nil {
+			t.Fatal(err)
+		}
+		if !rec.Sealed || len(rec.Body) == 0 || bytes.Contains(rec.Body, []byte(secret)) || bytes.Contains(raw, []byte(secret)) {
+			t.Fatalf("%s: the stored answer (sealed %v) holds the %s in clear", tc.path, rec.Sealed, tc.secretField)
+		}
 	}
 }

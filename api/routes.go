@@ -81,7 +81,7 @@ func (s *server) routes(e *echo.Echo) {
 	e.POST("/topics/", s.createTopic, tenant, s.idempotent)
 	e.DELETE("/topics/:name/", s.deleteTopic, tenant)
 	// Account linking (linking.go).
-	e.POST("/contacts/link-tokens/", s.createLinkToken, tenant)
+	e.POST("/contacts/link-tokens/", s.createLinkToken, tenant, s.idempotentSealed)
 	e.POST("/contacts/verification-codes/", s.createVerificationCode, tenant, s.idempotent)
 	e.POST("/contacts/verify/", s.verifyCode, tenant)
 	// Team inbox (inbox.go).
@@ -114,7 +114,7 @@ func (s *server) routes(e *echo.Echo) {
 
 	// Event callbacks: webhook endpoints and their deliveries (webhook_endpoints.go).
 	// No Idempotency-Key replay here: the stored answer would hold the signing secret.
-	e.POST("/webhook-endpoints/", s.createWebhookEndpoint, tenant)
+	e.POST("/webhook-endpoints/", s.createWebhookEndpoint, tenant, s.idempotentSealed)
 	e.GET("/webhook-endpoints/", s.listWebhookEndpoints, tenant)
 	e.GET("/webhook-endpoints/:id/", s.getWebhookEndpoint, tenant)
 	e.PATCH("/webhook-endpoints/:id/", s.updateWebhookEndpoint, tenant)
@@ -126,7 +126,7 @@ func (s *server) routes(e *echo.Echo) {
 
 	// The tenant's API keys (scope admin; apikeys.go).
 	e.GET("/api-keys/", s.listAPIKeys, tenant)
-	e.POST("/api-keys/", s.createAPIKey, tenant)
+	e.POST("/api-keys/", s.createAPIKey, tenant, s.idempotentSealed)
 	e.GET("/api-keys/:id/", s.getAPIKey, tenant)
 	e.DELETE("/api-keys/:id/", s.revokeAPIKey, tenant)
 }

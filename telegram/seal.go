@@ -188,3 +188,15 @@ func (k *Keyring) open(botID uuid.UUID, sealed []byte) (token string, current bo
 	}
 	return "", false, errors.New("open token: no key opens it (wrong ENCRYPTION_KEY or ENCRYPTION_KEYS, or the row was altered)")
 }
+
+// SealFor encrypts b for owner with the current encryption key (AES-256-GCM, owner as
+// associated data; the format of Keyring.Seal), for secrets kept outside PostgreSQL: the
+// stored answers of idempotent requests that show a secret once (api/idempotency.go).
+func (s *Service) SealFor(owner uuid.UUID, b []byte) ([]byte, error) { return s.keys.Seal(owner, string(b)) }
+
+// OpenFor decrypts what SealFor sealed for owner, with any key of the keyring. Errors: the
+// blob was sealed for another owner, tampered with, or with a key the keyring lacks.
+func (s *Service) OpenFor(owner uuid.UUID, sealed []byte) ([]byte, error) {
+	t, err := s.keys.Open(owner, sealed)
+	return []byte(t), err
+}
