@@ -36,9 +36,11 @@ const (
 
 // contactsCSVHeader is the header row of GET /contacts/export/. tags are joined with "|"
 // (a tag containing "|" does not survive an import of the export), attributes are a JSON
-// object, times RFC 3339 in UTC.
+// object, times RFC 3339 in UTC; bot_app_ids are the bots the person wrote to (joined with
+// "|", oldest first).
 var contactsCSVHeader = []string{"id", "external_id", "telegram_chat_id", "telegram_user_id", "telegram_username",
-	"first_name", "last_name", "language_code", "email", "phone", "tags", "attributes", "created_at", "last_seen_at"}
+	"first_name", "last_name", "language_code", "email", "phone", "tags", "attributes", "created_at", "last_seen_at",
+	"bot_app_ids"}
 
 // exportContacts streams the tenant's contacts as CSV (text/csv, header contactsCSVHeader),
 // newest first, in pages of page.MaxLimit (one query each: the export is never held in
@@ -117,7 +119,16 @@ func contactCSVRecord(ct contacts.Contact) []string {
 	}
 	return []string{ct.ID.String(), ct.ExternalID, strconv.FormatInt(ct.TelegramChatID, 10), strconv.FormatInt(ct.TelegramUserID, 10),
 		ct.TelegramUsername, csvFormulaSafe(ct.FirstName), csvFormulaSafe(ct.LastName), ct.LanguageCode, ct.Email, ct.Phone,
-		strings.Join(ct.Tags, "|"), string(attrs), ct.CreatedAt.UTC().Format(time.RFC3339Nano), last}
+		strings.Join(ct.Tags, "|"), string(attrs), ct.CreatedAt.UTC().Format(time.RFC3339Nano), last, botAppIDs(ct.Bots)}
+}
+
+// botAppIDs joins the bots of links with "|".
+func botAppIDs(links []contacts.Link) string {
+	ids := make([]string, len(links))
+	for i, l := range links {
+		ids[i] = l.BotID.String()
+	}
+	return strings.Join(ids, "|")
 }
 
 // csvFormulaSafe prefixes "'" to a cell a spreadsheet would evaluate as a formula.
@@ -151,7 +162,7 @@ type contactImportFail struct {
 // imported back. Unknown columns are a 422.
 var contactImportColumns = map[string]bool{"id": true, "external_id": true, "tags": true, "attributes": true, "email": true, "phone": true,
 	"telegram_chat_id": false, "telegram_user_id": false, "telegram_username": false, "first_name": false, "last_name": false,
-	"language_code": false, "created_at": false, "last_seen_at": false}
+	"language_code": false, "created_at": false, "last_seen_at": false, "bot_app_ids": false}
 
 // importContacts merges a CSV (Content-Type text/csv, header row first) into the tenant's
 // EXISTING contacts: a row names its contact by `id`, or else by `external_id`; it never

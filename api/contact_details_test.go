@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/botfleet/botfleet/contacts"
 )
 
@@ -198,6 +200,9 @@ func TestContacts_ExportImport(t *testing.T) {
 	if len(recs) != 251 || recs[0][0] != "id" || recs[0][10] != "tags" {
 		t.Fatalf("export: %d records, header %q", len(recs), recs[0])
 	}
+	if _, err := uuid.Parse(recs[1][14]); recs[0][14] != "bot_app_ids" || err != nil {
+		t.Errorf("bot_app_ids: header %q, cell %q", recs[0][14], recs[1][14])
+	}
 	if recs[1][5] != "'=cmd|' /C calc'!A0" {
 		t.Errorf("first_name cell %q: want the formula guarded with a leading '", recs[1][5])
 	}
@@ -223,7 +228,7 @@ func TestContacts_ExportImport(t *testing.T) {
 	a, b := recs[1], recs[2]
 	a[1], a[9], a[10], a[11] = "crm-1", "+4915112345678", "vip|beta", `{"plan":"pro"}`
 	b[8] = "not an email"
-	body := header + "\n" + row(a) + row(b) + "00000000-0000-4000-8000-000000000000,,,,,,,,,,gold,,,\n"
+	body := header + "\n" + row(a) + row(b) + "00000000-0000-4000-8000-000000000000,,,,,,,,,,gold,,,,\n"
 	req := request(t, http.MethodPost, "/contacts/import/", key, body)
 	req.Header.Set("Content-Type", "text/csv")
 	r = te.serve(req)
