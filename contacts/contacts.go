@@ -200,13 +200,19 @@ func (s *Service) SetBlocked(ctx context.Context, idb bun.IDB, botID uuid.UUID, 
 // tenant has no contact of newChatID yet.
 func (s *Service) MigrateChat(ctx context.Context, botID uuid.UUID, oldChatID, newChatID int64) error {
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		// The contact row is locked before its link, in the order inbound processing takes
+		// them (UpsertManyFromTelegram), so that the two cannot deadlock.
 		var contactID uuid.UUID
-		err := tx.NewRaw(`UPDATE contact_bots SET telegram_chat_id = ?, updated_at = now()
-WHERE bot_id = ? AND telegram_chat_id = ? RETURNING contact_id`, newChatID, botID, oldChatID).Scan(ctx, &contactID)
+		err := tx.NewRaw(`SELECT c.id FROM contact_bots cb JOIN contacts c ON c.id = cb.contact_id
+WHERE cb.bot_id = ? AND cb.telegram_chat_id = ? FOR UPDATE OF c`, botID, oldChatID).Scan(ctx, &contactID)
 		if err != nil {
 			if database.IsNoRows(err) {
 				return nil
 			}
+			return err
+		}
+		if _, err = tx.NewRaw(`UPDATE contact_bots SET telegram_chat_id = ?, updated_at = now()
+WHERE bot_id = ? AND telegram_chat_id = ?`, newChatID, botID, oldChatID).Exec(ctx); err != nil {
 			return err
 		}
 		_, err = tx.NewRaw(`UPDATE contacts c SET telegram_chat_id = ?, updated_at = now()
