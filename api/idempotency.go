@@ -111,7 +111,9 @@ func (w *idemCapture) Write(p []byte) (int, error) {
 //   - the same key with another method, path or body: 409 idempotency_key_reused;
 //   - the same key while the first request still runs: 409 idempotency_key_in_progress;
 //   - Redis unreachable: 503 dependency_unavailable (Retry-After: 1) before anything runs.
-func (s *server) idempotent(next echo.HandlerFunc) echo.HandlerFunc { return s.idempotency(next, false) }
+func (s *server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
+	return s.idempotency(next, false)
+}
 
 // idempotentSealed is idempotent for the creating POSTs whose answer holds a secret shown
 // once (an API key, a webhook signing secret, a link token): the stored answer is sealed

@@ -192,7 +192,9 @@ func (k *Keyring) open(botID uuid.UUID, sealed []byte) (token string, current bo
 // SealFor encrypts b for owner with the current encryption key (AES-256-GCM, owner as
 // associated data; the format of Keyring.Seal), for secrets kept outside PostgreSQL: the
 // stored answers of idempotent requests that show a secret once (api/idempotency.go).
-func (s *Service) SealFor(owner uuid.UUID, b []byte) ([]byte, error) { return s.keys.Seal(owner, string(b)) }
+func (s *Service) SealFor(owner uuid.UUID, b []byte) ([]byte, error) {
+	return s.keys.Seal(owner, string(b))
+}
 
 // OpenFor decrypts what SealFor sealed for owner, with any key of the keyring. Errors: the
 // blob was sealed for another owner, tampered with, or with a key the keyring lacks.
