@@ -337,7 +337,7 @@ func (s *Service) PreviewAudience(ctx context.Context, tenantID uuid.UUID, botID
 		OrderExpr("c.created_at DESC, c.id DESC").Limit(PreviewSample).Scan(ctx); err != nil {
 		return Audience{}, apperr.Classify(fmt.Errorf("sample audience: %w", err))
 	}
-	if err := contacts.New(s.db).AttachLinks(ctx, s.db, a.Sample); err != nil {
+	if err := contacts.AttachLinks(ctx, s.db, a.Sample); err != nil {
 		return Audience{}, err
 	}
 	return a, nil

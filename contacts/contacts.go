@@ -68,7 +68,7 @@ type Contact struct {
 	Email      string `bun:",notnull"`
 	Phone      string `bun:",notnull"`
 	// Bots are the contact's links, one per bot it wrote to, oldest first; filled by the
-	// methods that say so (Get, List, GetByExternalID, GetByUsername), else nil.
+	// methods that say so (Get, GetByChat, List, Update), else nil.
 	Bots []Link `bun:"-"`
 }
 
@@ -237,7 +237,7 @@ func (s *Service) Get(ctx context.Context, tenantID, id uuid.UUID) (Contact, err
 		}
 		return Contact{}, apperr.Classify(err)
 	}
-	return c, s.attachLinks(ctx, s.db, []*Contact{&c})
+	return c, attachLinks(ctx, s.db, []*Contact{&c})
 }
 
 // GetByChat returns the contact of (botID, chatID), seen at botID (BotID, TelegramChatID,
@@ -252,13 +252,7 @@ WHERE l.bot_id = ? AND l.telegram_chat_id = ?`, botID, chatID).Scan(ctx, &cs)
 	if len(cs) == 0 {
 		return Contact{}, ErrNotFound
 	}
-	c := cs[0]
-	bot, chat, blocked, optedOut := c.BotID, c.TelegramChatID, c.Blocked, c.OptedOut
-	if err := s.attachLinks(ctx, s.db, []*Contact{&c}); err != nil {
-		return Contact{}, err
-	}
-	c.BotID, c.TelegramChatID, c.Blocked, c.OptedOut = bot, chat, blocked, optedOut
-	return c, nil
+	return cs[0], attachLinks(ctx, s.db, []*Contact{&cs[0]})
 }
 
 // List returns one page of the tenant's contacts, newest first, and the cursor of the next
@@ -284,18 +278,15 @@ func (s *Service) List(ctx context.Context, tenantID uuid.UUID, f ListFilter) ([
 		})
 	}
 	// blocked / opted_out: a link (to the filtered bot, if any) with that value.
-	for _, fl := range []struct {
-		col string
-		v   *bool
-	}{{"blocked", f.Blocked}, {"opted_out", f.OptedOut}} {
-		if fl.v == nil {
-			continue
-		}
-		if f.BotID != nil {
-			q = q.Where("EXISTS (SELECT 1 FROM contact_bots cb WHERE cb.contact_id = c.id AND cb.bot_id = ? AND cb."+fl.col+" = ?)", *f.BotID, *fl.v)
-		} else {
-			q = q.Where("EXISTS (SELECT 1 FROM contact_bots cb WHERE cb.contact_id = c.id AND cb."+fl.col+" = ?)", *fl.v)
-		}
+	link, linkArgs := "EXISTS (SELECT 1 FROM contact_bots cb WHERE cb.contact_id = c.id AND ", []any{}
+	if f.BotID != nil {
+		link, linkArgs = link+"cb.bot_id = ? AND ", []any{*f.BotID}
+	}
+	if f.Blocked != nil {
+		q = q.Where(link+"cb.blocked = ?)", append(linkArgs, *f.Blocked)...)
+	}
+	if f.OptedOut != nil {
+		q = q.Where(link+"cb.opted_out = ?)", append(linkArgs, *f.OptedOut)...)
 	}
 	if f.ExternalID != "" {
 		q = q.Where("c.external_id = ?", f.ExternalID)
@@ -304,7 +295,7 @@ func (s *Service) List(ctx context.Context, tenantID uuid.UUID, f ListFilter) ([
 		return nil, "", apperr.Classify(err)
 	}
 	cs, next := page.Trim(cs, limit, func(c Contact) (time.Time, uuid.UUID) { return c.CreatedAt, c.ID })
-	if err := s.attachLinksTo(ctx, s.db, cs); err != nil {
+	if err := AttachLinks(ctx, s.db, cs); err != nil {
 		return nil, "", err
 	}
 	return cs, next, nil

@@ -16,10 +16,6 @@ import (
 	"github.com/botfleet/botfleet/internal/apperr"
 )
 
-// ErrNotLinked is returned when a contact has no Telegram identity on the bot asked for
-// (the person never wrote to that bot).
-var ErrNotLinked = apperr.Invalid("contact_not_linked", "the contact has not started this bot")
-
 // Link is a contact's Telegram identity at one bot (table contact_bots): the chat where the
 // bot reaches the person, and the person's state at that bot. A contact (a person of the
 // tenant) has one link per bot it wrote to; the link is unique on (bot, chat).
@@ -47,10 +43,9 @@ type Link struct {
 	UpdatedAt  time.Time `bun:",nullzero,notnull,default:now()"`
 }
 
-// attachLinks loads the links of cs in one query: each contact's Bots (oldest first) and
-// its top-level Blocked/OptedOut flags, those of its link to c.BotID (the bot it first
-// wrote to).
-func (s *Service) attachLinks(ctx context.Context, idb bun.IDB, cs []*Contact) error {
+// attachLinks loads the links of cs in one query on idb: each contact's Bots (oldest first)
+// and its top-level Blocked/OptedOut flags, those of its link to c.BotID.
+func attachLinks(ctx context.Context, idb bun.IDB, cs []*Contact) error {
 	if len(cs) == 0 {
 		return nil
 	}
@@ -73,10 +68,8 @@ func (s *Service) attachLinks(ctx context.Context, idb bun.IDB, cs []*Contact) e
 		if c.Bots == nil {
 			c.Bots = []Link{}
 		}
-		for _, l := range c.Bots {
-			if l.BotID == c.BotID {
-				c.Blocked, c.BlockedAt, c.OptedOut, c.OptedOutAt = l.Blocked, l.BlockedAt, l.OptedOut, l.OptedOutAt
-			}
+		if l, ok := c.Link(c.BotID); ok {
+			c.Blocked, c.BlockedAt, c.OptedOut, c.OptedOutAt = l.Blocked, l.BlockedAt, l.OptedOut, l.OptedOutAt
 		}
 	}
 	return nil
@@ -84,17 +77,38 @@ func (s *Service) attachLinks(ctx context.Context, idb bun.IDB, cs []*Contact) e
 
 // AttachLinks fills the Bots (and the top-level Blocked and OptedOut, those of the link to
 // BotID) of cs, read elsewhere, in one query on idb. Errors: apperr kinds.
-func (s *Service) AttachLinks(ctx context.Context, idb bun.IDB, cs []Contact) error {
-	return s.attachLinksTo(ctx, idb, cs)
-}
-
-// attachLinksTo is attachLinks for a slice of contacts.
-func (s *Service) attachLinksTo(ctx context.Context, idb bun.IDB, cs []Contact) error {
+func AttachLinks(ctx context.Context, idb bun.IDB, cs []Contact) error {
 	ps := make([]*Contact, len(cs))
 	for i := range cs {
 		ps[i] = &cs[i]
 	}
-	return s.attachLinks(ctx, idb, ps)
+	return attachLinks(ctx, idb, ps)
+}
+
+// Link returns c's link to botID from c.Bots (filled by Get, GetByChat, List, Update,
+// AttachLinks); ok is false when the person never wrote to that bot.
+func (c Contact) Link(botID uuid.UUID) (Link, bool) {
+	for _, l := range c.Bots {
+		if l.BotID == botID {
+			return l, true
+		}
+	}
+	return Link{}, false
+}
+
+// LatestLink returns the link of c.Bots with the latest inbound message (the oldest link
+// when none has one): the bot the person last wrote to. ok is false when c.Bots is empty.
+func (c Contact) LatestLink() (Link, bool) {
+	if len(c.Bots) == 0 {
+		return Link{}, false
+	}
+	best := c.Bots[0]
+	for _, l := range c.Bots[1:] {
+		if l.LastInboundAt.After(best.LastInboundAt) {
+			best = l
+		}
+	}
+	return best, true
 }
 
 // contactAtBot is the column list of a contact seen at one of its bots: the person's

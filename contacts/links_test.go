@@ -81,8 +81,11 @@ func TestUpsertMany_OnePersonTwoLinks(t *testing.T) {
 			t.Fatalf("link %+v: want last_inbound_at %v", l, want)
 		}
 	}
-	if _, err := svc.LinkOf(ctx, db, tenant, c.ID, uuid.New()); err != contacts.ErrNotLinked {
-		t.Fatalf("LinkOf an unlinked bot: %v, want ErrNotLinked", err)
+	if _, ok := c.Link(uuid.New()); ok {
+		t.Fatal("Link of a bot the person never wrote to: ok")
+	}
+	if l, ok := c.LatestLink(); !ok || l.BotID != botB {
+		t.Fatalf("LatestLink = %+v, %v; want the link to B (the latest inbound message)", l, ok)
 	}
 
 	other, _, _ := fixture(t, db)

@@ -5,29 +5,10 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
-	"github.com/uptrace/bun"
 
 	"github.com/botfleet/botfleet/internal/apperr"
 	"github.com/botfleet/botfleet/internal/database"
 )
-
-// LinkOf returns contact contactID's link to botID, on idb, scoped by tenantID. Errors:
-// ErrNotFound (no such contact of the tenant), ErrNotLinked, apperr kinds.
-func (s *Service) LinkOf(ctx context.Context, idb bun.IDB, tenantID, contactID, botID uuid.UUID) (Link, error) {
-	var ls []Link
-	err := idb.NewRaw(`SELECT cb.* FROM contacts c LEFT JOIN contact_bots cb ON cb.contact_id = c.id AND cb.bot_id = ?
-WHERE c.tenant_id = ? AND c.id = ?`, botID, tenantID, contactID).Scan(ctx, &ls)
-	if err != nil && !database.IsNoRows(err) {
-		return Link{}, apperr.Classify(err)
-	}
-	switch {
-	case len(ls) == 0:
-		return Link{}, ErrNotFound
-	case ls[0].ContactID == uuid.Nil:
-		return Link{}, ErrNotLinked
-	}
-	return ls[0], nil
-}
 
 // GetByExternalID returns the tenant's contact whose external_id is externalID. Errors:
 // ErrNotFound, apperr kinds.
@@ -41,7 +22,7 @@ func (s *Service) GetByExternalID(ctx context.Context, tenantID uuid.UUID, exter
 		}
 		return Contact{}, apperr.Classify(err)
 	}
-	return c, s.attachLinks(ctx, s.db, []*Contact{&c})
+	return c, nil
 }
 
 // GetByUsername returns the tenant's contact whose Telegram username is username (with or
@@ -65,5 +46,5 @@ func (s *Service) GetByUsername(ctx context.Context, tenantID uuid.UUID, usernam
 		}
 		return Contact{}, apperr.Classify(err)
 	}
-	return c, s.attachLinks(ctx, s.db, []*Contact{&c})
+	return c, nil
 }

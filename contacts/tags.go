@@ -244,7 +244,7 @@ func (s *Service) Update(ctx context.Context, tenantID, id uuid.UUID, p Patch) (
 		}
 		return Contact{}, apperr.Classify(err)
 	}
-	return c, s.attachLinks(ctx, s.db, []*Contact{&c})
+	return c, attachLinks(ctx, s.db, []*Contact{&c})
 }
 
 // BulkTags is a POST /contacts/bulk-tags: exactly one of IDs or Filter selects the tenant's

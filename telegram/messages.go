@@ -109,7 +109,7 @@ func (s *Service) CreateMessage(ctx context.Context, tenantID uuid.UUID, nm NewM
 		return contacts.Message{}, err
 	}
 	if botID == nil {
-		if l, ok := latestLink(c); ok {
+		if l, ok := c.LatestLink(); ok {
 			botID = &l.BotID
 		}
 		if bot, err = s.BotForTenant(ctx, tenantID, botID); err != nil {
@@ -117,7 +117,7 @@ func (s *Service) CreateMessage(ctx context.Context, tenantID uuid.UUID, nm NewM
 		}
 	}
 	// The person's link to this bot: its chat and its blocked / opted_out state there.
-	link, ok := linkTo(c, bot.ID)
+	link, ok := c.Link(bot.ID)
 	if !ok {
 		return contacts.Message{}, ErrContactNotOfBot
 	}
@@ -141,31 +141,6 @@ func (s *Service) CreateMessage(ctx context.Context, tenantID uuid.UUID, nm NewM
 	}
 	s.enqueueSend(ctx, m.ID)
 	return m, nil
-}
-
-// linkTo returns c's link to botID (c.Bots as filled by contacts.Service.Get).
-func linkTo(c contacts.Contact, botID uuid.UUID) (contacts.Link, bool) {
-	for _, l := range c.Bots {
-		if l.BotID == botID {
-			return l, true
-		}
-	}
-	return contacts.Link{}, false
-}
-
-// latestLink returns the link of c with the latest inbound message (the oldest link when
-// none has one); ok is false when c has no link.
-func latestLink(c contacts.Contact) (contacts.Link, bool) {
-	if len(c.Bots) == 0 {
-		return contacts.Link{}, false
-	}
-	best := c.Bots[0]
-	for _, l := range c.Bots[1:] {
-		if l.LastInboundAt.After(best.LastInboundAt) {
-			best = l
-		}
-	}
-	return best, true
 }
 
 // enqueueSend enqueues the telegram:send task of message id with a context that outlives the
